@@ -1,0 +1,3 @@
+from relgan.cli import entry
+
+entry()

@@ -1,0 +1,241 @@
+"""The ``relgan`` command: train, sample, evaluate. Problems with the input end in one line on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from relgan.config import PROTOCOLS, describe_keys
+from relgan.errors import RelganError, TrainingInterrupted
+
+logger = logging.getLogger("relgan")
+
+
+def _configure_logging(debug: bool) -> None:
+    class _Lower(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return f"{record.levelname.lower()}: {record.getMessage()}"
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Lower())
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    logger.propagate = False
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    datasets.utils.logging.set_verbosity_error()
+    transformers.utils.logging.set_verbosity_error()
+
+
+# ---------------------------------------------------------------------------------------------- train
+
+
+def _train(args: argparse.Namespace) -> int:
+    from relgan.config import load_config
+    from relgan.training import dry_run_summary, setup
+
+    config = load_config(args.config, args.overrides)
+    resume = args.resume_from or ("latest" if args.resume else None)
+    trainer = setup(config, resume=resume, overwrite=args.overwrite, write=not args.dry_run)
+    if args.dry_run:
+        if trainer.acc.is_main_process:
+            print(json.dumps(dry_run_summary(trainer)))
+        return 0
+    reports = trainer.fit()
+    if trainer.acc.is_main_process:
+        print(_final_summary(reports, trainer.run_dir))
+    return 0
+
+
+def _final_summary(reports: dict, run_dir: Path) -> str:
+    lines = [f"run directory: {run_dir}"]
+    mle, adv, reference = reports.get("mle"), reports.get("adversarial"), reports.get("reference")
+    for key in ("nll_oracle", "nll_gen", "nll_test", "bleu-2", "bleu-3", "bleu-4", "bleu-5"):
+        values = [f"{name} {r[key]:.4f}" for name, r in (("after MLE:", mle), ("after adversarial:", adv))
+                  if r and isinstance(r.get(key), (int, float))]
+        if values:
+            extra = f" | oracle on its own test data: {reference['nll_oracle']:.4f}" \
+                if key == "nll_oracle" and reference else ""
+            lines.append(f"{key.upper() if key.startswith('nll') else key}: " + " | ".join(values) + extra)
+    last = adv or mle
+    if last and last.get("samples"):
+        lines.append("samples:")
+        lines += [f"  {text}" for text in last["samples"]]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- sample
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from relgan.checkpoint import load_generator
+    from relgan.sampling import sample_ids
+    from relgan.tokenization import decode
+
+    generator, tokenizer, card = load_generator(Path(args.run), Path(args.checkpoint) if args.checkpoint else None)
+    generator.to(_device(args.device)).eval()
+    seed = card["seed"] if args.seed is None else args.seed
+    with torch.no_grad():
+        ids = sample_ids(generator, args.num, args.batch_size or card["sample_batch_size"], seed,
+                         temperature=args.temperature)
+    text = "\n".join(decode(tokenizer, ids, card["eos_id"])) + "\n"
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- evaluate
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from relgan import report as reports
+
+    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    if args.run:
+        run_dir = Path(args.run)
+        checkpoint = Path(args.checkpoint) if args.checkpoint else None
+        if args.temperature_sweep:
+            temperatures = [_positive_float(t, "--temperature-sweep") for t in args.temperature_sweep.split(",")]
+            curve = reports.temperature_sweep(run_dir, checkpoint, args.protocol, temperatures, args.num_samples,
+                                              args.seed, _device(args.device))
+            out = Path(args.out or run_dir / f"temperature-sweep-{args.protocol}.json")
+            reports.write_report(curve, out)
+            for point in curve["points"]:
+                print(" ".join(f"{k}={v:.4f}" for k, v in point.items() if isinstance(v, float)))
+            plotted = reports.plot_sweep(curve, out.with_suffix(".png"))
+            print(f"curve written to {out}" + (f" and {out.with_suffix('.png')}" if plotted
+                                               else " (install the 'plot' extra for a PNG)"))
+            return 0
+        report, _ = reports.evaluate_run(run_dir, checkpoint, args.protocol, metrics, args.num_samples, args.seed,
+                                         _device(args.device))
+        out = Path(args.out or run_dir / f"evaluation-{args.protocol}.json")
+    else:
+        if not (args.samples and args.references):
+            raise RelganError("evaluate needs --run DIR, or --samples FILE and --references FILE")
+        report = reports.evaluate_files(Path(args.samples), Path(args.references),
+                                        Path(args.train) if args.train else None, args.protocol, metrics)
+        out = Path(args.out or f"evaluation-{args.protocol}.json")
+    if report.get("fed_notice"):
+        logger.warning(report["fed_notice"])
+    print(reports.format_table(report))
+    reports.write_report(report, out)
+    print(f"report written to {out}")
+    return 0
+
+
+def _positive_float(text: str, option: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise RelganError(f"{option}: {text!r} is not a number") from None
+    if value <= 0:
+        raise RelganError(f"{option}: temperatures must be > 0, got {value}")
+    return value
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+# ------------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relgan", description="RelGAN text GANs: train, sample, evaluate.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train", help="MLE pretraining then adversarial training (python train.py ...)",
+        description="Train a generator: MLE pretraining, then adversarial training. Launch on several "
+                    "GPUs/nodes with `accelerate launch train.py ...`.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="config keys (override any with section.key=value):\n" + describe_keys(),
+    )
+    train.add_argument("--config", required=True, help="experiment YAML (configs/*.yaml)")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. adversarial.steps=500")
+    train.add_argument("--resume", action="store_true", help="continue runs/<name> from its latest complete checkpoint")
+    train.add_argument("--resume-from", metavar="CHECKPOINT", help="continue from this checkpoint directory")
+    train.add_argument("--overwrite", action="store_true", help="delete an existing run directory and start over")
+    train.add_argument("--dry-run", action="store_true",
+                       help="build data and models, print one JSON line (sizes, parameter counts) and exit")
+    train.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    train.set_defaults(handler=_train)
+
+    sample = commands.add_parser("sample", help="write sentences sampled from a trained generator",
+                                 description="Sample sentences from a run's final generator or a checkpoint.")
+    sample.add_argument("--run", required=True, help="run directory (runs/<name>) or its generator/ export")
+    sample.add_argument("--checkpoint", help="a checkpoint directory of the run instead of the final export")
+    sample.add_argument("--num", type=int, default=100, help="number of sentences (default 100)")
+    sample.add_argument("--seed", type=int, help="sampling seed (default: the run's seed, as in its evaluations)")
+    sample.add_argument("--temperature", type=float, default=1.0, help="softmax temperature tau (default 1)")
+    sample.add_argument("--batch-size", type=int, help="sampling batch size (default: the run's eval.batch_size)")
+    sample.add_argument("--out", help="output file (default: stdout), one sentence per line")
+    sample.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    sample.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    sample.set_defaults(handler=_sample)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="BLEU, Self-BLEU, NLL, diversity and FED of a run or of text files",
+        description="Evaluate a run's generator (--run) or any samples file (--samples/--references).",
+    )
+    evaluate.add_argument("--run", help="run directory: sample from its final generator (or --checkpoint)")
+    evaluate.add_argument("--checkpoint", help="a checkpoint directory of the run")
+    evaluate.add_argument("--samples", help="text file of generated sentences, one per line")
+    evaluate.add_argument("--references", help="text file of reference (test) sentences")
+    evaluate.add_argument("--train", help="training sentences, for novelty")
+    evaluate.add_argument("--protocol", default="relgan", choices=PROTOCOLS,
+                          help="relgan: 200 samples vs all references; texygen: all samples vs 500 references; "
+                               "full: all vs all (default relgan)")
+    evaluate.add_argument("--metrics", help="comma-separated subset of bleu,self_bleu,nll_gen,nll_test,nll_oracle,"
+                                            "diversity,fed (default: all but fed)")
+    evaluate.add_argument("--num-samples", type=int, help="samples to draw (default: the run's eval.num_samples)")
+    evaluate.add_argument("--seed", type=int, help="sampling seed (default: the run's seed)")
+    evaluate.add_argument("--temperature-sweep", metavar="T1,T2,...",
+                          help="sample at each softmax temperature; write the quality-diversity curve (JSON + PNG)")
+    evaluate.add_argument("--out", help="JSON report path (default: <run>/evaluation-<protocol>.json)")
+    evaluate.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
+    evaluate.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    evaluate.set_defaults(handler=_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.debug)
+    try:
+        return args.handler(args)
+    except TrainingInterrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except RelganError as exc:
+        if args.debug:
+            raise
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+def train_entry() -> None:
+    sys.exit(main(["train", *sys.argv[1:]]))
+
+
+def evaluate_entry() -> None:
+    sys.exit(main(["evaluate", *sys.argv[1:]]))

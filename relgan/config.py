@@ -1,0 +1,413 @@
+"""Typed experiment configuration: dataclasses loaded from YAML with dotted command-line overrides.
+
+Every field carries its help text and constraints in ``metadata`` so that validation, error messages and
+``relgan train --help`` all come from one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from relgan.errors import ConfigError
+
+SCHEDULES = ("no", "lin", "exp", "log", "sigmoid", "quad", "sqrt", "learned")
+GAN_LOSSES = ("rsgan", "standard", "js", "kl", "hinge", "tv", "ls", "wgan-gp")
+ARCHITECTURES = ("rmc", "lstm")
+PROTOCOLS = ("relgan", "texygen", "full")
+METRICS = ("bleu", "self_bleu", "nll_gen", "nll_test", "nll_oracle", "diversity", "fed")
+
+
+def _field(default: Any, help: str, **constraints: Any) -> Any:
+    """A dataclass field with help text and constraints (choices, min, gt, lt, max, item_choices)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **constraints})
+    return field(default=default, metadata={"help": help, **constraints})
+
+
+def _section(cls: type, help: str) -> Any:
+    return field(default_factory=cls, metadata={"help": help})
+
+
+@dataclass
+class OracleConfig:
+    vocab_size: int = _field(5000, "vocabulary size of the synthetic oracle LSTM", min=2)
+    seq_len: int = _field(20, "length of every oracle sequence (the paper uses 20 and 40)", min=2)
+    embedding_dim: int = _field(32, "oracle embedding width", min=1)
+    hidden_size: int = _field(32, "oracle LSTM hidden size", min=1)
+    num_train: int = _field(10000, "number of oracle training sequences", min=1)
+    num_test: int = _field(10000, "number of held-out oracle sequences", min=1)
+    seed: int = _field(1234, "seed of the oracle's N(0,1) weights and of its samples", min=0)
+    start_token: int = _field(0, "token id fed to the oracle and the generator at the first step", min=0)
+
+
+@dataclass
+class DataConfig:
+    source: str = _field("oracle", "where the corpus comes from", choices=("oracle", "files", "hub"))
+    train_file: str | None = _field(None, "training text, one sentence per line (source=files)")
+    test_file: str | None = _field(None, "test text, one sentence per line (source=files)")
+    dataset: str | None = _field(None, "Hugging Face dataset name (source=hub)")
+    dataset_config: str | None = _field(None, "Hugging Face dataset configuration name (source=hub)")
+    text_column: str = _field("text", "column holding the sentences (source=hub)")
+    train_split: str = _field("train", "training split name (source=hub)")
+    test_split: str = _field("test", "test split name (source=hub)")
+    tokenization: str = _field(
+        "nltk", "nltk = lower-case + NLTKWordTokenizer (RelGAN); whitespace = split on spaces",
+        choices=("nltk", "whitespace"),
+    )
+    min_frequency: int = _field(1, "words seen fewer times in training become <unk>", min=1)
+    max_vocab_size: int | None = _field(None, "keep only the most frequent words (specials excluded)", min=1)
+    seq_len: int | None = _field(None, "sentence length T; null = longest training sentence", min=1)
+    oracle: OracleConfig = _section(OracleConfig, "synthetic oracle benchmark (source=oracle)")
+
+
+@dataclass
+class GeneratorConfig:
+    architecture: str = _field("rmc", "relational memory core or LSTM", choices=ARCHITECTURES)
+    embedding_dim: int = _field(32, "token embedding width", min=1)
+    mem_slots: int = _field(1, "relational memory slots (rmc)", min=1)
+    num_heads: int = _field(2, "attention heads (rmc)", min=1)
+    head_size: int = _field(256, "width of each head; memory width = num_heads * head_size (rmc)", min=1)
+    hidden_size: int = _field(32, "LSTM hidden size (lstm)", min=1)
+
+
+@dataclass
+class DiscriminatorConfig:
+    embedding_dim: int = _field(64, "total embedding width, split into num_representations", min=1)
+    num_representations: int = _field(64, "S: embedded representations sharing the CNN", min=1)
+    filter_sizes: list[int] = _field([2, 3, 4, 5], "convolution heights over time", min=1)
+    num_filters: int = _field(300, "filters per height", min=1)
+    dropout: float = _field(0.25, "dropout before the output layers (always on, as in the official code)",
+                            min=0.0, lt=1.0)
+    hidden_size: int = _field(100, "width of the layer before the logit", min=1)
+
+
+@dataclass
+class GumbelConfig:
+    beta_max: float = _field(100.0, "largest inverse temperature beta (paper: 100 or 1000)", min=1.0)
+    schedule: str = _field("exp", "how beta rises from 1 to beta_max", choices=SCHEDULES)
+    horizon: int | None = _field(
+        None, "N in the schedule formulas; null = adversarial.steps (paper), 5000 = official code", min=2
+    )
+    straight_through: bool = _field(False, "hard one-hot forward, soft gradient backward (not in the paper)")
+
+
+@dataclass
+class MLEConfig:
+    epochs: int = _field(150, "MLE pretraining epochs", min=0)
+    batch_size: int = _field(64, "sentences per batch and process", min=1)
+    lr: float = _field(1e-2, "Adam learning rate", gt=0.0)
+    grad_clip: float = _field(5.0, "global gradient-norm clip", gt=0.0)
+    shuffle: bool = _field(False, "shuffle batches each epoch (official: sequential)")
+    eval_every: int = _field(10, "evaluate every k epochs (and at the end of MLE)", min=1)
+    checkpoint_every: int = _field(10, "checkpoint every k epochs (and at the end of MLE)", min=1)
+
+
+@dataclass
+class AdversarialConfig:
+    steps: int = _field(2000, "adversarial iterations; 0 = MLE baseline", min=0)
+    batch_size: int = _field(64, "sentences per batch and process", min=1)
+    g_steps: int = _field(1, "generator updates per iteration", min=1)
+    d_steps: int = _field(5, "discriminator updates per iteration", min=1)
+    g_lr: float = _field(1e-4, "generator Adam learning rate", gt=0.0)
+    d_lr: float = _field(1e-4, "discriminator Adam learning rate", gt=0.0)
+    grad_clip: float = _field(5.0, "global gradient-norm clip", gt=0.0)
+    loss: str = _field("rsgan", "GAN loss", choices=GAN_LOSSES)
+    gp_weight: float = _field(10.0, "gradient-penalty weight (wgan-gp)", min=0.0)
+    eval_every: int = _field(20, "evaluate every k iterations (and at the end)", min=1)
+    checkpoint_every: int = _field(100, "checkpoint every k iterations (and at the end)", min=1)
+
+
+@dataclass
+class EvalConfig:
+    protocol: str = _field("relgan", "which samples and references BLEU uses", choices=PROTOCOLS)
+    metrics: list[str] = _field(
+        ["bleu", "nll_gen", "nll_test", "nll_oracle"], "metrics computed during training", item_choices=METRICS
+    )
+    num_samples: int = _field(10000, "sentences sampled at each evaluation", min=1)
+    bleu_orders: list[int] = _field([2, 3, 4, 5], "BLEU / Self-BLEU orders", min=1, max=9)
+    batch_size: int = _field(1000, "sampling batch size (samples depend on it for a given seed)", min=1)
+    print_samples: int = _field(3, "samples printed with each evaluation summary", min=0)
+
+
+@dataclass
+class RunConfig:
+    name: str | None = _field(None, "run name; null = the config file's name")
+    output_dir: str = _field("runs", "parent folder of run directories")
+    seed: int = _field(42, "seed of initialisation, data order and noise", min=0)
+    mixed_precision: str = _field("no", "autocast precision", choices=("no", "bf16", "fp16"))
+    cpu: bool = _field(False, "force the CPU even when a GPU is present")
+    tracker: str = _field("auto", "experiment tracker; auto = tensorboard when installed",
+                          choices=("auto", "none", "tensorboard", "wandb", "mlflow"))
+    log_every: int = _field(10, "steps between loss logs and NaN checks", min=1)
+    keep_checkpoints: int = _field(3, "complete checkpoints kept on disk", min=1)
+    compile: bool = _field(False, "torch.compile the networks (helps on GPU, not on CPU)")
+    num_threads: int | None = _field(None, "torch CPU threads; null = torch's default", min=1)
+
+
+@dataclass
+class Config:
+    data: DataConfig = _section(DataConfig, "corpus")
+    generator: GeneratorConfig = _section(GeneratorConfig, "generator network")
+    discriminator: DiscriminatorConfig = _section(DiscriminatorConfig, "discriminator network")
+    gumbel: GumbelConfig = _section(GumbelConfig, "Gumbel-Softmax relaxation and beta schedule")
+    mle: MLEConfig = _section(MLEConfig, "MLE pretraining")
+    adversarial: AdversarialConfig = _section(AdversarialConfig, "adversarial training")
+    eval: EvalConfig = _section(EvalConfig, "evaluation during training")
+    run: RunConfig = _section(RunConfig, "run directory, devices, logging")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------------------------------
+# loading and validation
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config (or the defaults when ``path`` is None), apply ``key=value`` overrides, validate."""
+    where = str(path) if path is not None else "defaults"
+    raw = _read_yaml(Path(path)) if path is not None else {}
+    for item in overrides:
+        key, value = _parse_override(item)
+        _set_dotted(raw, key, value, where="command line")
+    config = _build(Config, raw, prefix="", where=where)
+    if config.run.name is None and path is not None:
+        config.run.name = Path(path).stem
+    _validate(config)
+    return config
+
+
+def save_config(config: Config, path: Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from relgan.io_utils import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def config_from_dict(raw: dict[str, Any], where: str) -> Config:
+    """Build and validate a config from an already-parsed mapping (e.g. a run's saved config)."""
+    config = _build(Config, raw, prefix="", where=where)
+    _validate(config)
+    return config
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: config file is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: invalid YAML{line}: {getattr(exc, 'problem', exc)}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of sections (data:, generator:, ...)")
+    return raw
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' must look like section.key=value (e.g. adversarial.steps=500)")
+    key, text = item.split("=", 1)
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    return key.strip(), value
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
+    parts = key.split(".")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{where}: '{'.'.join(parts[:depth + 1])}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, raw: Any, prefix: str, where: str) -> Any:
+    section = prefix.rstrip(".") or "the top level"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: '{section}' must be a mapping of keys")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise ConfigError(
+                f"{where}: unknown key '{prefix}{key}'{hint}; keys in {section}: {', '.join(known)}"
+            )
+    values = {}
+    for name, spec in known.items():
+        if name not in raw:
+            continue
+        key = prefix + name
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            values[name] = _build(kind, raw[name], prefix=key + ".", where=where)
+        else:
+            value = _coerce(raw[name], kind, key, where)
+            _check_constraints(value, spec.metadata, key, where)
+            values[name] = value
+    return cls(**values)
+
+
+def _describe(kind: Any) -> str:
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(kind) if a is not type(None)]
+        return f"{_describe(inner[0])} or null"
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(kind)[0])}s"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(kind, str(kind))
+
+
+def _coerce(value: Any, kind: Any, key: str, where: str) -> Any:
+    def fail() -> ConfigError:
+        return ConfigError(f"{where}: {key} must be {_describe(kind)}, got {value!r}")
+
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        inner = [a for a in typing.get_args(kind) if a is not type(None)][0]
+        return _coerce(value, inner, key, where)
+    if origin is list:
+        item_kind = typing.get_args(kind)[0]
+        if isinstance(value, str):
+            value = [yaml.safe_load(part) for part in value.split(",") if part.strip()]
+        if not isinstance(value, list):
+            raise fail()
+        return [_coerce(item, item_kind, key, where) for item in value]
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+            return value.lower() in ("true", "yes")
+        raise fail()
+    if kind is int:
+        if isinstance(value, bool):
+            raise fail()
+        if isinstance(value, int):
+            return value
+        number = _as_number(value)
+        if number is not None and float(number).is_integer():
+            return int(number)
+        raise fail()
+    if kind is float:
+        if isinstance(value, bool):
+            raise fail()
+        number = _as_number(value)
+        if number is None:
+            raise fail()
+        return float(number)
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise fail()
+    raise fail()
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _check_constraints(value: Any, meta: typing.Mapping[str, Any], key: str, where: str) -> None:
+    if value is None:
+        return
+    items = value if isinstance(value, list) else [value]
+    if "item_choices" in meta:
+        for item in items:
+            if item not in meta["item_choices"]:
+                raise ConfigError(
+                    f"{where}: {key} contains {item!r}; allowed values: {', '.join(meta['item_choices'])}"
+                )
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{where}: {key} = {value!r} is not allowed; choose one of: {', '.join(meta['choices'])}")
+    for item in items:
+        if "min" in meta and item < meta["min"]:
+            raise ConfigError(f"{where}: {key} = {value!r} is out of range; it must be >= {meta['min']}")
+        if "max" in meta and item > meta["max"]:
+            raise ConfigError(f"{where}: {key} = {value!r} is out of range; it must be <= {meta['max']}")
+        if "gt" in meta and item <= meta["gt"]:
+            raise ConfigError(f"{where}: {key} = {value!r} is out of range; it must be > {meta['gt']}")
+        if "lt" in meta and item >= meta["lt"]:
+            raise ConfigError(f"{where}: {key} = {value!r} is out of range; it must be < {meta['lt']}")
+
+
+def _validate(config: Config) -> None:
+    """Checks that involve more than one key."""
+    data = config.data
+    if data.source == "files":
+        for key in ("train_file", "test_file"):
+            if getattr(data, key) is None:
+                raise ConfigError(f"data.{key} is required when data.source is 'files'")
+    if data.source == "hub" and data.dataset is None:
+        raise ConfigError("data.dataset is required when data.source is 'hub' (or use data.source=files)")
+    if data.oracle.start_token >= data.oracle.vocab_size:
+        raise ConfigError(
+            f"data.oracle.start_token = {data.oracle.start_token} must be < data.oracle.vocab_size "
+            f"= {data.oracle.vocab_size}"
+        )
+    disc = config.discriminator
+    if disc.embedding_dim % disc.num_representations:
+        raise ConfigError(
+            f"discriminator.embedding_dim = {disc.embedding_dim} must be a multiple of "
+            f"discriminator.num_representations = {disc.num_representations}"
+        )
+    horizon = config.gumbel.horizon
+    if horizon is not None and horizon < config.adversarial.steps:
+        raise ConfigError(
+            f"gumbel.horizon = {horizon} is smaller than adversarial.steps = {config.adversarial.steps}; "
+            "beta would overshoot beta_max (use null to follow adversarial.steps)"
+        )
+    if config.mle.epochs == 0 and config.adversarial.steps == 0:
+        raise ConfigError("nothing to train: mle.epochs and adversarial.steps are both 0")
+
+
+def schedule_horizon(config: Config) -> int:
+    """N of the beta schedule: explicit, or the number of adversarial steps (at least 2)."""
+    return config.gumbel.horizon if config.gumbel.horizon is not None else max(config.adversarial.steps, 2)
+
+
+def describe_keys() -> str:
+    """One line per config key with its type, allowed values, default and help (for ``--help``)."""
+    lines: list[str] = []
+
+    def walk(cls: type, prefix: str, instance: Any) -> None:
+        hints = typing.get_type_hints(cls)
+        for spec in dataclasses.fields(cls):
+            kind = hints[spec.name]
+            value = getattr(instance, spec.name)
+            if dataclasses.is_dataclass(kind):
+                walk(kind, f"{prefix}{spec.name}.", value)
+                continue
+            allowed = spec.metadata.get("choices") or spec.metadata.get("item_choices")
+            detail = "|".join(allowed) if allowed else _describe(kind)
+            shown = ",".join(map(str, value)) if isinstance(value, list) else value
+            lines.append(f"  {prefix}{spec.name} ({detail}; default {shown}): {spec.metadata['help']}")
+
+    walk(Config, "", Config())
+    return "\n".join(lines)

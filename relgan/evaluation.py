@@ -1,0 +1,116 @@
+"""Evaluation protocols: which samples and references each metric uses, and one report per evaluation.
+
+Protocols (named in every report, with the numbers of sentences actually used):
+
+* ``relgan``  - BLEU of the first 200 samples against the whole test set (the official papers);
+  Self-BLEU leave-one-out among the same 200.
+* ``texygen`` - BLEU of all samples against the first 500 test lines (Texygen's default ``get_bleu_fast``);
+  Self-BLEU leave-one-out among the first 500 samples.
+* ``full``    - BLEU of all samples against the whole test set; Self-BLEU leave-one-out among the first
+  5,000 samples (Self-BLEU grows with N, so N is fixed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import fmean
+
+from relgan.data import Corpus
+from relgan.metrics.bleu import ReferenceIndex, self_bleu_scores_by_order
+from relgan.metrics.diversity import diversity_metrics
+from relgan.metrics.embedding import embed_sentences, frechet_distance, load_minilm
+from relgan.metrics.nll import nll_gen, nll_test
+from relgan.models import Generator
+from relgan.sampling import sample_ids
+from relgan.tokenization import reference_words
+
+NLL_GEN_CONVENTION = "RelGAN: generator on the training data, full batches, padding positions included"
+NLL_TEST_CONVENTION = "generator on the test data, words and end of sentence, padding excluded"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    bleu_hypotheses: int | None  # first k samples are BLEU hypotheses; None = all
+    bleu_references: int | None  # first k test lines are references; None = all
+    self_bleu_samples: int | None  # Self-BLEU among the first k samples; None = all
+
+
+PROTOCOLS = {
+    "relgan": Protocol("relgan", 200, None, 200),
+    "texygen": Protocol("texygen", None, 500, 500),
+    "full": Protocol("full", None, None, 5000),
+}
+
+
+class TextEvaluator:
+    """Text metrics of samples against one fixed reference set; the BLEU index is built once."""
+
+    def __init__(self, references: Sequence[str], protocol: str, orders: Sequence[int],
+                 training: Sequence[Sequence[str]] | None = None) -> None:
+        self.protocol = PROTOCOLS[protocol]
+        self.orders = sorted(orders)
+        self.references = list(references)
+        chosen = self.references[: self.protocol.bleu_references]
+        self.index = ReferenceIndex([reference_words(line) for line in chosen], max_n=max(self.orders))
+        self.num_references = len(chosen)
+        self.training = training
+        self._encoder = None
+
+    def __call__(self, samples: Sequence[str], metrics: Sequence[str]) -> dict:
+        """Report of BLEU, Self-BLEU, diversity and FED (those named in ``metrics``) for decoded samples."""
+        words = [reference_words(text) for text in samples]
+        report: dict = {"protocol": self.protocol.name, "num_samples": len(samples)}
+        if "bleu" in metrics:
+            hypotheses = words[: self.protocol.bleu_hypotheses]
+            scores = self.index.scores(hypotheses, self.orders)
+            report.update({f"bleu-{n}": fmean(scores[n]) for n in self.orders})
+            report.update(bleu_hypotheses=len(hypotheses), bleu_references=self.num_references)
+        if "self_bleu" in metrics and len(words) >= 2:
+            pool = words[: self.protocol.self_bleu_samples]
+            scores = self_bleu_scores_by_order(pool, self.orders)
+            report.update({f"self-bleu-{n}": fmean(scores[n]) for n in self.orders})
+            report["self_bleu_samples"] = len(pool)
+        if "diversity" in metrics:
+            report.update(diversity_metrics(words, self.training))
+        if "fed" in metrics:
+            report.update(self.fed(samples))
+        return report
+
+    def fed(self, samples: Sequence[str]) -> dict:
+        """FED-MiniLM between N samples and N references (N = the smaller count), or a skip notice."""
+        if self._encoder is None:
+            self._encoder = load_minilm() or False
+        if not self._encoder:
+            return {"fed-minilm": None,
+                    "fed_notice": "FED skipped: install the 'fed' extra (pip install -e '.[fed]')"}
+        n = min(len(samples), len(self.references))
+        tokenizer, model = self._encoder
+        distance = frechet_distance(embed_sentences(samples[:n], tokenizer, model),
+                                    embed_sentences(self.references[:n], tokenizer, model))
+        return {"fed-minilm": distance, "fed_samples": n}
+
+
+def generator_report(generator: Generator, corpus: Corpus, metrics: Sequence[str], *, num_samples: int,
+                     batch_size: int, seed: int, nll_batch_size: int, text_evaluator: TextEvaluator | None = None,
+                     temperature: float = 1.0) -> tuple[dict, list[str]]:
+    """Metrics of a generator (those in ``metrics`` that apply to the corpus) and its decoded samples.
+
+    Samples are drawn with a private RNG seeded by ``seed``; NLL_gen uses full batches of ``nll_batch_size``.
+    Call under ``torch.no_grad()`` (and the Accelerator's autocast for mixed precision).
+    """
+    report: dict = {}
+    ids = sample_ids(generator, num_samples, batch_size, seed, temperature)
+    if "nll_oracle" in metrics and corpus.oracle is not None:
+        report["nll_oracle"] = corpus.oracle.nll(ids)
+    if "nll_gen" in metrics:
+        report["nll_gen"] = nll_gen(generator, corpus.train_ids, nll_batch_size, batch_size)
+        report["nll_gen_convention"] = NLL_GEN_CONVENTION
+    if "nll_test" in metrics:
+        report["nll_test"] = nll_test(generator, corpus.test_ids, corpus.eos_id, batch_size, temperature)
+        report["nll_test_convention"] = NLL_TEST_CONVENTION
+    texts = corpus.decode(ids)
+    if text_evaluator is not None:
+        report.update(text_evaluator(texts, metrics))
+    return report, texts

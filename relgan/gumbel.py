@@ -1,0 +1,89 @@
+"""Gumbel-Max sampling, its Gumbel-Softmax relaxation, and schedules of the inverse temperature beta.
+
+tokens  = argmax(o + g)            an exact sample of softmax(o) (Gumbel-Max), fed back to the generator
+relaxed = softmax(beta * (o + g))  what the discriminator sees; beta -> inf approaches one_hot(tokens)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def gumbel_noise(shape: torch.Size | tuple[int, ...], device: torch.device | str = "cpu",
+                 generator: torch.Generator | None = None) -> Tensor:
+    """Standard Gumbel noise in float32, always finite.
+
+    u ~ U[0, 1) is clamped to the smallest normal float so that log(u) is finite; u < 1 keeps -log(u) > 0.
+    """
+    u = torch.rand(shape, device=device, dtype=torch.float32, generator=generator)
+    return -torch.log(-torch.log(u.clamp_(min=torch.finfo(torch.float32).tiny)))
+
+
+def relaxed_sample(logits: Tensor, beta: float | Tensor, *, hard: bool = False,
+                   generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Sample tokens and their relaxed one-hot vectors from logits [..., V].
+
+    Returns ``(tokens [...], relaxed [..., V])``. With ``hard=True`` the relaxed output is the
+    straight-through estimator: its value is one_hot(tokens), its gradient that of the soft relaxation.
+    """
+    perturbed = logits.float() + gumbel_noise(logits.shape, logits.device, generator)
+    tokens = perturbed.argmax(dim=-1)
+    relaxed = torch.softmax(beta * perturbed, dim=-1)
+    if hard:
+        one_hot = F.one_hot(tokens, logits.shape[-1]).to(relaxed.dtype)
+        relaxed = one_hot - relaxed.detach() + relaxed
+    return tokens, relaxed
+
+
+def gumbel_max_sample(logits: Tensor, temperature: float = 1.0,
+                      generator: torch.Generator | None = None) -> Tensor:
+    """Tokens argmax(o / temperature + g) [...]: the same draw as :func:`relaxed_sample` at temperature 1."""
+    perturbed = logits.float()
+    if temperature != 1.0:
+        perturbed = perturbed / temperature
+    return (perturbed + gumbel_noise(logits.shape, logits.device, generator)).argmax(dim=-1)
+
+
+def inverse_temperature(schedule: str, step: int, beta_max: float, horizon: int) -> float:
+    """beta at adversarial ``step`` (0-based) with the official formulas; N = ``horizon``.
+
+    ``learned`` starts from beta = 1 like the others; its later values come from :class:`LearnedInverseTemperature`.
+    """
+    i, n, m = step, horizon, beta_max
+    if schedule == "no":
+        return m
+    if schedule == "lin":
+        return 1 + i / (n - 1) * (m - 1)
+    if schedule == "exp":
+        return m ** (i / n)
+    if schedule == "log":
+        return 1 + (m - 1) / math.log(n) * math.log(i + 1)
+    if schedule == "sigmoid":
+        return (m - 1) / (1 + math.exp((n / 2 - i) * 20 / n)) + 1
+    if schedule == "quad":
+        return (m - 1) / (n - 1) ** 2 * i**2 + 1
+    if schedule == "sqrt":
+        return (m - 1) / math.sqrt(n - 1) * math.sqrt(i) + 1
+    if schedule == "learned":
+        return 1.0
+    raise ValueError(f"unknown beta schedule {schedule!r}")
+
+
+class LearnedInverseTemperature(nn.Module):
+    """A trainable beta = exp(rho) > 0, starting at beta = 1 (rho = 0).
+
+    It is optimised by the generator's adversarial loss (with the generator's optimiser): beta moves in
+    whichever direction makes the relaxed samples fool the discriminator more. Its value is logged.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rho = nn.Parameter(torch.zeros(()))
+
+    def forward(self) -> Tensor:
+        """beta as a 0-dim tensor."""
+        return self.rho.exp()

@@ -1,0 +1,66 @@
+"""File helpers: atomic writes and validated reading of user-supplied text files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from relgan.errors import DataError
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to a temporary name and rename it, so a crash never leaves a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def append_jsonl(path: Path, obj: Any) -> None:
+    """Append one JSON object as a line; flushed and synced so a crash loses at most this line."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(obj, sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_text_lines(path: str | Path, what: str) -> list[str]:
+    """Lines of a UTF-8 text file (without line breaks), with one-line errors for unusable files.
+
+    ``what`` names the file's role in messages (e.g. "data.train_file").
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{what}: file not found: {path}")
+    if not path.is_file():
+        raise DataError(f"{what}: not a regular file: {path}")
+    try:
+        payload = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{what}: cannot read {path}: {exc.strerror}") from None
+    if not payload.strip():
+        raise DataError(f"{what}: file is empty: {path}")
+    if b"\x00" in payload:
+        raise DataError(f"{what}: {path} looks binary (it contains NUL bytes); expected UTF-8 text, one sentence per line")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = payload[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{what}: {path} is not UTF-8 text (invalid byte at line {line}); re-encode it, e.g. iconv -t UTF-8"
+        ) from None
+    return text.splitlines()

@@ -1,0 +1,1 @@
+"""Text-GAN metrics: exact fast BLEU / Self-BLEU, NLL, diversity and FED."""

@@ -1,0 +1,56 @@
+"""Negative log-likelihoods of the generator on data, in the RelGAN convention and without padding."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def _token_nll(generator: nn.Module, ids: Tensor, temperature: float = 1.0) -> Tensor:
+    """Per-token NLL [B, T] (float32) of ids [B, T] under teacher forcing at a softmax temperature."""
+    logits = generator.logits(ids)
+    if temperature != 1.0:
+        logits = logits / temperature
+    return F.cross_entropy(logits.flatten(0, 1).float(), ids.flatten(), reduction="none").view_as(ids)
+
+
+@torch.no_grad()
+def nll_gen(generator: nn.Module, ids: Tensor, batch_size: int, chunk_size: int | None = None) -> float:
+    """RelGAN's NLL_gen: mean per-token NLL over full batches of ``batch_size`` only, padding included.
+
+    With equal batch sizes the official mean of batch means equals this global mean, so the sentences
+    are processed in chunks of ``chunk_size`` (default ``batch_size``). A corpus smaller than one batch
+    is used whole.
+    """
+    device = next(generator.parameters()).device
+    usable = ids[: max(len(ids) // batch_size, 1) * batch_size]
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for chunk in usable.split(chunk_size or batch_size):
+        total += _token_nll(generator, chunk.to(device)).sum(dtype=torch.float64)
+    return (total / usable.numel()).item()
+
+
+@torch.no_grad()
+def nll_test(generator: nn.Module, ids: Tensor, eos_id: int | None, batch_size: int,
+             temperature: float = 1.0) -> float:
+    """Mean per-token NLL over every sentence's words and its end of sentence, padding excluded.
+
+    With ``eos_id=None`` (fixed-length sequences) every position counts. ``temperature`` scales the
+    logits as sampling at that temperature does.
+    """
+    device = next(generator.parameters()).device
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = torch.zeros((), dtype=torch.float64, device=device)
+    for batch in ids.split(batch_size):
+        batch = batch.to(device)
+        nll = _token_nll(generator, batch, temperature)
+        if eos_id is None:
+            mask = torch.ones_like(nll, dtype=torch.bool)
+        else:
+            # a position counts while no <eos> came before it (the first <eos> itself counts)
+            eos_before = (batch == eos_id).long().cumsum(dim=1) - (batch == eos_id).long()
+            mask = eos_before == 0
+        total += nll[mask].sum(dtype=torch.float64)
+        count += mask.sum()
+    return (total / count).item()

@@ -1,0 +1,79 @@
+"""RelGAN's discriminator: a CNN shared by S embedded representations of the (relaxed) one-hot input."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from relgan.config import DiscriminatorConfig
+from relgan.errors import ConfigError
+from relgan.models.layers import linear, truncated_normal_
+
+
+class Discriminator(nn.Module):
+    """Input: token ids [B, T] (real data) or (relaxed) one-hots [B, T, V]; output: logits [B*S].
+
+    Each representation s is one d-wide slice of the input embedding; the convolutions (heights
+    ``filter_sizes`` x ``num_filters``), the highway and the output layers are shared by all S.
+    ``forward(*batches)`` runs the CNN once over all batches together and returns their logits in order.
+    """
+
+    def __init__(self, config: DiscriminatorConfig, vocab_size: int, seq_len: int) -> None:
+        super().__init__()
+        if max(config.filter_sizes) > seq_len:
+            raise ConfigError(
+                f"discriminator.filter_sizes: the largest filter ({max(config.filter_sizes)}) is longer than "
+                f"the sentences (seq_len = {seq_len})"
+            )
+        self.config = config
+        self.num_representations = config.num_representations
+        self.representation_dim = config.embedding_dim // config.num_representations
+        self.embedding = nn.Parameter(torch.empty(vocab_size, config.embedding_dim))
+        truncated_normal_(self.embedding, 1 / math.sqrt(vocab_size))
+        d = self.representation_dim
+        self.filter_sizes = list(config.filter_sizes)
+        self.conv_weights = nn.ParameterList()
+        for size in self.filter_sizes:
+            weight = nn.Parameter(torch.empty(config.num_filters, size * d))
+            truncated_normal_(weight, math.sqrt(2.0 / (size * d)))
+            self.conv_weights.append(weight)
+        self.conv_biases = nn.ParameterList(
+            nn.Parameter(torch.zeros(config.num_filters)) for _ in self.filter_sizes
+        )
+        width = config.num_filters * len(self.filter_sizes)
+        self.highway_transform = linear(width, width, bias=False)
+        self.highway_gate = linear(width, width, bias=False)
+        self.dropout = nn.Dropout(config.dropout)
+        self.hidden = linear(width, config.hidden_size)
+        self.logit = linear(config.hidden_size, 1)
+
+    def forward(self, *batches: Tensor) -> tuple[Tensor, ...]:
+        """Each batch: ids [B_i, T] or one-hots [B_i, T, V] -> logits [B_i*S], one tensor per batch."""
+        embedded = [self.embed(batch) for batch in batches]
+        logits = self.classify(torch.cat(embedded) if len(embedded) > 1 else embedded[0])
+        sizes = [e.shape[0] * self.num_representations for e in embedded]
+        return tuple(logits.split(sizes))
+
+    def embed(self, batch: Tensor) -> Tensor:
+        """ids [B, T] (looked up: equal to one_hot @ embedding) or one-hots [B, T, V] -> [B, T, S*d]."""
+        if batch.dtype == torch.long:
+            return F.embedding(batch, self.embedding)
+        return batch @ self.embedding
+
+    def classify(self, embedded: Tensor) -> Tensor:
+        """embedded [B, T, S*d] -> logits [B*S] (row b*S + s is representation s of sentence b)."""
+        batch, length, _ = embedded.shape
+        s, d = self.num_representations, self.representation_dim
+        per_rep = embedded.view(batch, length, s, d).permute(0, 2, 1, 3)  # [B, S, T, d]
+        pooled = []
+        for size, weight, bias in zip(self.filter_sizes, self.conv_weights, self.conv_biases):
+            windows = per_rep.unfold(2, size, 1).reshape(batch, s, length - size + 1, d * size)
+            # relu and the bias commute with the max over time, so pool first: less memory, same values.
+            pooled.append(torch.relu((windows @ weight.T).max(dim=2).values + bias))
+        features = torch.cat(pooled, dim=-1).reshape(batch * s, -1)  # [B*S, filters*len(sizes)]
+        gate = torch.sigmoid(self.highway_gate(features))
+        features = gate * torch.relu(self.highway_transform(features)) + (1 - gate) * features
+        return self.logit(self.hidden(self.dropout(features))).squeeze(-1)

@@ -1,0 +1,91 @@
+"""The generator: token embedding, a recurrent core (relational memory or LSTM) and an output projection."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from relgan.config import GeneratorConfig
+from relgan.gumbel import gumbel_max_sample, relaxed_sample
+from relgan.models.layers import linear, truncated_normal_
+from relgan.models.lstm import LSTMCore
+from relgan.models.relational_memory import RelationalMemory
+
+
+class Generator(nn.Module):
+    """Autoregressive generator over ``vocab_size`` tokens for ``seq_len`` steps, starting from ``start_id``.
+
+    Call through ``forward`` (so that a DDP wrapper synchronises gradients):
+    ``forward(tokens)`` -> teacher-forced logits [B, T, V];
+    ``forward(mode="sample", batch_size=B, beta=beta)`` -> (tokens [B, T], relaxed one-hots [B, T, V]).
+    """
+
+    def __init__(self, config: GeneratorConfig, vocab_size: int, seq_len: int, start_id: int) -> None:
+        super().__init__()
+        self.config = config
+        self.vocab_size, self.seq_len, self.start_id = vocab_size, seq_len, start_id
+        self.embedding = nn.Parameter(torch.empty(vocab_size, config.embedding_dim))
+        truncated_normal_(self.embedding, 1 / math.sqrt(vocab_size))
+        if config.architecture == "rmc":
+            self.core: RelationalMemory | LSTMCore = RelationalMemory(
+                config.embedding_dim, config.mem_slots, config.num_heads, config.head_size
+            )
+        else:
+            self.core = LSTMCore(config.embedding_dim, config.hidden_size)
+        self.output = linear(self.core.output_size, vocab_size)
+
+    def forward(self, tokens: Tensor | None = None, *, mode: str = "logits", batch_size: int | None = None,
+                beta: float | Tensor = 1.0, hard: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        if mode == "logits":
+            return self.logits(tokens)
+        if mode == "sample":
+            return self.sample(batch_size, beta, hard=hard)
+        raise ValueError(f"unknown generator mode {mode!r}")
+
+    def logits(self, tokens: Tensor) -> Tensor:
+        """Teacher forcing: tokens [B, T] -> logits [B, T, V] predicting each token from the ones before it."""
+        batch = tokens.shape[0]
+        start = tokens.new_full((batch, 1), self.start_id)
+        inputs = torch.cat([start, tokens[:, :-1]], dim=1)
+        projected = self.core.project_inputs(F.embedding(inputs, self.embedding))
+        state = self.core.initial_state(batch, tokens.device)
+        outputs = []
+        for step_inputs in zip(*(p.unbind(1) for p in projected)):
+            output, state = self.core.step(step_inputs, state)
+            outputs.append(output)
+        return self.output(torch.stack(outputs, dim=1))
+
+    def sample(self, batch_size: int, beta: float | Tensor, *, hard: bool = False) -> tuple[Tensor, Tensor]:
+        """Differentiable sampling: (tokens [B, T], relaxed one-hots softmax(beta*(o+g)) [B, T, V]).
+
+        The sampled (hard) token is fed back; gradients reach the weights through the relaxed vectors.
+        """
+        tokens, relaxed = [], []
+        for logits in self._unroll(batch_size, tokens):
+            token, soft = relaxed_sample(logits, beta, hard=hard)
+            tokens.append(token)
+            relaxed.append(soft)
+        return torch.stack(tokens, dim=1), torch.stack(relaxed, dim=1)
+
+    @torch.no_grad()
+    def sample_tokens(self, batch_size: int, *, temperature: float = 1.0,
+                      generator: torch.Generator | None = None) -> Tensor:
+        """Fast path for text: tokens [B, T] ~ softmax(o / temperature), no relaxation, no graph."""
+        tokens: list[Tensor] = []
+        for logits in self._unroll(batch_size, tokens):
+            tokens.append(gumbel_max_sample(logits, temperature, generator))
+        return torch.stack(tokens, dim=1)
+
+    def _unroll(self, batch_size: int, fed_back: list[Tensor]):
+        """Yield logits [B, V] step by step; the caller appends each step's token to ``fed_back``."""
+        device = self.embedding.device
+        state = self.core.initial_state(batch_size, device)
+        token = torch.full((batch_size,), self.start_id, dtype=torch.long, device=device)
+        for _ in range(self.seq_len):
+            step_inputs = self.core.project_inputs(F.embedding(token, self.embedding))
+            output, state = self.core.step(step_inputs, state)
+            yield self.output(output)
+            token = fed_back[-1]

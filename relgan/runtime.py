@@ -1,0 +1,84 @@
+"""Process-level plumbing: the Accelerator, threads, deterministic per-step seeds and stop signals."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+
+from relgan.config import RunConfig
+
+
+def build_accelerator(run: RunConfig, run_dir: Path) -> Accelerator:
+    """One Accelerator for the whole run: device(s), DDP, mixed precision, checkpoint state, trackers."""
+    tracker = run.tracker
+    if tracker == "auto":
+        tracker = "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
+    return Accelerator(
+        cpu=run.cpu,
+        mixed_precision=run.mixed_precision,
+        log_with=None if tracker == "none" else tracker,
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+
+
+def configure_threads(run: RunConfig) -> None:
+    if run.num_threads is not None:
+        torch.set_num_threads(run.num_threads)
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed determined by ``parts`` (stable across processes, machines and Python versions)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def seed_step(seed: int, rank: int, phase: str, step: int) -> None:
+    """Reseed all torch RNGs for one training step.
+
+    Every step's randomness (data choice, Gumbel noise, dropout) then depends only on (seed, rank, phase,
+    step): a resumed run continues exactly as an uninterrupted one, and ranks draw different data.
+    """
+    torch.manual_seed(derive_seed(seed, rank, phase, step))
+
+
+class StopSignals:
+    """Turns the first SIGINT/SIGTERM into a flag the training loop polls; a second one aborts at once."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopSignals]:
+        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def frozen(module: torch.nn.Module) -> Iterator[None]:
+    """Parameters of ``module`` do not require gradients inside the block (no weight-gradient work)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)

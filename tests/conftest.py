@@ -1,0 +1,43 @@
+"""Shared fixtures. Tests run offline, single-threaded and seeded; data from ../shared comes in by path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parent.parent
+SMOKE = REPO / "configs" / "smoke.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path_factory, monkeypatch):
+    cache = tmp_path_factory.getbasetemp() / "hf-cache"
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache / "datasets"))
+    monkeypatch.setenv("HF_HOME", str(cache))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The benchmark splits (../shared/data or $RELGAN_SHARED_DATA); tests using them skip without them."""
+    path = Path(os.environ.get("RELGAN_SHARED_DATA", REPO.parent / "shared" / "data"))
+    if not (path / "image_coco" / "train.txt").is_file():
+        pytest.skip(f"benchmark data not found at {path} (set RELGAN_SHARED_DATA)")
+    return path
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m relgan ARGS`` in a fresh process (real exit codes and stderr)."""
+    full_env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "relgan", *args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)

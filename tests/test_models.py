@@ -1,0 +1,194 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from relgan.config import DiscriminatorConfig, GeneratorConfig
+from relgan.gumbel import gumbel_noise
+from relgan.models import Discriminator, Generator, count_parameters
+from relgan.models.layers import JointLayerNorm
+
+
+def official_rmc_parameters(v, e=32, slots=1, heads=2, head=256):
+    """The official rmc_vanilla generator's variables, counted from the TF code's shapes."""
+    f = heads * head
+    q = heads * (2 * head + head)
+    return (v * e  # g_emb
+            + e * f + f  # input projection (bias)
+            + f * q + 2 * q  # qkv (no bias) + its layer norm
+            + 2 * f  # layer norm after attention
+            + 2 * (f * f + f)  # two MLP layers
+            + 2 * f  # layer norm after the MLP
+            + 2 * (f * 2 * f)  # gates from input and from memory (no bias)
+            + slots * f * v + v)  # output unit
+
+
+def official_discriminator_parameters(v, emb=64, sizes=(2, 3, 4, 5), filters=300, hidden=100):
+    width = filters * len(sizes)
+    return v * emb + sum(s * 1 * 1 * filters + filters for s in sizes) + 2 * width * width + width * hidden + hidden + hidden + 1
+
+
+@pytest.mark.parametrize("vocab", [4683, 5000, 5256])
+def test_parameter_counts_equal_the_official_models(vocab):
+    g = Generator(GeneratorConfig(), vocab, 20, 0)
+    d = Discriminator(DiscriminatorConfig(), vocab, 20)
+    assert count_parameters(g) == official_rmc_parameters(vocab)
+    assert count_parameters(d) == official_discriminator_parameters(vocab)
+
+
+def test_joint_layer_norm_normalises_all_rows_together():
+    torch.manual_seed(0)
+    x = torch.randn(3, 2, 5) * 4 + 1
+    ln = JointLayerNorm(5)
+    with torch.no_grad():
+        ln.weight.uniform_()
+        ln.bias.uniform_()
+    flat = x.reshape(3, -1)
+    reference = (flat - flat.mean(1, keepdim=True)) / torch.sqrt(flat.var(1, unbiased=False, keepdim=True) + 1e-12)
+    expected = reference.reshape(3, 2, 5) * ln.weight + ln.bias
+    assert torch.allclose(ln(x), expected, atol=1e-5)
+    assert not torch.allclose(ln(x), F.layer_norm(x, (5,)) * ln.weight + ln.bias, atol=1e-3)
+
+
+def _reference_rmc_step(core, x_emb, memory):
+    """The official step written out with explicit per-head loops and hand-rolled statistics (float64)."""
+    p = {k: v.double() for k, v in core.state_dict().items()}
+    m, x_emb = memory.double(), x_emb.double()
+
+    def layer_norm(t, w, b):
+        mu = t.mean(dim=(1, 2), keepdim=True)
+        var = ((t - mu) ** 2).mean(dim=(1, 2), keepdim=True)
+        return (t - mu) / torch.sqrt(var + 1e-12) * w + b
+
+    x = x_emb @ p["input_projection.weight"].T + p["input_projection.bias"]
+    rows = torch.cat([m, x[:, None]], 1)
+    qkv = layer_norm(rows @ p["qkv.weight"].T, p["qkv_norm.weight"], p["qkv_norm.bias"])
+    heads, h = core.num_heads, core.head_size
+    outs = []
+    for head in range(heads):
+        part = qkv[..., head * 3 * h:(head + 1) * 3 * h]
+        q, k, v = part[..., :h], part[..., h:2 * h], part[..., 2 * h:]
+        w = torch.softmax(q * (3 * h) ** -0.5 @ k.transpose(1, 2), -1)
+        outs.append(w @ v)
+    hidden = layer_norm(rows + torch.cat(outs, -1), p["attention_norm.weight"], p["attention_norm.bias"])
+    mlp = torch.relu(hidden @ p["mlp.0.weight"].T + p["mlp.0.bias"]) @ p["mlp.2.weight"].T + p["mlp.2.bias"]
+    hidden = layer_norm(hidden + mlp, p["mlp_norm.weight"], p["mlp_norm.bias"])[:, :-1]
+    gates = x[:, None] @ p["input_gate_projection.weight"].T + torch.tanh(m) @ p["memory_gate_projection.weight"].T
+    i, f = gates[..., :core.mem_size], gates[..., core.mem_size:]
+    return torch.sigmoid(i) * torch.tanh(hidden) + torch.sigmoid(f + 1) * m
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+def test_rmc_step_matches_the_official_formulas(slots):
+    torch.manual_seed(1)
+    g = Generator(GeneratorConfig(embedding_dim=6, mem_slots=slots, num_heads=2, head_size=4), 11, 5, 0)
+    core = g.core
+    memory = core.initial_state(3, "cpu")
+    assert torch.equal(memory[0], torch.eye(slots, 8))
+    x_emb = torch.randn(3, 6)
+    for _ in range(2):  # from the identity memory, then from a generic one
+        expected = _reference_rmc_step(core, x_emb, memory)
+        output, memory = core.step(core.project_inputs(x_emb), memory)
+        assert torch.allclose(memory.double(), expected, atol=1e-5)
+        assert output.shape == (3, slots * 8)
+
+
+@pytest.mark.parametrize("architecture", ["rmc", "lstm"])
+def test_sampling_is_gumbel_max_over_teacher_forced_logits(architecture):
+    torch.manual_seed(2)
+    config = GeneratorConfig(architecture=architecture, embedding_dim=8, num_heads=2, head_size=8, hidden_size=12)
+    g = Generator(config, vocab_size=13, seq_len=6, start_id=4)
+    torch.manual_seed(3)
+    tokens, relaxed = g(mode="sample", batch_size=5, beta=3.0)
+    assert tokens.shape == (5, 6) and relaxed.shape == (5, 6, 13)
+    torch.manual_seed(3)
+    noise = torch.stack([gumbel_noise((5, 13)) for _ in range(6)], 1)
+    logits = g(tokens)
+    assert logits.shape == (5, 6, 13)
+    assert torch.equal((logits + noise).argmax(-1), tokens)
+    assert torch.allclose(torch.softmax(3.0 * (logits + noise), -1), relaxed, atol=1e-5)
+    torch.manual_seed(3)
+    assert torch.equal(g.sample_tokens(5), tokens)
+
+
+def test_relaxed_samples_carry_gradients_to_the_generator():
+    g = Generator(GeneratorConfig(embedding_dim=4, num_heads=1, head_size=4), 7, 4, 0)
+    _, relaxed = g(mode="sample", batch_size=3, beta=2.0)
+    (relaxed * torch.randn_like(relaxed)).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in g.parameters())
+
+
+def _discriminator(**kw):
+    config = DiscriminatorConfig(embedding_dim=8, num_representations=4, filter_sizes=[2, 3], num_filters=5,
+                                 hidden_size=6, **kw)
+    return Discriminator(config, vocab_size=9, seq_len=7)
+
+
+def test_discriminator_shapes_and_id_path_equals_one_hot_path():
+    torch.manual_seed(4)
+    d = _discriminator().eval()
+    ids = torch.randint(0, 9, (3, 7))
+    (from_ids,) = d(ids)
+    (from_one_hot,) = d(F.one_hot(ids, 9).float())
+    assert from_ids.shape == (3 * 4,)
+    assert torch.allclose(from_ids, from_one_hot, atol=1e-6)
+
+
+def test_discriminator_cnn_matches_a_plain_convolution():
+    torch.manual_seed(5)
+    d = _discriminator(dropout=0.0)
+    x = torch.softmax(torch.randn(2, 7, 9) * 3, -1)
+    emb = (x @ d.embedding).view(2, 7, 4, 2)  # [B, T, S, d]
+    feats = []
+    for size, w, b in zip(d.filter_sizes, d.conv_weights, d.conv_biases):
+        # NCHW conv over [B*S, 1, T, d] with a [filters, 1, size, d] kernel, relu, then max over time
+        kernel = w.view(5, 2, size).permute(0, 2, 1).unsqueeze(1)
+        out = F.conv2d(emb.permute(0, 2, 1, 3).reshape(8, 1, 7, 2), kernel, b)
+        feats.append(torch.relu(out).amax(dim=(2, 3)))
+    h = torch.cat(feats, -1)
+    t = torch.sigmoid(h @ d.highway_gate.weight.T)
+    h = t * torch.relu(h @ d.highway_transform.weight.T) + (1 - t) * h
+    expected = d.logit(d.hidden(h)).squeeze(-1)
+    (got,) = d(x)
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_one_pass_over_several_batches_equals_separate_passes():
+    torch.manual_seed(6)
+    d = _discriminator().eval()
+    real, fake = torch.randint(0, 9, (3, 7)), torch.softmax(torch.randn(2, 7, 9), -1)
+    joint_real, joint_fake = d(real, fake)
+    assert torch.allclose(joint_real, d(real)[0], atol=1e-6) and torch.allclose(joint_fake, d(fake)[0], atol=1e-6)
+
+
+def test_dropout_is_active_in_training_mode():
+    torch.manual_seed(7)
+    d = _discriminator()
+    ids = torch.randint(0, 9, (3, 7))
+    assert not torch.equal(d(ids)[0], d(ids)[0])
+
+
+def test_filters_longer_than_sentences_are_a_config_error():
+    from relgan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="largest filter"):
+        Discriminator(DiscriminatorConfig(), vocab_size=9, seq_len=4)
+
+
+def test_a_few_mle_steps_lower_the_loss():
+    torch.manual_seed(8)
+    data = torch.randint(0, 20, (16, 6))
+    data[:, 1::2] = (data[:, ::2] + 1) % 20  # learnable structure
+    g = Generator(GeneratorConfig(embedding_dim=8, num_heads=2, head_size=8), 20, 6, 0)
+    optimizer = torch.optim.Adam(g.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(60):
+        loss = F.cross_entropy(g(data).flatten(0, 1), data.flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    # half the positions are uniform noise (entropy log 20 ~ 3.0), the other half deterministic
+    assert losses[-1] < 0.7 * losses[0]
+    assert losses[0] == pytest.approx(math.log(20), rel=0.15)
