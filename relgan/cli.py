@@ -215,7 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # overrides may follow flags (train --config c.yaml --resume a.b=1), which plain parse_args refuses
+    args, extra = parser.parse_known_args(argv)
+    stray = [item for item in extra if args.command != "train" or item.startswith("-") or "=" not in item]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if args.command == "train":
+        args.overrides = [*args.overrides, *extra]
     _configure_logging(args.debug)
     try:
         return args.handler(args)

@@ -273,7 +273,8 @@ def _describe(kind: Any) -> str:
         inner = [a for a in typing.get_args(kind) if a is not type(None)]
         return f"{_describe(inner[0])} or null"
     if origin is list:
-        return f"a list of {_describe(typing.get_args(kind)[0])}s"
+        item = typing.get_args(kind)[0]
+        return "a list of " + {int: "integers", float: "numbers", str: "strings"}.get(item, str(item))
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(kind, str(kind))
 
 
@@ -291,8 +292,8 @@ def _coerce(value: Any, kind: Any, key: str, where: str) -> Any:
         item_kind = typing.get_args(kind)[0]
         if isinstance(value, str):
             value = [yaml.safe_load(part) for part in value.split(",") if part.strip()]
-        if not isinstance(value, list):
-            raise fail()
+        elif not isinstance(value, list):
+            value = [value]
         return [_coerce(item, item_kind, key, where) for item in value]
     if kind is bool:
         if isinstance(value, bool):

@@ -54,10 +54,12 @@ def read_text_lines(path: str | Path, what: str) -> list[str]:
         raise DataError(f"{what}: cannot read {path}: {exc.strerror}") from None
     if not payload.strip():
         raise DataError(f"{what}: file is empty: {path}")
+    if payload.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(f"{what}: {path} is UTF-16 text, not UTF-8; re-encode it, e.g. iconv -f UTF-16 -t UTF-8")
     if b"\x00" in payload:
         raise DataError(f"{what}: {path} looks binary (it contains NUL bytes); expected UTF-8 text, one sentence per line")
     try:
-        text = payload.decode("utf-8")
+        text = payload.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = payload[: exc.start].count(b"\n") + 1
         raise DataError(

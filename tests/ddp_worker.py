@@ -1,0 +1,49 @@
+"""Run by test_distributed.py under `accelerate launch`: train the smoke config and report, per rank, a hash
+of every parameter and of the data the rank trained on."""
+
+import hashlib
+import json
+import sys
+
+from relgan.config import load_config
+from relgan.training import setup
+
+
+def digest(tensors) -> str:
+    h = hashlib.sha256()
+    for tensor in tensors:
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def main() -> None:
+    trainer = setup(load_config(sys.argv[1], sys.argv[2:]))
+    seen = {"mle": [], "adversarial": []}
+    mle_step, real_batch = trainer._mle_step, trainer._real_batch
+
+    def recording_mle_step(batch):
+        seen["mle"].append(batch.clone())
+        return mle_step(batch)
+
+    def recording_real_batch():
+        batch = real_batch()
+        seen["adversarial"].append(batch.clone())
+        return batch
+
+    trainer._mle_step, trainer._real_batch = recording_mle_step, recording_real_batch
+    trainer.fit()
+    result = {
+        "rank": trainer.acc.process_index,
+        "num_processes": trainer.acc.num_processes,
+        "distributed_type": str(trainer.acc.distributed_type),
+        "generator": digest(trainer.gen.state_dict().values()),
+        "discriminator": digest(trainer.disc.state_dict().values()),
+        "mle_data": digest(seen["mle"]),
+        "adversarial_data": digest(seen["adversarial"]),
+        "batches": {k: len(v) for k, v in seen.items()},
+    }
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

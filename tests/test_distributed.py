@@ -1,0 +1,43 @@
+"""Two CPU processes (gloo) with different data: both networks must stay identical across ranks."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, SMOKE
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_keep_both_networks_identical(tmp_path):
+    launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
+    if launcher is None:
+        pytest.skip("accelerate launcher not found")
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo",
+               HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    command = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+               str(REPO / "tests" / "ddp_worker.py"), str(SMOKE), f"run.output_dir={tmp_path}", "run.name=ddp",
+               "mle.epochs=1", "mle.batch_size=16", "adversarial.steps=4", "adversarial.batch_size=16",
+               "adversarial.loss=wgan-gp"]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = sorted((json.loads(line[len("RESULT "):]) for line in result.stdout.splitlines()
+                    if line.startswith("RESULT ")), key=lambda r: r["rank"])
+    assert [r["rank"] for r in ranks] == [0, 1]
+    assert all(r["num_processes"] == 2 and r["distributed_type"].endswith("MULTI_CPU") for r in ranks)
+    assert ranks[0]["generator"] == ranks[1]["generator"]
+    assert ranks[0]["discriminator"] == ranks[1]["discriminator"]
+    assert ranks[0]["mle_data"] != ranks[1]["mle_data"]
+    assert ranks[0]["adversarial_data"] != ranks[1]["adversarial_data"]
+    assert ranks[0]["batches"] == {"mle": 8, "adversarial": 4 * (1 + 2)}

@@ -1,0 +1,64 @@
+"""Numerical faults and long runs (in-process, smoke config)."""
+
+import gc
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import relgan.training as training
+from relgan.checkpoint import complete_checkpoints, verify_checkpoint
+from relgan.config import load_config
+from relgan.errors import NonFiniteLossError
+
+from conftest import SMOKE
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "adversarial.steps=12", "adversarial.eval_every=12",
+                                 "adversarial.checkpoint_every=3", "run.log_every=10"])
+    trainer = training.setup(config)
+    healthy = training.gan_losses
+
+    def poisoned(kind, d_real, d_fake):
+        d_loss, g_loss = healthy(kind, d_real, d_fake)
+        if trainer.progress.adv_step == 7:  # the 8th iteration
+            return d_loss * float("nan"), g_loss
+        return d_loss, g_loss
+
+    monkeypatch.setattr(training, "gan_losses", poisoned)
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.fit()
+    message = str(info.value)
+    assert "non-finite d_loss = nan in the adversarial phase at step 8" in message
+    run = tmp_path / "smoke"
+    good = run / "checkpoints" / "step-00000022"  # 16 MLE batches + 6 adversarial iterations
+    assert f"last good checkpoint: {good}" in message
+    assert complete_checkpoints(run)[-1] == good  # the checkpoint due at iteration 9 was not written
+    verify_checkpoint(good)
+    assert all(torch.isfinite(t).all() for t in load_file(str(good / "model_1.safetensors")).values())
+    assert not (run / "generator").exists()
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_memory_stays_flat_across_evaluations_and_checkpoints(tmp_path):
+    config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "adversarial.steps=200", "adversarial.eval_every=20",
+                                 "adversarial.checkpoint_every=20", "run.keep_checkpoints=2"])
+    trainer = training.setup(config)
+    evaluate, usage = trainer._evaluate, []
+
+    def measured(*args):
+        evaluate(*args)
+        gc.collect()
+        usage.append(_rss_mb())
+
+    trainer._evaluate = measured
+    trainer.fit()
+    adversarial = usage[2:]  # after the two MLE evaluations: 10 evaluations, 10 checkpoints
+    assert len(adversarial) == 10
+    assert max(adversarial[3:]) - adversarial[2] < 15, adversarial

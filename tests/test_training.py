@@ -1,0 +1,132 @@
+"""End-to-end runs of the smoke config through the CLI: run directory, sampling, resume, interruption."""
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from relgan.checkpoint import complete_checkpoints, verify_checkpoint
+from relgan.cli import main
+from relgan.tokenization import load_tokenizer
+
+from conftest import REPO, SMOKE, run_cli
+
+LONGER = ["adversarial.steps=60", "adversarial.eval_every=30", "adversarial.checkpoint_every=5"]
+
+
+def _weights(run_dir):
+    """Generator and discriminator weights of a finished run."""
+    last = complete_checkpoints(run_dir)[-1]
+    return load_file(str(run_dir / "generator" / "model.safetensors")), load_file(str(last / "model_1.safetensors"))
+
+
+def _assert_same_weights(a, b):
+    for left, right in zip(_weights(a), _weights(b)):
+        assert left.keys() == right.keys()
+        for key in left:
+            assert torch.equal(left[key], right[key]), key
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """An uninterrupted run of the longer smoke config."""
+    out = tmp_path_factory.mktemp("reference")
+    result = run_cli("train", "--config", str(SMOKE), f"run.output_dir={out}", "run.name=ref", *LONGER, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    return out / "ref"
+
+
+def test_smoke_run_directory_metrics_and_samples(tmp_path, capsys):
+    result = run_cli("train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "NLL_ORACLE: after MLE:" in result.stdout and "samples:" in result.stdout
+    run = tmp_path / "smoke"
+    for name in ("config.yaml", "model.json", "oracle.safetensors", "tokenizer/tokenizer.json", "metrics.jsonl",
+                 "generator/model.safetensors", "generator/manifest.json"):
+        assert (run / name).is_file(), name
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["phase"], r["step"]) for r in records] == [
+        ("reference", 0), ("mle", 1), ("mle", 2), ("adversarial", 3), ("adversarial", 6)]
+    adversarial = records[-1]
+    for key in ("beta", "g_loss", "d_loss", "nll_oracle", "nll_gen", "nll_test", "global_step"):
+        assert isinstance(adversarial[key], float | int), key
+    assert adversarial["beta"] == pytest.approx(10 ** (5 / 6))  # iteration 6 of 6 uses beta(5), N = 6
+    checkpoints = complete_checkpoints(run)
+    assert len(checkpoints) == 3  # run.keep_checkpoints
+    for checkpoint in checkpoints:
+        verify_checkpoint(checkpoint)
+
+    vocabulary = set(load_tokenizer(run / "tokenizer").get_vocab())
+    out = tmp_path / "samples.txt"
+    assert main(["sample", "--run", str(run), "--num", "20", "--seed", "5", "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == 20 and all(word in vocabulary for line in lines for word in line.split())
+    assert main(["sample", "--run", str(run), "--num", "20", "--seed", "5"]) == 0
+    assert capsys.readouterr().out.splitlines() == lines
+
+    # a checkpoint reproduces the samples the training process drew at that step (same seed, batch size)
+    last = checkpoints[-1]
+    assert json.loads((last / "trainer_state.json").read_text())["progress"]["adv_step"] == 6
+    assert main(["sample", "--run", str(run), "--checkpoint", str(last), "--num", "64", "--out", str(out)]) == 0
+    assert out.read_text() == (run / "samples" / "adversarial-000006.txt").read_text()
+
+
+def test_dry_run_prints_sizes_and_writes_nothing(tmp_path):
+    result = run_cli("train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "--dry-run", cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["vocab_size"], summary["seq_len"]) == (50, 8)
+    assert summary["generator_parameters"] > 0 and summary["discriminator_parameters"] > 0
+    assert not (tmp_path / "smoke").exists()
+
+
+def test_sigint_writes_a_checkpoint_and_resume_is_bitwise_identical(tmp_path, reference_run):
+    command = [sys.executable, "-m", "relgan", "train", "--config", str(SMOKE), f"run.output_dir={tmp_path}",
+               "run.name=cut", *LONGER]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_checkpoint(tmp_path / "cut", process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted: stopped by SIGINT" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "cut" / "generator").exists()
+    result = run_cli("train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "run.name=cut", *LONGER,
+                     "--resume", cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    _assert_same_weights(reference_run, tmp_path / "cut")
+    same = [(json.loads(a)["global_step"], json.loads(a).get("nll_oracle")) for a in
+            (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    expected = [(json.loads(a)["global_step"], json.loads(a).get("nll_oracle")) for a in
+                (reference_run / "metrics.jsonl").read_text().splitlines()]
+    assert same == expected
+
+
+def test_sigkill_at_a_random_step_then_resume(tmp_path, reference_run):
+    command = [sys.executable, "-m", "relgan", "train", "--config", str(SMOKE), f"run.output_dir={tmp_path}",
+               "run.name=killed", *LONGER]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_checkpoint(tmp_path / "killed", process)
+    time.sleep(random.Random().uniform(0.0, 1.5))
+    process.kill()
+    process.wait(timeout=60)
+    assert complete_checkpoints(tmp_path / "killed")
+    result = run_cli("train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "run.name=killed", *LONGER,
+                     "--resume", cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    _assert_same_weights(reference_run, tmp_path / "killed")
+
+
+def _wait_for_checkpoint(run_dir, process, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if complete_checkpoints(run_dir):
+            return
+        assert process.poll() is None, "the run ended before its first checkpoint"
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint appeared")
