@@ -11,6 +11,7 @@ from pathlib import Path
 
 from relgan.config import PROTOCOLS, describe_keys
 from relgan.errors import RelganError, TrainingInterrupted
+from relgan.malloc_tuning import restart_with_malloc_tuning
 
 logger = logging.getLogger("relgan")
 
@@ -237,12 +238,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
+    restart_with_malloc_tuning()
     sys.exit(main())
 
 
 def train_entry() -> None:
+    restart_with_malloc_tuning()
     sys.exit(main(["train", *sys.argv[1:]]))
 
 
 def evaluate_entry() -> None:
+    restart_with_malloc_tuning()
     sys.exit(main(["evaluate", *sys.argv[1:]]))

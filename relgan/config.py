@@ -318,6 +318,8 @@ def _coerce(value: Any, kind: Any, key: str, where: str) -> Any:
             raise fail()
         return float(number)
     if kind is str:
+        if isinstance(value, bool):  # YAML 1.1 reads a bare no/yes (as in mixed_precision: no) as a boolean
+            return "yes" if value else "no"
         if isinstance(value, str):
             return value
         raise fail()

@@ -39,13 +39,11 @@ def relaxed_sample(logits: Tensor, beta: float | Tensor, *, hard: bool = False,
     return tokens, relaxed
 
 
-def gumbel_max_sample(logits: Tensor, temperature: float = 1.0,
-                      generator: torch.Generator | None = None) -> Tensor:
-    """Tokens argmax(o / temperature + g) [...]: the same draw as :func:`relaxed_sample` at temperature 1."""
-    perturbed = logits.float()
-    if temperature != 1.0:
-        perturbed = perturbed / temperature
-    return (perturbed + gumbel_noise(logits.shape, logits.device, generator)).argmax(dim=-1)
+def categorical_sample(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One exact draw per row of probs [B, V] by inversion: the first index whose CDF exceeds u ~ U(0, 1)."""
+    cdf = probs.cumsum(dim=-1)
+    u = torch.rand(probs.shape[0], 1, generator=generator, dtype=probs.dtype, device=probs.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=probs.shape[1] - 1)
 
 
 def inverse_temperature(schedule: str, step: int, beta_max: float, horizon: int) -> float:

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from relgan.config import OracleConfig
 from relgan.errors import CheckpointError
+from relgan.gumbel import categorical_sample
 
 _SAMPLE_CHUNK = 1000
 
@@ -64,7 +65,7 @@ class OracleLSTM(nn.Module):
             steps = []
             for _ in range(self.config.seq_len):
                 logits, h, c = self._step(tokens, h, c)
-                tokens = _inverse_cdf_sample(torch.softmax(logits, dim=-1).cpu(), generator)
+                tokens = categorical_sample(torch.softmax(logits, dim=-1).cpu(), generator)
                 steps.append(tokens)
                 tokens = tokens.to(self.embedding.device)
             chunks.append(torch.stack(steps, dim=1))
@@ -86,13 +87,6 @@ class OracleLSTM(nn.Module):
                 total -= log_probs.gather(1, chunk[:, t : t + 1]).sum().item()
                 tokens = chunk[:, t]
         return total / ids.numel()
-
-
-def _inverse_cdf_sample(probs: Tensor, generator: torch.Generator) -> Tensor:
-    """One categorical draw per row of probs [B, V] (float64): the first index whose CDF exceeds u ~ U(0, 1)."""
-    cdf = probs.cumsum(dim=-1)
-    u = torch.rand(probs.shape[0], 1, generator=generator, dtype=probs.dtype) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=probs.shape[1] - 1)
 
 
 @torch.no_grad()

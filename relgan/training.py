@@ -196,8 +196,8 @@ class Trainer:
                 g_loss, g_norm = self._generator_step(beta)
             fixed_beta = beta.detach() if isinstance(beta, Tensor) else beta
             self.current_beta = fixed_beta
-            for _ in range(cfg.d_steps):
-                d_loss, d_norm = self._discriminator_step(fixed_beta)
+            for fake in self._fake_batches(fixed_beta, cfg.d_steps):
+                d_loss, d_norm = self._discriminator_step(fake)
             p.adv_step += 1
             self._record("adversarial", p.adv_step, g_loss=g_loss, d_loss=d_loss, g_grad_norm=g_norm,
                          d_grad_norm=d_norm, beta=fixed_beta)
@@ -239,11 +239,20 @@ class Trainer:
         self.g_optimizer.step()
         return g_loss.detach(), norm
 
-    def _discriminator_step(self, beta: float | Tensor) -> tuple[Tensor, Tensor]:
+    def _fake_batches(self, beta: float | Tensor, count: int) -> tuple[Tensor, ...]:
+        """``count`` fresh batches of relaxed samples [B, T, V] for the discriminator steps.
+
+        The generator does not change during the discriminator steps, so their samples are drawn in one
+        no-grad pass of count * B sentences: the same distribution, far better matrix shapes.
+        """
+        size = self.config.adversarial.batch_size
+        with torch.no_grad(), self.acc.autocast():
+            _, fake = self.gen.sample(size * count, beta, hard=self.config.gumbel.straight_through)
+        return fake.split(size)
+
+    def _discriminator_step(self, fake: Tensor) -> tuple[Tensor, Tensor]:
         cfg = self.config.adversarial
         real = self._real_batch()
-        with torch.no_grad(), self.acc.autocast():
-            _, fake = self.gen.sample(cfg.batch_size, beta, hard=self.config.gumbel.straight_through)
         d_real, d_fake = self.discriminator(real, fake)
         d_loss, _ = gan_losses(cfg.loss, d_real, d_fake)
         if cfg.loss == "wgan-gp":

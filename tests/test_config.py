@@ -34,10 +34,12 @@ def test_every_shipped_config_loads(name):
 
 def test_overrides_parse_types():
     c = load_config(None, ["discriminator.filter_sizes=2,3", "gumbel.horizon=null", "mle.shuffle=true",
-                           "eval.metrics=[bleu, nll_gen]", "run.name=x"])
+                           "eval.metrics=[bleu, nll_gen]", "run.name=x",
+                           "run.mixed_precision=no", "gumbel.schedule=no"])
     assert c.discriminator.filter_sizes == [2, 3]
     assert c.gumbel.horizon is None and c.mle.shuffle is True
     assert c.eval.metrics == ["bleu", "nll_gen"] and c.run.name == "x"
+    assert c.run.mixed_precision == "no" and c.gumbel.schedule == "no"  # not YAML's boolean False
 
 
 @pytest.mark.parametrize("override, expected", [

@@ -6,7 +6,7 @@ import torch
 from relgan import gumbel
 from relgan.gumbel import (
     LearnedInverseTemperature,
-    gumbel_max_sample,
+    categorical_sample,
     gumbel_noise,
     inverse_temperature,
     relaxed_sample,
@@ -93,12 +93,15 @@ def test_straight_through_forward_is_one_hot_backward_is_soft():
     assert torch.allclose(grad_hard, logits.grad)
 
 
-def test_fast_path_draws_the_same_tokens():
-    logits = torch.randn(64, 50)
-    torch.manual_seed(4)
-    tokens, _ = relaxed_sample(logits, 3.0)
-    torch.manual_seed(4)
-    assert torch.equal(gumbel_max_sample(logits), tokens)
+def test_categorical_sample_follows_the_probabilities():
+    probs = torch.softmax(torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, -3.0]), 0)
+    n = 60000
+    tokens = categorical_sample(probs.expand(n, -1), torch.Generator().manual_seed(5))
+    observed = torch.bincount(tokens, minlength=6).float()
+    chi2 = ((observed - probs * n) ** 2 / (probs * n)).sum().item()
+    assert chi2 < 20.5  # chi-square, 5 degrees of freedom, p = 0.001
+    # a token of probability 0 is never drawn, even at the edges of u
+    assert categorical_sample(torch.tensor([[0.0, 1.0, 0.0]]).expand(1000, -1)).eq(1).all()
 
 
 def test_learned_beta_starts_at_one_and_stays_positive():

@@ -108,8 +108,15 @@ def test_sampling_is_gumbel_max_over_teacher_forced_logits(architecture):
     assert logits.shape == (5, 6, 13)
     assert torch.equal((logits + noise).argmax(-1), tokens)
     assert torch.allclose(torch.softmax(3.0 * (logits + noise), -1), relaxed, atol=1e-5)
-    torch.manual_seed(3)
-    assert torch.equal(g.sample_tokens(5), tokens)
+
+
+def test_fast_sampling_is_reproducible_and_greedy_at_low_temperature():
+    torch.manual_seed(2)
+    g = Generator(GeneratorConfig(embedding_dim=8, num_heads=2, head_size=8), vocab_size=13, seq_len=6, start_id=4)
+    first = g.sample_tokens(50, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(first, g.sample_tokens(50, generator=torch.Generator().manual_seed(9)))
+    greedy = g.sample_tokens(5, temperature=1e-6)
+    assert torch.equal(g(greedy).argmax(-1), greedy)
 
 
 def test_relaxed_samples_carry_gradients_to_the_generator():
@@ -135,23 +142,78 @@ def test_discriminator_shapes_and_id_path_equals_one_hot_path():
     assert torch.allclose(from_ids, from_one_hot, atol=1e-6)
 
 
-def test_discriminator_cnn_matches_a_plain_convolution():
-    torch.manual_seed(5)
-    d = _discriminator(dropout=0.0)
-    x = torch.softmax(torch.randn(2, 7, 9) * 3, -1)
-    emb = (x @ d.embedding).view(2, 7, 4, 2)  # [B, T, S, d]
+def _plain_discriminator_logits(d, x):
+    """The official computation, op by op: conv2d over [B*S, 1, T, d], bias, relu, max over time, highway
+    with two separate matmuls, then the output layers (no dropout)."""
+    batch, length = x.shape[:2]
+    s, width = d.num_representations, d.representation_dim
+    emb = (F.embedding(x, d.embedding) if x.dtype == torch.long else x @ d.embedding).view(batch, length, s, width)
     feats = []
     for size, w, b in zip(d.filter_sizes, d.conv_weights, d.conv_biases):
-        # NCHW conv over [B*S, 1, T, d] with a [filters, 1, size, d] kernel, relu, then max over time
-        kernel = w.view(5, 2, size).permute(0, 2, 1).unsqueeze(1)
-        out = F.conv2d(emb.permute(0, 2, 1, 3).reshape(8, 1, 7, 2), kernel, b)
+        kernel = w.view(-1, width, size).permute(0, 2, 1).unsqueeze(1)  # [filters, 1, size, d]
+        out = F.conv2d(emb.permute(0, 2, 1, 3).reshape(batch * s, 1, length, width), kernel, b)
         feats.append(torch.relu(out).amax(dim=(2, 3)))
     h = torch.cat(feats, -1)
     t = torch.sigmoid(h @ d.highway_gate.weight.T)
     h = t * torch.relu(h @ d.highway_transform.weight.T) + (1 - t) * h
-    expected = d.logit(d.hidden(h)).squeeze(-1)
+    return d.logit(d.hidden(h)).squeeze(-1)
+
+
+@pytest.mark.parametrize("ids", [False, True])
+def test_discriminator_equals_the_plain_computation_with_gradients(ids):
+    torch.manual_seed(5)
+    d = _discriminator(dropout=0.0).double()
+    if ids:  # real data: repeated padding gives tied windows
+        x = torch.randint(0, 9, (2, 7))
+        x[:, 4:] = 0
+    else:
+        x = torch.softmax(torch.randn(2, 7, 9, dtype=torch.float64) * 3, -1)
+    weights = torch.randn(8, dtype=torch.float64)
     (got,) = d(x)
-    assert torch.allclose(got, expected, atol=1e-5)
+    (got * weights).sum().backward()
+    fast = {name: p.grad.clone() for name, p in d.named_parameters()}
+    d.zero_grad()
+    expected = _plain_discriminator_logits(d, x)
+    (expected * weights).sum().backward()
+    assert torch.allclose(got, expected, atol=1e-10)
+    for name, p in d.named_parameters():
+        assert torch.allclose(fast[name], p.grad, atol=1e-10), name
+
+
+@pytest.mark.parametrize("width", [1, 3])
+def test_conv_max_over_time_equals_plain_autograd(width):
+    from relgan.models.layers import conv_max_over_time
+
+    torch.manual_seed(6)
+    for size in (2, 3, 5):
+        sequence = torch.randn(70, 9, width, dtype=torch.float64, requires_grad=True)
+        weight = torch.randn(11, width * size, dtype=torch.float64, requires_grad=True)
+        grad = torch.randn(70, 11, dtype=torch.float64)
+        fast = conv_max_over_time(sequence, weight, size, chunk=16)
+        fast.backward(grad)
+        fast_grads = sequence.grad.clone(), weight.grad.clone()
+        sequence.grad = weight.grad = None
+        windows = sequence.unfold(1, size, 1).reshape(70, 9 - size + 1, width * size)
+        plain = (windows @ weight.T).max(dim=1).values
+        plain.backward(grad)
+        assert torch.equal(fast, plain)
+        assert torch.allclose(fast_grads[0], sequence.grad) and torch.allclose(fast_grads[1], weight.grad)
+        with torch.no_grad():
+            assert torch.equal(conv_max_over_time(sequence, weight, size), plain)
+
+
+def test_dropout_mask_rate_and_scaling():
+    from relgan.models.layers import dropout
+
+    torch.manual_seed(7)
+    x = torch.ones(200000, requires_grad=True)
+    y = dropout(x, 0.25, training=True)
+    kept = (y > 0).double().mean().item()
+    assert abs(kept - 0.75) < 4 * (0.75 * 0.25 / 200000) ** 0.5
+    assert torch.allclose(y[y > 0], torch.full_like(y[y > 0], 1 / 0.75))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())
+    assert dropout(x, 0.25, training=False) is x
 
 
 def test_one_pass_over_several_batches_equals_separate_passes():

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from relgan.config import DiscriminatorConfig
 from relgan.errors import ConfigError
-from relgan.models.layers import linear, truncated_normal_
+from relgan.models.layers import conv_max_over_time, dropout, linear, truncated_normal_
 
 
 class Discriminator(nn.Module):
@@ -46,7 +46,6 @@ class Discriminator(nn.Module):
         width = config.num_filters * len(self.filter_sizes)
         self.highway_transform = linear(width, width, bias=False)
         self.highway_gate = linear(width, width, bias=False)
-        self.dropout = nn.Dropout(config.dropout)
         self.hidden = linear(width, config.hidden_size)
         self.logit = linear(config.hidden_size, 1)
 
@@ -67,13 +66,15 @@ class Discriminator(nn.Module):
         """embedded [B, T, S*d] -> logits [B*S] (row b*S + s is representation s of sentence b)."""
         batch, length, _ = embedded.shape
         s, d = self.num_representations, self.representation_dim
-        per_rep = embedded.view(batch, length, s, d).permute(0, 2, 1, 3)  # [B, S, T, d]
+        per_rep = embedded.view(batch, length, s, d).permute(0, 2, 1, 3).reshape(batch * s, length, d)
         pooled = []
         for size, weight, bias in zip(self.filter_sizes, self.conv_weights, self.conv_biases):
-            windows = per_rep.unfold(2, size, 1).reshape(batch, s, length - size + 1, d * size)
-            # relu and the bias commute with the max over time, so pool first: less memory, same values.
-            pooled.append(torch.relu((windows @ weight.T).max(dim=2).values + bias))
-        features = torch.cat(pooled, dim=-1).reshape(batch * s, -1)  # [B*S, filters*len(sizes)]
-        gate = torch.sigmoid(self.highway_gate(features))
-        features = gate * torch.relu(self.highway_transform(features)) + (1 - gate) * features
-        return self.logit(self.hidden(self.dropout(features))).squeeze(-1)
+            # relu and the bias commute with the max over time, so pool first: same values, less memory.
+            pooled.append(torch.relu(conv_max_over_time(per_rep, weight, size) + bias))
+        features = torch.cat(pooled, dim=-1)  # [B*S, filters * len(sizes)]
+        # both highway branches in one matmul; out = t*g + (1-t)*h = h + t*(g - h)
+        both = F.linear(features, torch.cat([self.highway_gate.weight, self.highway_transform.weight]))
+        gate, transform = both.chunk(2, dim=-1)
+        features = torch.addcmul(features, torch.sigmoid(gate), torch.relu(transform) - features)
+        features = dropout(features, self.config.dropout, self.training)
+        return self.logit(self.hidden(features)).squeeze(-1)

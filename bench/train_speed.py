@@ -1,0 +1,242 @@
+"""Training and sampling speed at paper sizes, against the machine's measured matmul peak (JSON out).
+
+python bench/train_speed.py [--config configs/coco_relgan100.yaml] [--device cuda] [--dtype bf16]
+
+Times warm MLE batches, adversarial iterations (with their G-step / D-step split) and sampling of 10,000
+sentences through the training code itself; counts each one's FLOPs from the config; measures the fp32
+(or bf16) matmul peak in the same run; prints achieved GFLOP/s, the fraction of peak and the floor
+(seconds at the measured peak). Uses COCO from $RELGAN_SHARED_DATA (default ../shared/data) when present,
+else random ids of the same shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from relgan.malloc_tuning import MALLOC_TUNABLES, restart_with_malloc_tuning  # noqa: E402
+
+restart_with_malloc_tuning()
+
+import torch  # noqa: E402
+
+from relgan.config import Config, load_config  # noqa: E402
+
+
+# ----------------------------------------------------------------------------------------- FLOP counts
+
+
+def generator_step_flops(config: Config, vocab: int) -> float:
+    """Forward FLOPs of one generator step for one sentence (multiply-add = 2)."""
+    g = config.generator
+    e = g.embedding_dim
+    if g.architecture == "lstm":
+        h = g.hidden_size
+        return 2 * (e * 4 * h + h * 4 * h + h * vocab)
+    n, f = g.mem_slots, g.num_heads * g.head_size
+    q = g.num_heads * 3 * g.head_size
+    rows = n + 1
+    return 2 * (
+        e * f  # input projection
+        + rows * f * q  # qkv of memory and input rows
+        + 2 * rows * rows * f  # attention scores and weighted values
+        + rows * 2 * f * f  # two MLP layers
+        + f * 2 * f + n * f * 2 * f  # gates from input and memory
+        + n * f * vocab  # output projection
+    )
+
+
+def discriminator_flops(config: Config, vocab: int, seq_len: int, dense_input: bool) -> tuple[float, float]:
+    """(forward FLOPs of one sentence, of which in the input embedding) for the discriminator."""
+    d = config.discriminator
+    s, width = d.num_representations, d.num_filters * len(d.filter_sizes)
+    rep = d.embedding_dim // s
+    embed = 2 * seq_len * vocab * d.embedding_dim if dense_input else 0.0
+    conv = sum(2 * (seq_len - k + 1) * s * k * rep * d.num_filters for k in d.filter_sizes)
+    rest = 2 * s * (2 * width * width + width * d.hidden_size + d.hidden_size)
+    return embed + conv + rest, embed
+
+
+def workload_gflop(config: Config, vocab: int, seq_len: int, batch: int, samples: int) -> dict[str, float]:
+    """GFLOP of an MLE batch, of a generator step, a discriminator step, an adversarial iteration, sampling.
+
+    Backward passes cost twice the forward (input and weight gradients) except where one of them is not
+    needed: the embedding of the discriminator's input has no input gradient in a D step, and D's weights
+    get no gradient in a G step.
+    """
+    g_forward = generator_step_flops(config, vocab) * seq_len * batch
+    d_real, _ = discriminator_flops(config, vocab, seq_len, dense_input=False)
+    d_fake, d_embed = discriminator_flops(config, vocab, seq_len, dense_input=True)
+    d_real, d_fake, d_embed = d_real * batch, d_fake * batch, d_embed * batch
+    g_step = 3 * g_forward + d_real + d_fake + d_fake  # sample + backward, D(real) no grad, D(fake) + input grads
+    d_step = g_forward + 3 * (d_real + d_fake) - d_embed  # no-grad samples; D forward + both gradients
+    adv = config.adversarial
+    return {
+        "mle_batch": 3 * g_forward / 1e9,
+        "g_step": g_step / 1e9,
+        "d_step": d_step / 1e9,
+        "adversarial_iteration": (adv.g_steps * g_step + adv.d_steps * d_step) / 1e9,
+        "sample_10k": generator_step_flops(config, vocab) * seq_len * samples / 1e9,
+    }
+
+
+# ------------------------------------------------------------------------------------------ timing
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device, repeats: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def matmul_peak_gflops(device: torch.device, dtype: torch.dtype) -> float:
+    """Best of several large square matmuls."""
+    n = 8192 if device.type == "cuda" else 2048
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    times = timed(lambda: a @ b, device, repeats=10, warmup=3)
+    return 2 * n**3 / min(times) / 1e9
+
+
+# ------------------------------------------------------------------------------------------ setup
+
+
+def build_trainer(args: argparse.Namespace):
+    from accelerate import Accelerator
+
+    from relgan.data import Corpus, load_corpus
+    from relgan.tokenization import build_identity_tokenizer
+    from relgan.training import Trainer
+
+    data = Path(os.environ.get("RELGAN_SHARED_DATA", REPO.parent / "shared" / "data")) / "image_coco"
+    overrides = [f"adversarial.batch_size={args.batch_size}", f"mle.batch_size={args.batch_size}",
+                 "eval.metrics=[nll_gen]", "run.tracker=none", f"run.mixed_precision={args.dtype_flag}"]
+    if args.compile:
+        overrides.append("run.compile=true")
+    if (data / "train.txt").is_file() and args.seq_len is None:
+        overrides += [f"data.train_file={data / 'train.txt'}", f"data.test_file={data / 'test.txt'}"]
+        config = load_config(args.config, overrides)
+        corpus = load_corpus(config.data)
+        source = f"COCO from {data}"
+    else:
+        config = load_config(args.config, overrides)
+        vocab, seq_len = 4662, args.seq_len or 37
+        ids = torch.randint(0, vocab, (10000, seq_len), generator=torch.Generator().manual_seed(0))
+        corpus = Corpus(build_identity_tokenizer(vocab), ids, ids[:1000], start_id=0, eos_id=None)
+        source = "random ids"
+    accelerator = Accelerator(cpu=args.device == "cpu", mixed_precision=args.dtype_flag)
+    return Trainer(config, corpus, Path(tempfile.mkdtemp()), accelerator), source
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(REPO / "configs" / "coco_relgan100.yaml"))
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seq-len", type=int, help="use random ids of this length instead of COCO")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed MLE batches (adversarial: a third of it)")
+    parser.add_argument("--samples", type=int, default=10000)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the recurrent step and the CNN")
+    parser.add_argument("--out", help="also write the JSON here")
+    args = parser.parse_args()
+    args.dtype_flag = "bf16" if args.dtype == "bf16" else "no"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    trainer, source = build_trainer(args)
+    corpus, config = trainer.corpus, trainer.config
+    flops = workload_gflop(config, corpus.vocab_size, corpus.seq_len, args.batch_size, args.samples)
+    peak = matmul_peak_gflops(device, torch.bfloat16 if args.dtype == "bf16" else torch.float32)
+
+    batch = corpus.train_ids[: args.batch_size].to(device)
+    mle = timed(lambda: trainer._mle_step(batch), device, args.repeats, warmup=2)
+    g_times, d_times = [], []
+
+    def iteration() -> None:
+        start = time.perf_counter()
+        trainer._generator_step(10.0)
+        synchronize(device)
+        g_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for fake in trainer._fake_batches(10.0, config.adversarial.d_steps):
+            trainer._discriminator_step(fake)
+        synchronize(device)
+        d_times.append((time.perf_counter() - start) / config.adversarial.d_steps)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    adversarial_repeats = max(args.repeats // 3, 1)
+    adversarial = timed(iteration, device, adversarial_repeats, warmup=1)
+    warm_g, warm_d = g_times[1:], d_times[1:]
+    peak_memory = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+                   else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30
+
+    from relgan.sampling import sample_ids
+
+    with torch.no_grad(), trainer.acc.autocast():
+        sampling = timed(lambda: sample_ids(trainer.gen, args.samples, config.eval.batch_size, seed=0), device,
+                         repeats=1, warmup=1 if device.type == "cuda" else 0)
+
+    def entry(seconds: float, gflop: float) -> dict[str, float]:
+        return {"seconds": seconds, "gflop": gflop, "gflops": gflop / seconds,
+                "fraction_of_peak": gflop / seconds / peak, "floor_seconds": gflop / peak,
+                "ratio_to_floor": seconds / (gflop / peak)}
+
+    result = {
+        "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "dtype": args.dtype,
+        "torch": torch.__version__,
+        "malloc_tuned": MALLOC_TUNABLES in os.environ.get("GLIBC_TUNABLES", ""),
+        "data": source,
+        "vocab_size": corpus.vocab_size,
+        "seq_len": corpus.seq_len,
+        "batch_size": args.batch_size,
+        "peak_gflops": peak,
+        "mle_batch": entry(statistics.median(mle), flops["mle_batch"]),
+        "adversarial_iteration": {
+            **entry(statistics.median(adversarial), flops["adversarial_iteration"]),
+            "g_step_seconds": statistics.median(warm_g),
+            "d_step_seconds": statistics.median(warm_d),
+            "g_step_gflop": flops["g_step"],
+            "d_step_gflop": flops["d_step"],
+            "peak_memory_gb": peak_memory,
+            "peak_memory_kind": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "process max RSS",
+        },
+        "sample_10k": {**entry(min(sampling), flops["sample_10k"]), "num_samples": args.samples,
+                       "sampling_batch_size": config.eval.batch_size},
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
