@@ -134,9 +134,8 @@ def build_trainer(args: argparse.Namespace):
 
     data = Path(os.environ.get("RELGAN_SHARED_DATA", REPO.parent / "shared" / "data")) / "image_coco"
     overrides = [f"adversarial.batch_size={args.batch_size}", f"mle.batch_size={args.batch_size}",
-                 "eval.metrics=[nll_gen]", "run.tracker=none", f"run.mixed_precision={args.dtype_flag}"]
-    if args.compile:
-        overrides.append("run.compile=true")
+                 "eval.metrics=[nll_gen]", "run.tracker=none", f"run.mixed_precision={args.dtype_flag}",
+                 f"run.cuda_graphs={not args.no_cuda_graphs}"]
     if (data / "train.txt").is_file() and args.seq_len is None:
         overrides += [f"data.train_file={data / 'train.txt'}", f"data.test_file={data / 'test.txt'}"]
         config = load_config(args.config, overrides)
@@ -162,7 +161,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--repeats", type=int, default=5, help="timed MLE batches (adversarial: a third of it)")
     parser.add_argument("--samples", type=int, default=10000)
-    parser.add_argument("--compile", action="store_true", help="torch.compile the recurrent step and the CNN")
+    parser.add_argument("--no-cuda-graphs", action="store_true", help="time eager steps on the GPU")
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args()
     args.dtype_flag = "bf16" if args.dtype == "bf16" else "no"
@@ -175,27 +174,24 @@ def main() -> None:
     peak = matmul_peak_gflops(device, torch.bfloat16 if args.dtype == "bf16" else torch.float32)
 
     batch = corpus.train_ids[: args.batch_size].to(device)
-    mle = timed(lambda: trainer._mle_step(batch), device, args.repeats, warmup=2)
-    g_times, d_times = [], []
+    graph_warmup = 5 if trainer.use_graphs else 1  # CUDA graphs: 3 eager calls, 1 capture, then replays
+    mle = timed(lambda: trainer.mle_graph(batch), device, args.repeats, warmup=graph_warmup)
 
-    def iteration() -> None:
-        start = time.perf_counter()
-        trainer._generator_step(10.0)
-        synchronize(device)
-        g_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        for fake in trainer._fake_batches(10.0, config.adversarial.d_steps):
-            trainer._discriminator_step(fake)
-        synchronize(device)
-        d_times.append((time.perf_counter() - start) / config.adversarial.d_steps)
-
+    beta = torch.full((), 10.0, device=device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    adversarial_repeats = max(args.repeats // 3, 1)
-    adversarial = timed(iteration, device, adversarial_repeats, warmup=1)
-    warm_g, warm_d = g_times[1:], d_times[1:]
+    adversarial = timed(lambda: trainer.adversarial_graph(beta), device, max(args.repeats // 3, 1),
+                        warmup=graph_warmup)
     peak_memory = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
                    else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30
+
+    def discriminator_steps() -> None:
+        for fake in trainer._fake_batches(beta, config.adversarial.d_steps):
+            trainer._discriminator_step(fake)
+
+    # the G-step / D-step split, eagerly (inside a CUDA graph the two are one replay)
+    g_times = timed(lambda: trainer._generator_step(beta), device, max(args.repeats // 3, 1), warmup=1)
+    d_times = timed(discriminator_steps, device, max(args.repeats // 3, 1), warmup=1)
 
     from relgan.sampling import sample_ids
 
@@ -222,8 +218,9 @@ def main() -> None:
         "mle_batch": entry(statistics.median(mle), flops["mle_batch"]),
         "adversarial_iteration": {
             **entry(statistics.median(adversarial), flops["adversarial_iteration"]),
-            "g_step_seconds": statistics.median(warm_g),
-            "d_step_seconds": statistics.median(warm_d),
+            "cuda_graphs": trainer.use_graphs,
+            "eager_g_step_seconds": statistics.median(g_times),
+            "eager_d_step_seconds": statistics.median(d_times) / config.adversarial.d_steps,
             "g_step_gflop": flops["g_step"],
             "d_step_gflop": flops["d_step"],
             "peak_memory_gb": peak_memory,

@@ -146,14 +146,8 @@ def load_run_config(run_dir: Path) -> Config:
 
 
 def strip_wrapper_prefixes(state: dict[str, Any]) -> dict[str, Any]:
-    """Remove the key prefixes that DDP ("module.") and torch.compile ("_orig_mod.") add."""
-    cleaned = {}
-    for key, value in state.items():
-        for prefix in ("module.", "_orig_mod."):
-            while key.startswith(prefix):
-                key = key[len(prefix):]
-        cleaned[key.replace("._orig_mod.", ".")] = value
-    return cleaned
+    """Remove the "module." prefix that a DDP wrapper adds to checkpointed keys."""
+    return {key.removeprefix("module."): value for key, value in state.items()}
 
 
 MODEL_CARD = "model.json"

@@ -148,7 +148,7 @@ class RunConfig:
                           choices=("auto", "none", "tensorboard", "wandb", "mlflow"))
     log_every: int = _field(10, "steps between loss logs and NaN checks", min=1)
     keep_checkpoints: int = _field(3, "complete checkpoints kept on disk", min=1)
-    compile: bool = _field(False, "torch.compile the networks (helps on GPU, not on CPU)")
+    cuda_graphs: bool = _field(True, "replay whole training steps as CUDA graphs (one GPU only; no effect on CPU)")
     num_threads: int | None = _field(None, "torch CPU threads; null = torch's default", min=1)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+from accelerate.utils import AutocastKwargs, DataLoaderConfiguration, ProjectConfiguration
 
 from relgan.config import RunConfig
 
@@ -21,9 +21,12 @@ def build_accelerator(run: RunConfig, run_dir: Path) -> Accelerator:
     tracker = run.tracker
     if tracker == "auto":
         tracker = "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
+    graphs = run.cuda_graphs and torch.cuda.is_available() and not run.cpu
     return Accelerator(
         cpu=run.cpu,
         mixed_precision=run.mixed_precision,
+        # CUDA graph capture needs autocast without its weight-cast cache
+        kwargs_handlers=[AutocastKwargs(cache_enabled=False)] if graphs else None,
         log_with=None if tracker == "none" else tracker,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),

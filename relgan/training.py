@@ -35,6 +35,7 @@ from relgan.checkpoint import (
     write_model_card,
 )
 from relgan.config import Config, save_config, schedule_horizon
+from relgan.cuda_graphs import StepGraph
 from relgan.data import Corpus, load_corpus, save_corpus_artifacts
 from relgan.errors import CheckpointError, DataError, NonFiniteLossError, TrainingInterrupted
 from relgan.evaluation import TextEvaluator, generator_report
@@ -82,14 +83,19 @@ class Trainer:
         g_params = list(generator.parameters()) + (list(beta_module.parameters()) if beta_module else [])
         loader = DataLoader(TensorDataset(corpus.train_ids), batch_size=config.mle.batch_size,
                             shuffle=config.mle.shuffle, drop_last=True)
+        self.use_graphs = (config.run.cuda_graphs and accelerator.device.type == "cuda"
+                           and accelerator.num_processes == 1 and config.run.mixed_precision != "fp16")
+        adam = {"capturable": True} if self.use_graphs else {}
         (self.generator, self.discriminator, self.mle_optimizer, self.g_optimizer, self.d_optimizer,
          self.mle_loader) = accelerator.prepare(
             generator, discriminator,
-            torch.optim.Adam(generator.parameters(), lr=config.mle.lr),
-            torch.optim.Adam(g_params, lr=adv.g_lr),
-            torch.optim.Adam(discriminator.parameters(), lr=adv.d_lr),
+            torch.optim.Adam(generator.parameters(), lr=config.mle.lr, **adam),
+            torch.optim.Adam(g_params, lr=adv.g_lr, **adam),
+            torch.optim.Adam(discriminator.parameters(), lr=adv.d_lr, **adam),
             loader,
         )
+        self.mle_graph = StepGraph(self._mle_step, self.use_graphs, "MLE step")
+        self.adversarial_graph = StepGraph(self._adversarial_iteration, self.use_graphs, "adversarial iteration")
         self.beta_module = accelerator.prepare(beta_module) if beta_module is not None else None
         self.g_params = g_params
         self.gen = accelerator.unwrap_model(self.generator)
@@ -100,7 +106,7 @@ class Trainer:
         self.stop = StopSignals()
         self.last_checkpoint: Path | None = None
         self.last_losses: dict[str, float] = {}
-        self.current_beta: float | Tensor = 1.0
+        self.current_beta: Tensor | float = 1.0
         self._pending: list[tuple[str, int, dict[str, Tensor]]] = []
         self._bar: tqdm | None = None
         if corpus.oracle is not None:
@@ -158,7 +164,7 @@ class Trainer:
             self._bar.set_description(f"MLE epoch {p.epoch + 1}/{cfg.epochs}")
             for (batch,) in loader:
                 seed_step(self.config.run.seed, self.acc.process_index, "mle", p.mle_step)
-                loss, norm = self._mle_step(batch)
+                loss, norm = self.mle_graph(batch)
                 p.mle_step += 1
                 p.batch_in_epoch += 1
                 self._record("mle", p.mle_step, g_loss=loss, g_grad_norm=norm)
@@ -172,6 +178,7 @@ class Trainer:
             if p.epoch % cfg.checkpoint_every == 0 or last:
                 self.save_checkpoint()
         self._bar.close()
+        self.mle_graph.release()
 
     def _mle_step(self, batch: Tensor) -> tuple[Tensor, Tensor]:
         """Teacher forcing from the start token; mean per-token NLL over all positions (padding included)."""
@@ -189,18 +196,16 @@ class Trainer:
         cfg, p = self.config.adversarial, self.progress
         self._bar = tqdm(total=cfg.steps, initial=p.adv_step, desc="adversarial", unit="it",
                          disable=not self.acc.is_main_process, dynamic_ncols=True)
+        gumbel = self.config.gumbel
         while p.adv_step < cfg.steps:
             seed_step(self.config.run.seed, self.acc.process_index, "adversarial", p.adv_step)
-            beta = self._beta(p.adv_step)
-            for _ in range(cfg.g_steps):
-                g_loss, g_norm = self._generator_step(beta)
-            fixed_beta = beta.detach() if isinstance(beta, Tensor) else beta
-            self.current_beta = fixed_beta
-            for fake in self._fake_batches(fixed_beta, cfg.d_steps):
-                d_loss, d_norm = self._discriminator_step(fake)
+            scheduled = inverse_temperature(gumbel.schedule, p.adv_step, gumbel.beta_max, self.horizon)
+            g_loss, d_loss, g_norm, d_norm, beta = self.adversarial_graph(
+                torch.full((), scheduled, device=self.acc.device))
+            self.current_beta = beta
             p.adv_step += 1
             self._record("adversarial", p.adv_step, g_loss=g_loss, d_loss=d_loss, g_grad_norm=g_norm,
-                         d_grad_norm=d_norm, beta=fixed_beta)
+                         d_grad_norm=d_norm, beta=beta)
             self._bar.update()
             self._check_stop()
             last = p.adv_step == cfg.steps
@@ -210,11 +215,19 @@ class Trainer:
                 self.save_checkpoint()
         self._bar.close()
 
-    def _beta(self, step: int) -> float | Tensor:
-        if self.beta_module is not None:
-            return self.beta_module()
-        gumbel = self.config.gumbel
-        return inverse_temperature(gumbel.schedule, step, gumbel.beta_max, self.horizon)
+    def _adversarial_iteration(self, scheduled_beta: Tensor) -> tuple[Tensor, ...]:
+        """g_steps generator updates, then d_steps discriminator updates; beta is a 0-dim tensor.
+
+        Returns the last (g_loss, d_loss, g_grad_norm, d_grad_norm) and the beta used.
+        """
+        cfg = self.config.adversarial
+        beta = self.beta_module() if self.beta_module is not None else scheduled_beta
+        for _ in range(cfg.g_steps):
+            g_loss, g_norm = self._generator_step(beta)
+        fixed = beta.detach()
+        for fake in self._fake_batches(fixed, cfg.d_steps):
+            d_loss, d_norm = self._discriminator_step(fake)
+        return g_loss, d_loss, g_norm, d_norm, fixed
 
     def _real_batch(self) -> Tensor:
         """A random one of the sequential batches (the official ``random_batch``): ids [B, T] on the device."""
@@ -222,7 +235,7 @@ class Trainer:
         which = torch.randint(len(self.train_ids) // size, (1,), device=self.train_ids.device)
         return self.train_ids[which * size + torch.arange(size, device=self.train_ids.device)]
 
-    def _generator_step(self, beta: float | Tensor) -> tuple[Tensor, Tensor]:
+    def _generator_step(self, beta: Tensor) -> tuple[Tensor, Tensor]:
         cfg = self.config.adversarial
         real = self._real_batch()
         _, fake = self.generator(mode="sample", batch_size=cfg.batch_size, beta=beta,
@@ -239,7 +252,7 @@ class Trainer:
         self.g_optimizer.step()
         return g_loss.detach(), norm
 
-    def _fake_batches(self, beta: float | Tensor, count: int) -> tuple[Tensor, ...]:
+    def _fake_batches(self, beta: Tensor, count: int) -> tuple[Tensor, ...]:
         """``count`` fresh batches of relaxed samples [B, T, V] for the discriminator steps.
 
         The generator does not change during the discriminator steps, so their samples are drawn in one
