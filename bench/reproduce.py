@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import sys
 import time
@@ -102,8 +103,9 @@ def markdown(result: dict) -> str:
                   "nll_gen", "nll_test"])
     lines = [f"### {result['name']}", "",
              f"Budget: {result['budget']['mle_epochs']} MLE epochs, {result['budget']['adversarial_steps']} "
-             f"adversarial iterations; seeds {result['seeds']}; machine: {result['machine']}; "
-             f"{result['minutes']:.0f} min.", "", f"Command: `{result['command']}`", "",
+             f"adversarial iterations; seeds {result['seeds']}; machine: {result['machine']}"
+             + (f"; {result['minutes']:.0f} min." if result["minutes"] is not None else "."), "",
+             f"Command: `{result['command']}`", "",
              "| model | seed | row | step | " + " | ".join(keys) + " |",
              "|---|---|---|---|" + "---|" * len(keys)]
     for row in result["rows"]:
@@ -111,6 +113,8 @@ def markdown(result: dict) -> str:
         lines.append(f"| {row['model']} | {row['seed']} | {row['row']} | {row['step']} | " + " | ".join(cells) + " |")
     if synthetic and result.get("oracle_reference") is not None:
         lines += ["", f"NLL_oracle of the oracle on its own test data: {result['oracle_reference']:.3f}."]
+    if result.get("note"):
+        lines += ["", result["note"]]
     return "\n".join(lines) + "\n"
 
 
@@ -126,6 +130,11 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, help="samples per evaluation (full protocol uses all)")
     parser.add_argument("--name", required=True, help="results/<name>.json and .md")
     parser.add_argument("--output-dir", default="runs/reproduce")
+    parser.add_argument("--collect", metavar="DIR",
+                        help="build the table from DIR/<name>-s<seed>-{mle,relgan<beta>}.metrics.jsonl of an "
+                             "earlier run (e.g. one copied back from another machine) instead of training")
+    parser.add_argument("--machine", help="machine named in the table (default: this one)")
+    parser.add_argument("--note", default="", help="a remark printed under the table")
     parser.add_argument("overrides", nargs="*", help="extra config overrides (key=value)")
     args = parser.parse_args()
 
@@ -143,30 +152,39 @@ def main() -> None:
     if args.eval_every:
         adversarial += [f"adversarial.eval_every={args.eval_every}", f"adversarial.checkpoint_every={args.eval_every}"]
 
+    def collected(run_name: str) -> dict:
+        lines = (Path(args.collect) / f"{run_name}.metrics.jsonl").read_text().splitlines()
+        return {"records": [json.loads(line) for line in lines]}
+
     started = time.time()
     rows, reference = [], None
     for seed in seeds:
         name = f"{args.name}-s{seed}"
-        pretrain = train(args.config, [*common, f"run.seed={seed}", f"run.name={name}-mle", "adversarial.steps=0"],
-                         resume=False)
+        pretrain = collected(f"{name}-mle") if args.collect else train(
+            args.config, [*common, f"run.seed={seed}", f"run.name={name}-mle", "adversarial.steps=0"], resume=False)
         reference = next((r["nll_oracle"] for r in pretrain["records"] if r["phase"] == "reference"), None)
         for row_name, record in pick(pretrain["records"], "mle", synthetic).items():
             rows.append({"model": "MLE", "seed": seed, "row": row_name, **summarise(record, synthetic, reference)})
         for beta_max in args.beta_max.split(","):
             branch = f"{name}-relgan{beta_max}"
-            target = Path(args.output_dir) / branch
-            shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(pretrain["run_dir"], target)  # continue from the same pretrained checkpoint
-            run = train(args.config, [*common, *adversarial, f"run.seed={seed}", f"run.name={branch}",
-                                      f"gumbel.beta_max={beta_max}"], resume=True)
+            if args.collect:
+                run = collected(branch)
+            else:
+                target = Path(args.output_dir) / branch
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(pretrain["run_dir"], target)  # continue from the same pretrained checkpoint
+                run = train(args.config, [*common, *adversarial, f"run.seed={seed}", f"run.name={branch}",
+                                          f"gumbel.beta_max={beta_max}"], resume=True)
             for row_name, record in pick(run["records"], "adversarial", synthetic).items():
                 rows.append({"model": f"RelGAN({beta_max})", "seed": seed, "row": row_name,
                              **summarise(record, synthetic, reference)})
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{platform.machine()} CPU, {os.cpu_count()} cores"
+    device = args.machine or (torch.cuda.get_device_name() if torch.cuda.is_available()
+                              else f"{platform.machine()} CPU, {os.cpu_count()} cores")
     result = {
         "name": args.name, "config": args.config, "synthetic": synthetic, "budget": budget, "seeds": seeds,
-        "machine": device, "minutes": (time.time() - started) / 60, "oracle_reference": reference,
-        "command": "python " + " ".join(sys.argv), "rows": rows,
+        "machine": device, "minutes": None if args.collect else (time.time() - started) / 60,
+        "oracle_reference": reference, "note": args.note,
+        "command": "python " + shlex.join(sys.argv), "rows": rows,
         "selection_rule": ("lowest NLL_oracle among adversarial evaluations" if synthetic else
                            "largest full-protocol BLEU-4 minus Self-BLEU-4 among adversarial evaluations"),
     }

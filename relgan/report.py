@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -119,6 +118,3 @@ def plot_sweep(curve: dict[str, Any], path: Path, order: int = 4) -> bool:
     plt.close(fig)
     return True
 
-
-def dump(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=2, sort_keys=True)

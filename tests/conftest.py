@@ -36,8 +36,19 @@ def shared_data() -> Path:
     return path
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m relgan ARGS`` in a fresh process (real exit codes and stderr)."""
-    full_env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **(env or {}))
-    return subprocess.run([sys.executable, "-m", "relgan", *args], cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
+def run_cli(*args: str, cwd: Path, timeout: float = 300, module: str = "relgan") -> subprocess.CompletedProcess:
+    """Run ``python -m relgan ARGS`` (or ``python train.py ARGS``) in a fresh process: real exit codes, stderr."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    command = ["-m", "relgan"] if module == "relgan" else [str(REPO / f"{module}.py")]
+    return subprocess.run([sys.executable, *command, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """A finished run of the smoke config (in-process); copy it before changing it."""
+    from relgan.cli import main
+
+    out = tmp_path_factory.mktemp("smoke-runs")
+    assert main(["train", "--config", str(SMOKE), f"run.output_dir={out}", "run.name=done"]) == 0
+    return out / "done"

@@ -74,15 +74,8 @@ def test_missing_config_file(capsys, tmp_path):
     _one_line_error(capsys, ["train", "--config", str(tmp_path / "nope.yaml")], "config file not found")
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    assert main(["train", "--config", str(SMOKE), f"run.output_dir={out}", "run.name=done"]) == 0
-    return out
-
-
-def _copy(finished_run, tmp_path):
-    shutil.copytree(finished_run / "done", tmp_path / "done")
+def _copy(smoke_run, tmp_path):
+    shutil.copytree(smoke_run, tmp_path / "done")
     return tmp_path / "done"
 
 
@@ -91,14 +84,14 @@ def test_resume_without_a_run_directory(tmp_path, capsys):
                     "run directory not found")
 
 
-def test_existing_run_directory_needs_resume_or_overwrite(finished_run, tmp_path, capsys):
-    _copy(finished_run, tmp_path)
+def test_existing_run_directory_needs_resume_or_overwrite(smoke_run, tmp_path, capsys):
+    _copy(smoke_run, tmp_path)
     _one_line_error(capsys, ["train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "run.name=done"],
                     "already exists; continue it with --resume")
 
 
-def test_incomplete_and_truncated_checkpoints(finished_run, tmp_path, capsys):
-    run = _copy(finished_run, tmp_path)
+def test_incomplete_and_truncated_checkpoints(smoke_run, tmp_path, capsys):
+    run = _copy(smoke_run, tmp_path)
     base = ["train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "run.name=done"]
     first, second, last = complete_checkpoints(run)
     (first / "manifest.json").unlink()
@@ -111,16 +104,16 @@ def test_incomplete_and_truncated_checkpoints(finished_run, tmp_path, capsys):
     assert complete_checkpoints(run) == [last]
 
 
-def test_resume_with_another_architecture_or_vocabulary(finished_run, tmp_path, capsys):
-    _copy(finished_run, tmp_path)
+def test_resume_with_another_architecture_or_vocabulary(smoke_run, tmp_path, capsys):
+    _copy(smoke_run, tmp_path)
     base = ["train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "run.name=done", "--resume"]
     _one_line_error(capsys, [*base, "generator.head_size=8"],
                     "was trained with generator.head_size = 16 but the config asks for 8")
     _one_line_error(capsys, [*base, "data.oracle.vocab_size=60"], "was trained with data.oracle =")
 
 
-def test_weights_of_another_architecture_are_refused(finished_run, tmp_path, capsys):
-    run = _copy(finished_run, tmp_path)
+def test_weights_of_another_architecture_are_refused(smoke_run, tmp_path, capsys):
+    run = _copy(smoke_run, tmp_path)
     card = (run / "model.json").read_text().replace('"head_size": 16', '"head_size": 8')
     (run / "model.json").write_text(card)
     _one_line_error(capsys, ["sample", "--run", str(run), "--num", "2"], "weights do not fit the generator")

@@ -96,9 +96,17 @@ class _ConvMaxOverTime(torch.autograd.Function):
 
 def conv_max_over_time(sequence: Tensor, weight: Tensor, size: int, chunk: int = 128) -> Tensor:
     """Valid 1-D convolution of sequence [R, T, d] with filters weight [C, d*size] (d-major), then the
-    maximum over time: [R, C]. Equals ``(windows @ weight.T).max(time)`` with windows = sequence.unfold."""
-    if torch.is_grad_enabled() and (sequence.requires_grad or weight.requires_grad):
-        return _ConvMaxOverTime.apply(sequence, weight, size, chunk)
+    maximum over time: [R, C]. Equals ``(windows @ weight.T).max(time)`` with windows = sequence.unfold.
+
+    Runs in the sequence's dtype even under autocast (a few FLOPs; its buffers are allocated up front).
+    """
+    with torch.autocast(sequence.device.type, enabled=False):
+        if torch.is_grad_enabled() and (sequence.requires_grad or weight.requires_grad):
+            return _ConvMaxOverTime.apply(sequence, weight, size, chunk)
+        return _conv_max_values(sequence, weight, size, chunk)
+
+
+def _conv_max_values(sequence: Tensor, weight: Tensor, size: int, chunk: int) -> Tensor:
     rows, length, width = sequence.shape
     windows = sequence.unfold(1, size, 1).reshape(rows, length - size + 1, width * size)
     w = weight.to(sequence.dtype)  # no gradient needed: skip the argmax bookkeeping
