@@ -27,6 +27,16 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(cache))
 
 
+@pytest.fixture(autouse=True)
+def _fresh_accelerator_state():
+    """Accelerate keeps one process-wide state; each in-process run may choose its own precision."""
+    yield
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The benchmark splits (../shared/data or $RELGAN_SHARED_DATA); tests using them skip without them."""

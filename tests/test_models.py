@@ -254,3 +254,12 @@ def test_a_few_mle_steps_lower_the_loss():
     # half the positions are uniform noise (entropy log 20 ~ 3.0), the other half deterministic
     assert losses[-1] < 0.7 * losses[0]
     assert losses[0] == pytest.approx(math.log(20), rel=0.15)
+
+
+def test_padded_output_projection_equals_linear():
+    from relgan.models.layers import padded_linear
+
+    torch.manual_seed(9)
+    x, w, b = torch.randn(3, 5, 16), torch.randn(70, 16), torch.randn(70)
+    assert torch.allclose(padded_linear(x, w, b), F.linear(x, w, b), atol=1e-6)
+    assert padded_linear(x, w, b).shape == (3, 5, 70)

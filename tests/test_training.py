@@ -130,3 +130,29 @@ def _wait_for_checkpoint(run_dir, process, timeout=120):
         assert process.poll() is None, "the run ended before its first checkpoint"
         time.sleep(0.05)
     raise AssertionError("no checkpoint appeared")
+
+
+def test_learned_beta_and_bf16_autocast_train_on_cpu(tmp_path):
+    from relgan.config import load_config
+    from relgan.training import setup
+
+    config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "gumbel.schedule=learned", "adversarial.steps=4",
+                                 "adversarial.g_lr=0.05", "run.mixed_precision=bf16", "mle.epochs=1"])
+    trainer = setup(config)
+    reports = trainer.fit()
+    beta = reports["adversarial"]["beta"]
+    assert beta != 1.0 and beta > 0  # trained by the generator's loss from exp(0) = 1
+    assert all(torch.isfinite(p).all() for p in trainer.gen.parameters())
+
+
+def test_resuming_text_data_with_another_vocabulary_is_refused(tmp_path, capsys):
+    train, test = tmp_path / "train.txt", tmp_path / "test.txt"
+    train.write_text("a b c d\nb c d e\nc d e f\nd e f g\n")
+    test.write_text("a b c\n")
+    args = ["train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "data.source=files",
+            f"data.train_file={train}", f"data.test_file={test}", "mle.batch_size=2", "adversarial.batch_size=2",
+            "discriminator.filter_sizes=2", "eval.metrics=[bleu]", "eval.num_samples=4", "adversarial.steps=2"]
+    assert main(args) == 0
+    train.write_text("x y z w\ny z w v\nz w v u\nw v u t\n")
+    assert main([*args, "--resume"]) == 2
+    assert "the run was trained with another vocabulary" in capsys.readouterr().err
