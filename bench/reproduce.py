@@ -49,10 +49,8 @@ def train(config_path: str, overrides: list[str], resume: bool) -> dict:
     """Train (or continue) one run; every evaluation also gets the full protocol. Returns metrics records."""
     config = load_config(config_path, overrides)
     trainer = setup(config, resume="latest" if resume else None, overwrite=not resume)
-    corpus = trainer.corpus
-    if corpus.test_text is not None:
-        training = [text.split() for text in corpus.decode(corpus.train_ids)]
-        full = TextEvaluator(corpus.test_text, "full", config.eval.bleu_orders, training)
+    full = TextEvaluator.for_corpus(trainer.corpus, "full", config.eval.bleu_orders)
+    if full is not None:
         relgan_report = trainer.evaluation_report
 
         def both_protocols(phase: str, step: int) -> dict:

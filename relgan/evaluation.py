@@ -58,6 +58,15 @@ class TextEvaluator:
         self.training = training
         self._encoder = None
 
+    @classmethod
+    def for_corpus(cls, corpus: Corpus, protocol: str, orders: Sequence[int]) -> TextEvaluator | None:
+        """The evaluator of a text corpus (None for the oracle): its test lines, novelty against its training
+        sentences as the model sees them (tokenised, truncated)."""
+        if corpus.test_text is None:
+            return None
+        training = [text.split() for text in corpus.decode(corpus.train_ids)]
+        return cls(corpus.test_text, protocol, orders, training)
+
     def __call__(self, samples: Sequence[str], metrics: Sequence[str]) -> dict:
         """Report of BLEU, Self-BLEU, diversity and FED (those named in ``metrics``) for decoded samples."""
         words = [reference_words(text) for text in samples]

@@ -47,10 +47,7 @@ class _RunSession:
         self.corpus = load_corpus(self.config.data, saved=run_dir)
         if self.corpus.oracle is not None:
             self.corpus.oracle.to(device)
-        self.evaluator = None
-        if self.corpus.test_text is not None:
-            training = [text.split() for text in self.corpus.decode(self.corpus.train_ids)]
-            self.evaluator = TextEvaluator(self.corpus.test_text, protocol, self.config.eval.bleu_orders, training)
+        self.evaluator = TextEvaluator.for_corpus(self.corpus, protocol, self.config.eval.bleu_orders)
         self.checkpoint = checkpoint
 
     def report(self, metrics: Sequence[str], num_samples: int | None, seed: int | None,

@@ -112,10 +112,8 @@ class Trainer:
         if corpus.oracle is not None:
             corpus.oracle.to(accelerator.device)
         self.text_evaluator = None
-        if corpus.test_text is not None and {"bleu", "self_bleu", "diversity", "fed"} & set(config.eval.metrics):
-            training = [text.split() for text in corpus.decode(corpus.train_ids)]
-            self.text_evaluator = TextEvaluator(corpus.test_text, config.eval.protocol, config.eval.bleu_orders,
-                                                training)
+        if {"bleu", "self_bleu", "diversity", "fed"} & set(config.eval.metrics):
+            self.text_evaluator = TextEvaluator.for_corpus(corpus, config.eval.protocol, config.eval.bleu_orders)
 
     # ------------------------------------------------------------------------------------------ public
 
