@@ -56,19 +56,20 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _final_summary(reports: dict, run_dir: Path) -> str:
+    """Each metric after MLE and after adversarial training, the oracle's own NLL, and a few samples."""
     lines = [f"run directory: {run_dir}"]
-    mle, adv, reference = reports.get("mle"), reports.get("adversarial"), reports.get("reference")
+    phases = [(label, reports[phase]) for label, phase in (("after MLE", "mle"), ("after adversarial", "adversarial"))
+              if phase in reports]
     for key in ("nll_oracle", "nll_gen", "nll_test", "bleu-2", "bleu-3", "bleu-4", "bleu-5"):
-        values = [f"{name} {r[key]:.4f}" for name, r in (("after MLE:", mle), ("after adversarial:", adv))
-                  if r and isinstance(r.get(key), (int, float))]
-        if values:
-            extra = f" | oracle on its own test data: {reference['nll_oracle']:.4f}" \
-                if key == "nll_oracle" and reference else ""
-            lines.append(f"{key.upper() if key.startswith('nll') else key}: " + " | ".join(values) + extra)
-    last = adv or mle
+        values = [f"{label}: {report[key]:.4f}" for label, report in phases if isinstance(report.get(key), float)]
+        if not values:
+            continue
+        if key == "nll_oracle" and "reference" in reports:
+            values.append(f"oracle on its own test data: {reports['reference']['nll_oracle']:.4f}")
+        lines.append(f"{key.upper() if key.startswith('nll') else key}: " + " | ".join(values))
+    last = reports.get("adversarial") or reports.get("mle")
     if last and last.get("samples"):
-        lines.append("samples:")
-        lines += [f"  {text}" for text in last["samples"]]
+        lines += ["samples:", *(f"  {text}" for text in last["samples"])]
     return "\n".join(lines)
 
 

@@ -170,11 +170,7 @@ class Trainer:
                 self._check_stop()
             p.epoch += 1
             p.batch_in_epoch = 0
-            last = p.epoch == cfg.epochs
-            if p.epoch % cfg.eval_every == 0 or last:
-                self._evaluate("mle", p.epoch, cfg.epochs)
-            if p.epoch % cfg.checkpoint_every == 0 or last:
-                self.save_checkpoint()
+            self._evaluate_and_checkpoint("mle", p.epoch, cfg.epochs, cfg.eval_every, cfg.checkpoint_every)
         self._bar.close()
         self.mle_graph.release()
 
@@ -206,11 +202,7 @@ class Trainer:
                          d_grad_norm=d_norm, beta=beta)
             self._bar.update()
             self._check_stop()
-            last = p.adv_step == cfg.steps
-            if p.adv_step % cfg.eval_every == 0 or last:
-                self._evaluate("adversarial", p.adv_step, cfg.steps)
-            if p.adv_step % cfg.checkpoint_every == 0 or last:
-                self.save_checkpoint()
+            self._evaluate_and_checkpoint("adversarial", p.adv_step, cfg.steps, cfg.eval_every, cfg.checkpoint_every)
         self._bar.close()
 
     def _adversarial_iteration(self, scheduled_beta: Tensor) -> tuple[Tensor, ...]:
@@ -336,6 +328,15 @@ class Trainer:
             )
 
     # -------------------------------------------------------------------------- evaluation, checkpoints
+
+    def _evaluate_and_checkpoint(self, phase: str, done: int, total: int, eval_every: int,
+                                 checkpoint_every: int) -> None:
+        """After epoch or iteration ``done`` of ``total``: evaluate and checkpoint when due, and at the end."""
+        last = done == total
+        if done % eval_every == 0 or last:
+            self._evaluate(phase, done, total)
+        if done % checkpoint_every == 0 or last:
+            self.save_checkpoint()
 
     def _evaluate(self, phase: str, step: int, total: int) -> None:
         self._flush()

@@ -263,3 +263,25 @@ def test_padded_output_projection_equals_linear():
     x, w, b = torch.randn(3, 5, 16), torch.randn(70, 16), torch.randn(70)
     assert torch.allclose(padded_linear(x, w, b), F.linear(x, w, b), atol=1e-6)
     assert padded_linear(x, w, b).shape == (3, 5, 70)
+
+
+def test_frozen_discriminator_gives_the_same_generator_gradients():
+    from relgan.runtime import frozen
+
+    torch.manual_seed(10)
+    g = Generator(GeneratorConfig(embedding_dim=4, num_heads=1, head_size=8), 9, 7, 0)
+    d = _discriminator(dropout=0.0)
+    grads = []
+    for freeze in (False, True):
+        g.zero_grad(set_to_none=True)
+        d.zero_grad(set_to_none=True)
+        torch.manual_seed(11)
+        _, fake = g(mode="sample", batch_size=3, beta=2.0)
+        if freeze:
+            with frozen(d):
+                d(fake)[0].sum().backward()
+            assert all(p.grad is None for p in d.parameters()) and all(p.requires_grad for p in d.parameters())
+        else:
+            d(fake)[0].sum().backward()
+        grads.append([p.grad.clone() for p in g.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
