@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from relgan.config import load_config  # noqa: E402
 from relgan.evaluation import TextEvaluator  # noqa: E402
 from relgan.io_utils import atomic_write_json, atomic_write_text  # noqa: E402
-from relgan.training import run_dir_of, setup  # noqa: E402
+from relgan.training import setup  # noqa: E402
 
 TEXT_KEYS = [f"bleu-{n}" for n in (2, 3, 4, 5)] + [f"self-bleu-{n}" for n in (2, 3, 4, 5)]
 NLL_KEYS = ["nll_gen", "nll_test"]

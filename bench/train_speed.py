@@ -206,7 +206,8 @@ def main() -> None:
 
     result = {
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "device": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                   else f"cpu ({torch.get_num_threads()} threads)"),
         "dtype": args.dtype,
         "torch": torch.__version__,
         "malloc_tuned": MALLOC_TUNABLES in os.environ.get("GLIBC_TUNABLES", ""),

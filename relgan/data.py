@@ -177,6 +177,7 @@ def _load_hub_dataset(config: DataConfig):
     columns = dataset[config.train_split].column_names
     if config.text_column not in columns:
         raise DataError(
-            f"data.text_column: '{config.dataset}' has no column '{config.text_column}'; available: {', '.join(columns)}"
+            f"data.text_column: '{config.dataset}' has no column '{config.text_column}'; "
+            f"available: {', '.join(columns)}"
         )
     return dataset

@@ -57,7 +57,9 @@ def read_text_lines(path: str | Path, what: str) -> list[str]:
     if payload.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise DataError(f"{what}: {path} is UTF-16 text, not UTF-8; re-encode it, e.g. iconv -f UTF-16 -t UTF-8")
     if b"\x00" in payload:
-        raise DataError(f"{what}: {path} looks binary (it contains NUL bytes); expected UTF-8 text, one sentence per line")
+        raise DataError(
+            f"{what}: {path} looks binary (it contains NUL bytes); expected UTF-8 text, one sentence per line"
+        )
     try:
         text = payload.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

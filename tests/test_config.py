@@ -11,7 +11,8 @@ from conftest import REPO
 
 def test_defaults_follow_the_official_scripts():
     c = Config()
-    assert (c.generator.mem_slots, c.generator.num_heads, c.generator.head_size, c.generator.embedding_dim) == (1, 2, 256, 32)
+    g = c.generator
+    assert (g.mem_slots, g.num_heads, g.head_size, g.embedding_dim) == (1, 2, 256, 32)
     assert (c.discriminator.embedding_dim, c.discriminator.num_representations) == (64, 64)
     assert c.discriminator.filter_sizes == [2, 3, 4, 5] and c.discriminator.num_filters == 300
     assert (c.mle.lr, c.adversarial.g_lr, c.adversarial.d_lr, c.mle.grad_clip) == (1e-2, 1e-4, 1e-4, 5.0)

@@ -26,7 +26,8 @@ def official_rmc_parameters(v, e=32, slots=1, heads=2, head=256):
 
 def official_discriminator_parameters(v, emb=64, sizes=(2, 3, 4, 5), filters=300, hidden=100):
     width = filters * len(sizes)
-    return v * emb + sum(s * 1 * 1 * filters + filters for s in sizes) + 2 * width * width + width * hidden + hidden + hidden + 1
+    convolutions = sum(s * 1 * 1 * filters + filters for s in sizes)
+    return v * emb + convolutions + 2 * width * width + width * hidden + hidden + hidden + 1
 
 
 @pytest.mark.parametrize("vocab", [4683, 5000, 5256])
