@@ -271,7 +271,8 @@ class Trainer:
 
     def _record(self, phase: str, step: int, **values: Tensor) -> None:
         """Queue detached step values; they are checked and logged together (no host sync per step)."""
-        scalars = {k: torch.as_tensor(v, device=self.acc.device).detach().float().reshape(()) for k, v in values.items()}
+        device = self.acc.device
+        scalars = {k: torch.as_tensor(v, device=device).detach().float().reshape(()) for k, v in values.items()}
         self._pending.append((phase, step, scalars))
         if len(self._pending) >= self.config.run.log_every:
             self._flush()
