@@ -33,6 +33,7 @@ def _configure_logging(debug: bool) -> None:
     datasets.disable_progress_bars()
     datasets.utils.logging.set_verbosity_error()
     transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
 
 
 # ---------------------------------------------------------------------------------------------- train

