@@ -1,6 +1,6 @@
 """Do denormal floats slow down late MLE batches on the CPU? (JSON out)
 
-python bench/denormals.py --run runs/<name> [--checkpoint DIR] [--batches 6]
+python bench/denormals.py --run runs/<name> [--checkpoint DIR] [--batches 6] [--out FILE]
 
 Loads a trained generator (late in MLE its softmax probabilities underflow towards denormals), then times
 the same MLE batches (forward, backward) alternately with and without torch.set_flush_denormal(True), and
@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--run", required=True)
     parser.add_argument("--checkpoint")
     parser.add_argument("--batches", type=int, default=6)
+    parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args()
     run = Path(args.run)
     generator, _, _ = load_generator(run, Path(args.checkpoint) if args.checkpoint else None)
@@ -70,6 +71,8 @@ def main() -> None:
         "denormal_gradient_entries": {"default": denormals[False], "flush_denormal": denormals[True]},
     }
     print(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
