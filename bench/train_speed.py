@@ -38,24 +38,41 @@ from relgan.config import Config, load_config  # noqa: E402
 # ----------------------------------------------------------------------------------------- FLOP counts
 
 
-def generator_step_flops(config: Config, vocab: int) -> float:
-    """Forward FLOPs of one generator step for one sentence (multiply-add = 2)."""
+def generator_token_flops(config: Config, vocab: int) -> tuple[float, float]:
+    """Forward FLOPs per generated token (multiply-add = 2): (input projections, recurrence + output layer).
+
+    The input projections depend on the token alone (the sampler computes them per vocabulary entry when a
+    batch feeds more tokens than the vocabulary has; see ``generator_forward_flops``).
+    """
     g = config.generator
     e = g.embedding_dim
     if g.architecture == "lstm":
         h = g.hidden_size
-        return 2 * (e * 4 * h + h * 4 * h + h * vocab)
+        return 2 * e * 4 * h, 2 * (h * 4 * h + h * vocab)
     n, f = g.mem_slots, g.num_heads * g.head_size
     q = g.num_heads * 3 * g.head_size
     rows = n + 1
-    return 2 * (
-        e * f  # input projection
-        + rows * f * q  # qkv of memory and input rows
+    inputs = 2 * (e * f + f * q + f * 2 * f)  # input projection, qkv of the input row, input gates
+    recurrent = 2 * (
+        n * f * q  # qkv of the memory rows
         + 2 * rows * rows * f  # attention scores and weighted values
         + rows * 2 * f * f  # two MLP layers
-        + f * 2 * f + n * f * 2 * f  # gates from input and memory
+        + n * f * 2 * f  # gates from memory
         + n * f * vocab  # output projection
     )
+    return inputs, recurrent
+
+
+def generator_forward_flops(config: Config, vocab: int, seq_len: int, batch: int, sampling: bool) -> float:
+    """Forward FLOPs of the generator over ``batch`` sequences, as the code computes them.
+
+    Teacher forcing projects every input token; sampling projects the whole vocabulary once instead
+    when batch * seq_len > vocab (``Generator._unroll``).
+    """
+    inputs, recurrent = generator_token_flops(config, vocab)
+    tokens = batch * seq_len
+    projected = vocab if sampling and tokens > vocab else tokens
+    return tokens * recurrent + projected * inputs
 
 
 def discriminator_flops(config: Config, vocab: int, seq_len: int, dense_input: bool) -> tuple[float, float]:
@@ -74,21 +91,25 @@ def workload_gflop(config: Config, vocab: int, seq_len: int, batch: int, samples
 
     Backward passes cost twice the forward (input and weight gradients) except where one of them is not
     needed: the embedding of the discriminator's input has no input gradient in a D step, and D's weights
-    get no gradient in a G step.
+    get no gradient in a G step. The D steps' fake sentences come from one no-grad pass over all of them.
     """
-    g_forward = generator_step_flops(config, vocab) * seq_len * batch
+    adv = config.adversarial
+    teacher_forced = generator_forward_flops(config, vocab, seq_len, batch, sampling=False)
+    sampled = generator_forward_flops(config, vocab, seq_len, batch, sampling=True)
+    fakes_per_d_step = generator_forward_flops(config, vocab, seq_len, adv.d_steps * batch, sampling=True) / adv.d_steps
     d_real, _ = discriminator_flops(config, vocab, seq_len, dense_input=False)
     d_fake, d_embed = discriminator_flops(config, vocab, seq_len, dense_input=True)
     d_real, d_fake, d_embed = d_real * batch, d_fake * batch, d_embed * batch
-    g_step = 3 * g_forward + d_real + d_fake + d_fake  # sample + backward, D(real) no grad, D(fake) + input grads
-    d_step = g_forward + 3 * (d_real + d_fake) - d_embed  # no-grad samples; D forward + both gradients
-    adv = config.adversarial
+    g_step = 3 * sampled + d_real + d_fake + d_fake  # sample + backward, D(real) no grad, D(fake) + input grads
+    d_step = fakes_per_d_step + 3 * (d_real + d_fake) - d_embed  # no-grad samples; D forward + both gradients
+    size = config.eval.batch_size
+    sizes = [size] * (samples // size) + ([samples % size] if samples % size else [])
     return {
-        "mle_batch": 3 * g_forward / 1e9,
+        "mle_batch": 3 * teacher_forced / 1e9,
         "g_step": g_step / 1e9,
         "d_step": d_step / 1e9,
         "adversarial_iteration": (adv.g_steps * g_step + adv.d_steps * d_step) / 1e9,
-        "sample_10k": generator_step_flops(config, vocab) * seq_len * samples / 1e9,
+        "sample_10k": sum(generator_forward_flops(config, vocab, seq_len, n, sampling=True) for n in sizes) / 1e9,
     }
 
 

@@ -15,12 +15,12 @@ from torch import Tensor, nn
 
 def gumbel_noise(shape: torch.Size | tuple[int, ...], device: torch.device | str = "cpu",
                  generator: torch.Generator | None = None) -> Tensor:
-    """Standard Gumbel noise in float32, always finite.
+    """Standard Gumbel noise -log(-log(u)) in float32, always finite, computed in place.
 
     u ~ U[0, 1) is clamped to the smallest normal float so that log(u) is finite; u < 1 keeps -log(u) > 0.
     """
     u = torch.rand(shape, device=device, dtype=torch.float32, generator=generator)
-    return -torch.log(-torch.log(u.clamp_(min=torch.finfo(torch.float32).tiny)))
+    return u.clamp_(min=torch.finfo(torch.float32).tiny).log_().neg_().log_().neg_()
 
 
 def relaxed_sample(logits: Tensor, beta: float | Tensor, *, hard: bool = False,
@@ -30,7 +30,7 @@ def relaxed_sample(logits: Tensor, beta: float | Tensor, *, hard: bool = False,
     Returns ``(tokens [...], relaxed [..., V])``. With ``hard=True`` the relaxed output is the
     straight-through estimator: its value is one_hot(tokens), its gradient that of the soft relaxation.
     """
-    perturbed = logits.float() + gumbel_noise(logits.shape, logits.device, generator)
+    perturbed = gumbel_noise(logits.shape, logits.device, generator).add_(logits)  # float32 o + g
     tokens = perturbed.argmax(dim=-1)
     relaxed = torch.softmax(beta * perturbed, dim=-1)
     if hard:

@@ -50,6 +50,18 @@ def test_gumbel_noise_is_finite_at_the_edges_of_u(monkeypatch):
     noise = gumbel_noise((4,))
     assert torch.isfinite(noise).all()
     assert noise[0] == noise[1]  # both clamped to the smallest normal float
+    assert noise[2].item() == pytest.approx(-math.log(math.log(2)))
+
+
+def test_gumbel_noise_has_the_standard_gumbel_moments_and_cdf():
+    torch.manual_seed(11)
+    n = 400000
+    noise = gumbel_noise((n,)).double()
+    euler_gamma, variance = 0.5772156649, math.pi**2 / 6
+    assert abs(noise.mean().item() - euler_gamma) < 4 * math.sqrt(variance / n)
+    assert abs(noise.var().item() - variance) < 0.02
+    for x in (-1.0, 0.0, 1.0, 3.0):  # P(G <= x) = exp(-exp(-x))
+        assert abs((noise <= x).double().mean().item() - math.exp(-math.exp(-x))) < 4 * math.sqrt(0.25 / n)
 
 
 def test_token_frequencies_follow_softmax():

@@ -96,19 +96,28 @@ def test_rmc_step_matches_the_official_formulas(slots):
 
 
 @pytest.mark.parametrize("architecture", ["rmc", "lstm"])
-def test_sampling_is_gumbel_max_over_teacher_forced_logits(architecture):
+@pytest.mark.parametrize("batch", [2, 5])  # 2 * 6 < 13 tokens: projected per step; 5 * 6 > 13: looked up
+def test_sampling_is_gumbel_max_over_teacher_forced_logits(architecture, batch):
     torch.manual_seed(2)
     config = GeneratorConfig(architecture=architecture, embedding_dim=8, num_heads=2, head_size=8, hidden_size=12)
     g = Generator(config, vocab_size=13, seq_len=6, start_id=4)
     torch.manual_seed(3)
-    tokens, relaxed = g(mode="sample", batch_size=5, beta=3.0)
-    assert tokens.shape == (5, 6) and relaxed.shape == (5, 6, 13)
+    tokens, relaxed = g(mode="sample", batch_size=batch, beta=3.0)
+    assert tokens.shape == (batch, 6) and relaxed.shape == (batch, 6, 13)
+    weights = torch.randn_like(relaxed)
+    (relaxed * weights).sum().backward()
+    sampled_grads = {name: p.grad.clone() for name, p in g.named_parameters()}
+    g.zero_grad()
     torch.manual_seed(3)
-    noise = torch.stack([gumbel_noise((5, 13)) for _ in range(6)], 1)
+    noise = torch.stack([gumbel_noise((batch, 13)) for _ in range(6)], 1)
     logits = g(tokens)
-    assert logits.shape == (5, 6, 13)
+    assert logits.shape == (batch, 6, 13)
     assert torch.equal((logits + noise).argmax(-1), tokens)
-    assert torch.allclose(torch.softmax(3.0 * (logits + noise), -1), relaxed, atol=1e-5)
+    teacher_forced = torch.softmax(3.0 * (logits + noise), -1)
+    assert torch.allclose(teacher_forced, relaxed, atol=1e-5)
+    (teacher_forced * weights).sum().backward()  # the same function of the weights, given tokens and noise
+    for name, p in g.named_parameters():
+        assert torch.allclose(sampled_grads[name], p.grad, atol=1e-5), name
 
 
 def test_fast_sampling_is_reproducible_and_greedy_at_low_temperature():
@@ -118,6 +127,19 @@ def test_fast_sampling_is_reproducible_and_greedy_at_low_temperature():
     assert torch.equal(first, g.sample_tokens(50, generator=torch.Generator().manual_seed(9)))
     greedy = g.sample_tokens(5, temperature=1e-6)
     assert torch.equal(g(greedy).argmax(-1), greedy)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_fast_sampling_draws_the_first_token_from_softmax_of_its_logits(temperature):
+    torch.manual_seed(2)
+    g = Generator(GeneratorConfig(embedding_dim=8, num_heads=2, head_size=8), vocab_size=13, seq_len=3, start_id=4)
+    n = 30000
+    first = g.sample_tokens(n, temperature=temperature, generator=torch.Generator().manual_seed(4))[:, 0]
+    with torch.no_grad():
+        probs = torch.softmax(g(first[:1, None])[0, 0] / temperature, -1)  # step 0 depends on no token
+    observed = torch.bincount(first, minlength=13).float()
+    chi2 = ((observed - probs * n) ** 2 / (probs * n)).sum().item()
+    assert chi2 < 32.9  # chi-square, 12 degrees of freedom, p = 0.001
 
 
 def test_relaxed_samples_carry_gradients_to_the_generator():
@@ -143,6 +165,20 @@ def test_discriminator_shapes_and_id_path_equals_one_hot_path():
     assert torch.allclose(from_ids, from_one_hot, atol=1e-6)
 
 
+@pytest.fixture(params=["fused", "torch"])
+def conv_max_path(request):
+    """Run a test once through the fused CPU kernel and once through the PyTorch path."""
+    from relgan.models import conv_max
+
+    if request.param == "fused":
+        if not conv_max.fused_kernel_available():
+            pytest.skip("the fused CPU conv-max kernel could not be built here (no C++ compiler?)")
+        yield request.param
+    else:
+        with conv_max.pytorch_path():
+            yield request.param
+
+
 def _plain_discriminator_logits(d, x):
     """The official computation, op by op: conv2d over [B*S, 1, T, d], bias, relu, max over time, highway
     with two separate matmuls, then the output layers (no dropout)."""
@@ -161,7 +197,7 @@ def _plain_discriminator_logits(d, x):
 
 
 @pytest.mark.parametrize("ids", [False, True])
-def test_discriminator_equals_the_plain_computation_with_gradients(ids):
+def test_discriminator_equals_the_plain_computation_with_gradients(ids, conv_max_path):
     torch.manual_seed(5)
     d = _discriminator(dropout=0.0).double()
     if ids:  # real data: repeated padding gives tied windows
@@ -181,15 +217,43 @@ def test_discriminator_equals_the_plain_computation_with_gradients(ids):
         assert torch.allclose(fast[name], p.grad, atol=1e-10), name
 
 
+def test_gradient_penalty_through_the_discriminator_equals_the_plain_computation(conv_max_path):
+    from relgan.losses import gradient_penalty
+
+    torch.manual_seed(9)
+    d = _discriminator(dropout=0.0).double()
+    real = torch.randint(0, 9, (2, 7))
+    fake = torch.softmax(torch.randn(2, 7, 9, dtype=torch.float64) * 3, -1)
+
+    class Plain(torch.nn.Module):
+        def forward(self, x):
+            return (_plain_discriminator_logits(d, x),)
+
+    grads = []
+    for critic in (d, Plain()):
+        torch.manual_seed(10)
+        d.zero_grad()
+        gradient_penalty(critic, real, fake, weight=10.0).backward()  # second order through the conv max
+        grads.append({name: torch.zeros_like(p) if p.grad is None else p.grad.clone()
+                      for name, p in d.named_parameters()})
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-10), name
+    assert grads[0]["conv_weights.0"].abs().sum() > 0
+
+
 @pytest.mark.parametrize("width", [1, 3])
-def test_conv_max_over_time_equals_plain_autograd(width):
-    from relgan.models.layers import conv_max_over_time
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_conv_max_over_time_equals_plain_autograd(width, dtype, conv_max_path):
+    from relgan.models.conv_max import conv_max_over_time
 
     torch.manual_seed(6)
+    tolerance = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {}
     for size in (2, 3, 5):
-        sequence = torch.randn(70, 9, width, dtype=torch.float64, requires_grad=True)
-        weight = torch.randn(11, width * size, dtype=torch.float64, requires_grad=True)
-        grad = torch.randn(70, 11, dtype=torch.float64)
+        sequence = torch.randn(70, 9, width, dtype=dtype)
+        sequence[:35, 5:] = sequence[:35, 4:5]  # repeated tails: tied windows, like padding in real data
+        sequence.requires_grad_(True)
+        weight = torch.randn(11, width * size, dtype=dtype, requires_grad=True)
+        grad = torch.randn(70, 11, dtype=dtype)
         fast = conv_max_over_time(sequence, weight, size, chunk=16)
         fast.backward(grad)
         fast_grads = sequence.grad.clone(), weight.grad.clone()
@@ -197,10 +261,44 @@ def test_conv_max_over_time_equals_plain_autograd(width):
         windows = sequence.unfold(1, size, 1).reshape(70, 9 - size + 1, width * size)
         plain = (windows @ weight.T).max(dim=1).values
         plain.backward(grad)
-        assert torch.equal(fast, plain)
-        assert torch.allclose(fast_grads[0], sequence.grad) and torch.allclose(fast_grads[1], weight.grad)
+        assert torch.allclose(fast, plain, **tolerance)
+        assert torch.allclose(fast_grads[1], weight.grad, **tolerance)
+        # tied windows differ by rounding alone, so either path may pick any of them: the gradient is then
+        # fixed only before the tail and summed over it
+        assert torch.allclose(fast_grads[0][35:], sequence.grad[35:], **tolerance)
+        assert torch.allclose(fast_grads[0][:, :4], sequence.grad[:, :4], **tolerance)
+        assert torch.allclose(fast_grads[0][:, 4:].sum(1), sequence.grad[:, 4:].sum(1), **tolerance)
         with torch.no_grad():
-            assert torch.equal(conv_max_over_time(sequence, weight, size), plain)
+            assert torch.allclose(conv_max_over_time(sequence, weight, size), plain, **tolerance)
+
+
+def test_conv_max_over_time_propagates_nan_like_torch_max(conv_max_path):
+    from relgan.models.conv_max import conv_max_over_time
+
+    sequence = torch.randn(4, 6, 1)
+    sequence[1, 3] = float("nan")
+    values = conv_max_over_time(sequence, torch.randn(5, 2), 2)
+    assert values[1].isnan().all() and not values[[0, 2, 3]].isnan().any()
+
+
+def test_fused_conv_max_weight_gradient_does_not_depend_on_the_thread_count():
+    from relgan.models import conv_max
+
+    if not conv_max.fused_kernel_available():
+        pytest.skip("the fused CPU conv-max kernel could not be built here (no C++ compiler?)")
+    torch.manual_seed(8)
+    sequence = torch.randn(301, 12, 2, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(7, 6, dtype=torch.float64, requires_grad=True)
+    grads = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        try:
+            conv_max.conv_max_over_time(sequence, weight, 3).sum().backward()
+        finally:
+            torch.set_num_threads(1)
+        grads.append((sequence.grad.clone(), weight.grad.clone()))
+        sequence.grad = weight.grad = None
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.allclose(grads[0][1], grads[1][1])
 
 
 def test_dropout_mask_rate_and_scaling():
@@ -215,6 +313,11 @@ def test_dropout_mask_rate_and_scaling():
     y.sum().backward()
     assert torch.equal(x.grad, y.detach())
     assert dropout(x, 0.25, training=False) is x
+    # neighbours share a 64-bit random word: their masks must still be independent
+    pairs = ((y[:-1] > 0) & (y[1:] > 0)).double().mean().item()
+    assert abs(pairs - 0.75**2) < 4 * (0.75**2 * (1 - 0.75**2) / 200000) ** 0.5
+    odd = dropout(torch.ones(501, 397), 0.1, training=True)  # not a multiple of 4 elements
+    assert abs((odd > 0).double().mean().item() - 0.9) < 4 * (0.9 * 0.1 / odd.numel()) ** 0.5
 
 
 def test_one_pass_over_several_batches_equals_separate_passes():

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 
 from relgan.config import DiscriminatorConfig
 from relgan.errors import ConfigError
-from relgan.models.layers import conv_max_over_time, dropout, linear, truncated_normal_
+from relgan.models.conv_max import conv_max_over_time
+from relgan.models.layers import dropout, linear, truncated_normal_
 
 
 class Discriminator(nn.Module):

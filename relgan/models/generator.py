@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from relgan.config import GeneratorConfig
 from relgan.gumbel import categorical_sample, relaxed_sample
-from relgan.models.layers import linear, padded_linear, truncated_normal_
+from relgan.models.layers import linear, pad_output_rows, padded_linear, truncated_normal_
 from relgan.models.lstm import LSTMCore
 from relgan.models.relational_memory import RelationalMemory
 
@@ -84,18 +84,25 @@ class Generator(nn.Module):
         """
         tokens: list[Tensor] = []
         for logits in self._unroll(batch_size, tokens):
-            probs = torch.softmax(logits.float() / temperature, dim=-1)
+            logits = logits.float()
+            probs = torch.softmax(logits if temperature == 1 else logits / temperature, dim=-1)
             tokens.append(categorical_sample(probs, generator))
         return torch.stack(tokens, dim=1)
 
     def _unroll(self, batch_size: int, fed_back: list[Tensor]):
         """Yield logits [B, V] step by step; the caller appends each step's token to ``fed_back``."""
         device = self.embedding.device
-        weight, bias = self.output.weight, self.output.bias
+        weight, bias = pad_output_rows(self.output.weight, self.output.bias)
         state = self.core.initial_state(batch_size, device)
         token = torch.full((batch_size,), self.start_id, dtype=torch.long, device=device)
+        # A step's input projections depend on its token alone. When the batch feeds more tokens than the
+        # vocabulary has, project every token once and look rows up: the same values, fewer FLOPs.
+        table = self.core.project_inputs(self.embedding) if batch_size * self.seq_len > self.vocab_size else None
         for _ in range(self.seq_len):
-            step_inputs = self.core.project_inputs(F.embedding(token, self.embedding))
+            if table is None:
+                step_inputs = self.core.project_inputs(F.embedding(token, self.embedding))
+            else:
+                step_inputs = tuple(F.embedding(token, rows) for rows in table)
             output, state = self.core.step(step_inputs, state)
-            yield padded_linear(output, weight, bias)
+            yield F.linear(output, weight, bias)[:, : self.vocab_size]
             token = fed_back[-1]

@@ -27,7 +27,7 @@ class LSTMCore(nn.Module):
         return zeros, zeros.clone()
 
     def project_inputs(self, embedded: Tensor) -> tuple[Tensor]:
-        """embedded [B, T, E] -> (input part of the gates [B, T, 4H],)."""
+        """embedded [..., E] -> (input part of the gates [..., 4H],); leading dimensions [B, T] or [V]."""
         return (self.input_projection(embedded),)
 
     def step(self, inputs: tuple[Tensor], state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:

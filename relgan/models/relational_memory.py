@@ -40,7 +40,8 @@ class RelationalMemory(nn.Module):
     def project_inputs(self, embedded: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Everything of a step that depends on its input alone, for all steps at once.
 
-        embedded [B, T, E] -> (x [B, T, F], qkv of x [B, T, H*qkv], input gates [B, T, 2F]).
+        embedded [..., E] -> (x [..., F], qkv of x [..., H*qkv], input gates [..., 2F]); the leading
+        dimensions are [B, T] for a batch of sequences or [V] for every token of the vocabulary.
         """
         x = self.input_projection(embedded)
         return x, self.qkv(x), self.input_gate_projection(x)

@@ -1,0 +1,158 @@
+"""The discriminator's convolution followed by its max over time, without materialising the responses.
+
+For a sequence batch [R, T, d] and filters [C, d*size] (d-major), the value is
+``(windows @ weight.T).max(time)`` with ``windows = sequence.unfold(1, size, 1)``; the gradient of the max
+flows to its first argmax, as ``torch.max`` does. On CPU a fused C++ kernel (``conv_max_cpu.cpp``, built
+once per machine with the system compiler) computes it in one pass per row; elsewhere, or when the kernel
+cannot be built, or with ``RELGAN_FUSED_CONV_MAX=0``, chunked PyTorch code computes the same numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import logging
+import os
+import platform
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+logger = logging.getLogger("relgan")
+
+KERNEL_SOURCE = Path(__file__).with_name("conv_max_cpu.cpp")
+DISABLE_VARIABLE = "RELGAN_FUSED_CONV_MAX"
+
+
+def conv_max_over_time(sequence: Tensor, weight: Tensor, size: int, chunk: int = 128) -> Tensor:
+    """Valid 1-D convolution of sequence [R, T, d] with filters weight [C, d*size], then max over time: [R, C].
+
+    Runs in the sequence's dtype even under autocast (a few FLOPs; its buffers are allocated up front).
+    ``chunk`` is the row block of the PyTorch path.
+    """
+    with torch.autocast(sequence.device.type, enabled=False):
+        if torch.is_grad_enabled() and (sequence.requires_grad or weight.requires_grad):
+            return _ConvMaxOverTime.apply(sequence, weight, size, chunk)
+        kernel = _fused_kernel_for(sequence)
+        if kernel is not None:
+            return kernel.forward(sequence, weight, size)[0]
+        return _conv_max_values(sequence, weight, size, chunk)
+
+
+def fused_kernel_available() -> bool:
+    """Whether CPU float32/float64 sequences go through the fused C++ kernel in this process."""
+    return _load_fused_kernel() is not None
+
+
+_pytorch_only = False
+
+
+@contextlib.contextmanager
+def pytorch_path():
+    """Within this block, compute with the PyTorch path even where the fused kernel applies (to compare)."""
+    global _pytorch_only
+    previous, _pytorch_only = _pytorch_only, True
+    try:
+        yield
+    finally:
+        _pytorch_only = previous
+
+
+class _ConvMaxOverTime(torch.autograd.Function):
+    """Keeps only the winning time step of every (row, filter); the backward needs just those windows."""
+
+    @staticmethod
+    def forward(ctx, sequence: Tensor, weight: Tensor, size: int, chunk: int) -> Tensor:
+        kernel = _fused_kernel_for(sequence)
+        if kernel is not None:
+            values, index = kernel.forward(sequence, weight, size)
+        else:
+            values, index = _conv_max_with_index(sequence, weight, size, chunk)
+        ctx.save_for_backward(sequence, weight, index)
+        ctx.size = size
+        return values
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None, None]:
+        sequence, weight, index = ctx.saved_tensors
+        kernel = _fused_kernel_for(sequence)
+        # a double backward (the WGAN-GP penalty) needs a differentiable backward: the PyTorch one
+        if kernel is not None and not torch.is_grad_enabled():
+            grad_sequence, grad_weight = kernel.backward(grad, sequence, weight, index, ctx.size)
+        else:
+            grad_sequence, grad_weight = _conv_max_backward(grad, sequence, weight, index, ctx.size)
+        return grad_sequence, grad_weight, None, None
+
+
+def _conv_max_with_index(sequence: Tensor, weight: Tensor, size: int, chunk: int) -> tuple[Tensor, Tensor]:
+    """PyTorch path: row chunks that stay in cache, (values [R, C], first argmax over time [R, C])."""
+    rows, length, width = sequence.shape
+    windows = sequence.unfold(1, size, 1).reshape(rows, length - size + 1, width * size)  # [R, T', d*f]
+    weight = weight.to(sequence.dtype)
+    values = sequence.new_empty(rows, weight.shape[0])
+    index = torch.empty(rows, weight.shape[0], dtype=torch.long, device=sequence.device)
+    for start in range(0, rows, chunk):
+        # [chunk, filters, time]: reducing over the last (contiguous) axis is the fastest layout
+        scores = torch.matmul(weight, windows[start : start + chunk].transpose(1, 2))
+        torch.max(scores, dim=2, out=(values[start : start + chunk], index[start : start + chunk]))
+    return values, index
+
+
+def _conv_max_values(sequence: Tensor, weight: Tensor, size: int, chunk: int) -> Tensor:
+    """PyTorch path without gradients: the values alone, no argmax bookkeeping."""
+    rows, length, width = sequence.shape
+    windows = sequence.unfold(1, size, 1).reshape(rows, length - size + 1, width * size)
+    w = weight.to(sequence.dtype)
+    return torch.cat([torch.matmul(w, windows[i : i + chunk].transpose(1, 2)).amax(dim=2)
+                      for i in range(0, rows, chunk)])
+
+
+def _conv_max_backward(grad: Tensor, sequence: Tensor, weight: Tensor, index: Tensor,
+                       size: int) -> tuple[Tensor, Tensor]:
+    """PyTorch backward, tap by tap on the sequence itself; differentiable (for double backward)."""
+    width = sequence.shape[2]
+    grad = grad.to(sequence.dtype)
+    taps = weight.to(sequence.dtype).view(weight.shape[0], width, size)  # [C, d, f]
+    grad_sequence = torch.zeros_like(sequence)
+    grad_taps = []
+    for k in range(size):
+        where = (index + k).unsqueeze(-1).expand(-1, -1, width)  # [R, C, d]: positions of tap k
+        grad_taps.append((grad.unsqueeze(-1) * sequence.gather(1, where)).sum(0))  # [C, d]
+        grad_sequence.scatter_add_(1, where, grad.unsqueeze(-1) * taps[:, :, k])
+    grad_weight = torch.stack(grad_taps, dim=-1).reshape_as(weight).to(weight.dtype)
+    return grad_sequence, grad_weight
+
+
+def _fused_kernel_for(sequence: Tensor):
+    """The fused ops when they apply to this sequence (CPU, float32/float64), else None."""
+    if _pytorch_only or sequence.device.type != "cpu" or sequence.dtype not in (torch.float32, torch.float64):
+        return None
+    return _load_fused_kernel()
+
+
+@functools.cache
+def _load_fused_kernel():
+    """Build (once per machine, cached by torch) and load the C++ kernel; None if disabled or it fails."""
+    if os.environ.get(DISABLE_VARIABLE, "1") == "0":
+        return None
+    try:
+        from torch.utils.cpp_extension import load
+
+        # -march=native code must not be reused on another CPU (shared home directories): key the build by it
+        load(name=f"relgan_conv_max_{_cpu_key()}", sources=[str(KERNEL_SOURCE)], is_python_module=False,
+             extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"])
+    except Exception as exc:  # no compiler, no ninja, a read-only cache: all mean "use the PyTorch path"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        logger.warning("fused CPU conv-max kernel unavailable (%s); using the slower PyTorch path", reason[:200])
+        return None
+    return torch.ops.relgan_conv_max
+
+
+def _cpu_key() -> str:
+    flags = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        flags = next((line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), "")
+    return hashlib.sha1(f"{platform.machine()} {flags}".encode()).hexdigest()[:12]
