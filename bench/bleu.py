@@ -12,7 +12,6 @@ Times are CPU seconds of this process (time.process_time) and wall seconds.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from json_output import emit  # noqa: E402
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu  # noqa: E402
 
 from relgan.io_utils import read_text_lines  # noqa: E402
@@ -77,10 +77,7 @@ def main() -> None:
         },
         "self_bleu": {"samples": len(pool), **self_time, **{f"self-bleu-{n}": mean(self_bleu[n]) for n in ORDERS}},
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
     if not equal:
         raise SystemExit("BLEU differs from nltk")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import sys
@@ -28,10 +27,10 @@ from relgan.malloc_tuning import restart_with_malloc_tuning  # noqa: E402
 restart_with_malloc_tuning()
 
 import torch  # noqa: E402
+from json_output import emit  # noqa: E402
 
 from relgan.config import load_config  # noqa: E402
-from relgan.models import Discriminator  # noqa: E402
-from relgan.models import conv_max  # noqa: E402
+from relgan.models import Discriminator, conv_max  # noqa: E402
 
 
 def path(fused: bool):
@@ -101,10 +100,7 @@ def main() -> None:
         "discriminator_forward_backward": entry("discriminator"),
         "max_logit_difference": (logits[True] - logits[False]).abs().max().item(),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ counts the denormal values in the gradients.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -27,6 +26,7 @@ restart_with_malloc_tuning()
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from json_output import emit  # noqa: E402
 
 from relgan.checkpoint import load_generator, load_run_config  # noqa: E402
 from relgan.data import load_corpus  # noqa: E402
@@ -70,9 +70,7 @@ def main() -> None:
         "ratio": statistics.median(times[False]) / statistics.median(times[True]),
         "denormal_gradient_entries": {"default": denormals[False], "flush_denormal": denormals[True]},
     }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ else random ids of the same shape.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -31,9 +30,9 @@ from relgan.malloc_tuning import MALLOC_TUNABLES, restart_with_malloc_tuning  # 
 restart_with_malloc_tuning()
 
 import torch  # noqa: E402
+from json_output import emit  # noqa: E402
 
 from relgan.config import Config, load_config  # noqa: E402
-
 
 # ----------------------------------------------------------------------------------------- FLOP counts
 
@@ -251,10 +250,7 @@ def main() -> None:
         "sample_10k": {**entry(min(sampling), flops["sample_10k"]), "num_samples": args.samples,
                        "sampling_batch_size": config.eval.batch_size},
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":
