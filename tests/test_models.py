@@ -165,14 +165,20 @@ def test_discriminator_shapes_and_id_path_equals_one_hot_path():
     assert torch.allclose(from_ids, from_one_hot, atol=1e-6)
 
 
+def _require_fused_kernel() -> None:
+    from relgan.models import conv_max
+
+    if not conv_max.fused_kernel_available():
+        pytest.skip("the fused CPU conv-max kernel could not be built here (no C++ compiler?)")
+
+
 @pytest.fixture(params=["fused", "torch"])
 def conv_max_path(request):
     """Run a test once through the fused CPU kernel and once through the PyTorch path."""
     from relgan.models import conv_max
 
     if request.param == "fused":
-        if not conv_max.fused_kernel_available():
-            pytest.skip("the fused CPU conv-max kernel could not be built here (no C++ compiler?)")
+        _require_fused_kernel()
         yield request.param
     else:
         with conv_max.pytorch_path():
@@ -284,8 +290,7 @@ def test_conv_max_over_time_propagates_nan_like_torch_max(conv_max_path):
 def test_fused_conv_max_weight_gradient_does_not_depend_on_the_thread_count():
     from relgan.models import conv_max
 
-    if not conv_max.fused_kernel_available():
-        pytest.skip("the fused CPU conv-max kernel could not be built here (no C++ compiler?)")
+    _require_fused_kernel()
     torch.manual_seed(8)
     sequence = torch.randn(301, 12, 2, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(7, 6, dtype=torch.float64, requires_grad=True)

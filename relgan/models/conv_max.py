@@ -88,8 +88,8 @@ class _ConvMaxOverTime(torch.autograd.Function):
 
 def _conv_max_with_index(sequence: Tensor, weight: Tensor, size: int, chunk: int) -> tuple[Tensor, Tensor]:
     """PyTorch path: row chunks that stay in cache, (values [R, C], first argmax over time [R, C])."""
-    rows, length, width = sequence.shape
-    windows = sequence.unfold(1, size, 1).reshape(rows, length - size + 1, width * size)  # [R, T', d*f]
+    rows = sequence.shape[0]
+    windows = _windows(sequence, size)
     weight = weight.to(sequence.dtype)
     values = sequence.new_empty(rows, weight.shape[0])
     index = torch.empty(rows, weight.shape[0], dtype=torch.long, device=sequence.device)
@@ -102,11 +102,16 @@ def _conv_max_with_index(sequence: Tensor, weight: Tensor, size: int, chunk: int
 
 def _conv_max_values(sequence: Tensor, weight: Tensor, size: int, chunk: int) -> Tensor:
     """PyTorch path without gradients: the values alone, no argmax bookkeeping."""
-    rows, length, width = sequence.shape
-    windows = sequence.unfold(1, size, 1).reshape(rows, length - size + 1, width * size)
+    windows = _windows(sequence, size)
     w = weight.to(sequence.dtype)
     return torch.cat([torch.matmul(w, windows[i : i + chunk].transpose(1, 2)).amax(dim=2)
-                      for i in range(0, rows, chunk)])
+                      for i in range(0, sequence.shape[0], chunk)])
+
+
+def _windows(sequence: Tensor, size: int) -> Tensor:
+    """sequence [R, T, d] -> its sliding windows [R, T - size + 1, d*size], d-major like the filters."""
+    rows, length, width = sequence.shape
+    return sequence.unfold(1, size, 1).reshape(rows, length - size + 1, width * size)
 
 
 def _conv_max_backward(grad: Tensor, sequence: Tensor, weight: Tensor, index: Tensor,
