@@ -37,6 +37,26 @@ def _fresh_accelerator_state():
     GradientState._reset_state()
 
 
+def require_cpu_kernels() -> None:
+    from relgan import native
+
+    if not native.kernels_available():
+        pytest.skip("the C++ CPU kernels could not be built here (no C++ compiler?)")
+
+
+@pytest.fixture(params=["cpp", "torch"])
+def kernel_path(request):
+    """Run a test once through the C++ CPU kernels and once through the PyTorch code they replace."""
+    from relgan import native
+
+    if request.param == "cpp":
+        require_cpu_kernels()
+        yield request.param
+    else:
+        with native.pytorch_path():
+            yield request.param
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The benchmark splits (../shared/data or $RELGAN_SHARED_DATA); tests using them skip without them."""

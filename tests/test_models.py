@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import require_cpu_kernels
 
 from relgan.config import DiscriminatorConfig, GeneratorConfig
 from relgan.gumbel import gumbel_noise
@@ -97,7 +98,7 @@ def test_rmc_step_matches_the_official_formulas(slots):
 
 @pytest.mark.parametrize("architecture", ["rmc", "lstm"])
 @pytest.mark.parametrize("batch", [2, 5])  # 2 * 6 < 13 tokens: projected per step; 5 * 6 > 13: looked up
-def test_sampling_is_gumbel_max_over_teacher_forced_logits(architecture, batch):
+def test_sampling_is_gumbel_max_over_teacher_forced_logits(architecture, batch, kernel_path):
     torch.manual_seed(2)
     config = GeneratorConfig(architecture=architecture, embedding_dim=8, num_heads=2, head_size=8, hidden_size=12)
     g = Generator(config, vocab_size=13, seq_len=6, start_id=4)
@@ -120,7 +121,7 @@ def test_sampling_is_gumbel_max_over_teacher_forced_logits(architecture, batch):
         assert torch.allclose(sampled_grads[name], p.grad, atol=1e-5), name
 
 
-def test_fast_sampling_is_reproducible_and_greedy_at_low_temperature():
+def test_fast_sampling_is_reproducible_and_greedy_at_low_temperature(kernel_path):
     torch.manual_seed(2)
     g = Generator(GeneratorConfig(embedding_dim=8, num_heads=2, head_size=8), vocab_size=13, seq_len=6, start_id=4)
     first = g.sample_tokens(50, generator=torch.Generator().manual_seed(9))
@@ -130,7 +131,7 @@ def test_fast_sampling_is_reproducible_and_greedy_at_low_temperature():
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
-def test_fast_sampling_draws_the_first_token_from_softmax_of_its_logits(temperature):
+def test_fast_sampling_draws_the_first_token_from_softmax_of_its_logits(temperature, kernel_path):
     torch.manual_seed(2)
     g = Generator(GeneratorConfig(embedding_dim=8, num_heads=2, head_size=8), vocab_size=13, seq_len=3, start_id=4)
     n = 30000
@@ -165,26 +166,6 @@ def test_discriminator_shapes_and_id_path_equals_one_hot_path():
     assert torch.allclose(from_ids, from_one_hot, atol=1e-6)
 
 
-def _require_fused_kernel() -> None:
-    from relgan.models import conv_max
-
-    if not conv_max.fused_kernel_available():
-        pytest.skip("the fused CPU conv-max kernel could not be built here (no C++ compiler?)")
-
-
-@pytest.fixture(params=["fused", "torch"])
-def conv_max_path(request):
-    """Run a test once through the fused CPU kernel and once through the PyTorch path."""
-    from relgan.models import conv_max
-
-    if request.param == "fused":
-        _require_fused_kernel()
-        yield request.param
-    else:
-        with conv_max.pytorch_path():
-            yield request.param
-
-
 def _plain_discriminator_logits(d, x):
     """The official computation, op by op: conv2d over [B*S, 1, T, d], bias, relu, max over time, highway
     with two separate matmuls, then the output layers (no dropout)."""
@@ -203,7 +184,7 @@ def _plain_discriminator_logits(d, x):
 
 
 @pytest.mark.parametrize("ids", [False, True])
-def test_discriminator_equals_the_plain_computation_with_gradients(ids, conv_max_path):
+def test_discriminator_equals_the_plain_computation_with_gradients(ids, kernel_path):
     torch.manual_seed(5)
     d = _discriminator(dropout=0.0).double()
     if ids:  # real data: repeated padding gives tied windows
@@ -223,7 +204,7 @@ def test_discriminator_equals_the_plain_computation_with_gradients(ids, conv_max
         assert torch.allclose(fast[name], p.grad, atol=1e-10), name
 
 
-def test_gradient_penalty_through_the_discriminator_equals_the_plain_computation(conv_max_path):
+def test_gradient_penalty_through_the_discriminator_equals_the_plain_computation(kernel_path):
     from relgan.losses import gradient_penalty
 
     torch.manual_seed(9)
@@ -249,7 +230,7 @@ def test_gradient_penalty_through_the_discriminator_equals_the_plain_computation
 
 @pytest.mark.parametrize("width", [1, 3])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_conv_max_over_time_equals_plain_autograd(width, dtype, conv_max_path):
+def test_conv_max_over_time_equals_plain_autograd(width, dtype, kernel_path):
     from relgan.models.conv_max import conv_max_over_time
 
     torch.manual_seed(6)
@@ -278,7 +259,7 @@ def test_conv_max_over_time_equals_plain_autograd(width, dtype, conv_max_path):
             assert torch.allclose(conv_max_over_time(sequence, weight, size), plain, **tolerance)
 
 
-def test_conv_max_over_time_propagates_nan_like_torch_max(conv_max_path):
+def test_conv_max_over_time_propagates_nan_like_torch_max(kernel_path):
     from relgan.models.conv_max import conv_max_over_time
 
     sequence = torch.randn(4, 6, 1)
@@ -290,7 +271,7 @@ def test_conv_max_over_time_propagates_nan_like_torch_max(conv_max_path):
 def test_fused_conv_max_weight_gradient_does_not_depend_on_the_thread_count():
     from relgan.models import conv_max
 
-    _require_fused_kernel()
+    require_cpu_kernels()
     torch.manual_seed(8)
     sequence = torch.randn(301, 12, 2, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(7, 6, dtype=torch.float64, requires_grad=True)

@@ -2,28 +2,16 @@
 
 For a sequence batch [R, T, d] and filters [C, d*size] (d-major), the value is
 ``(windows @ weight.T).max(time)`` with ``windows = sequence.unfold(1, size, 1)``; the gradient of the max
-flows to its first argmax, as ``torch.max`` does. On CPU a fused C++ kernel (``conv_max_cpu.cpp``, built
-once per machine with the system compiler) computes it in one pass per row; elsewhere, or when the kernel
-cannot be built, or with ``RELGAN_FUSED_CONV_MAX=0``, chunked PyTorch code computes the same numbers.
+flows to its first argmax, as ``torch.max`` does. On CPU a fused C++ kernel (``csrc/conv_max.cpp``, see
+``relgan.native``) computes it in one pass per row; elsewhere chunked PyTorch code computes the same numbers.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import hashlib
-import logging
-import os
-import platform
-from pathlib import Path
-
 import torch
 from torch import Tensor
 
-logger = logging.getLogger("relgan")
-
-KERNEL_SOURCE = Path(__file__).with_name("conv_max_cpu.cpp")
-DISABLE_VARIABLE = "RELGAN_FUSED_CONV_MAX"
+from relgan import native
 
 
 def conv_max_over_time(sequence: Tensor, weight: Tensor, size: int, chunk: int = 128) -> Tensor:
@@ -39,25 +27,6 @@ def conv_max_over_time(sequence: Tensor, weight: Tensor, size: int, chunk: int =
         if kernel is not None:
             return kernel.forward(sequence, weight, size)[0]
         return _conv_max_values(sequence, weight, size, chunk)
-
-
-def fused_kernel_available() -> bool:
-    """Whether CPU float32/float64 sequences go through the fused C++ kernel in this process."""
-    return _load_fused_kernel() is not None
-
-
-_pytorch_only = False
-
-
-@contextlib.contextmanager
-def pytorch_path():
-    """Within this block, compute with the PyTorch path even where the fused kernel applies (to compare)."""
-    global _pytorch_only
-    previous, _pytorch_only = _pytorch_only, True
-    try:
-        yield
-    finally:
-        _pytorch_only = previous
 
 
 class _ConvMaxOverTime(torch.autograd.Function):
@@ -132,32 +101,4 @@ def _conv_max_backward(grad: Tensor, sequence: Tensor, weight: Tensor, index: Te
 
 def _fused_kernel_for(sequence: Tensor):
     """The fused ops when they apply to this sequence (CPU, float32/float64), else None."""
-    if _pytorch_only or sequence.device.type != "cpu" or sequence.dtype not in (torch.float32, torch.float64):
-        return None
-    return _load_fused_kernel()
-
-
-@functools.cache
-def _load_fused_kernel():
-    """Build (once per machine, cached by torch) and load the C++ kernel; None if disabled or it fails."""
-    if os.environ.get(DISABLE_VARIABLE, "1") == "0":
-        return None
-    try:
-        from torch.utils.cpp_extension import load
-
-        # -march=native code must not be reused on another CPU (shared home directories): key the build by it
-        load(name=f"relgan_conv_max_{_cpu_key()}", sources=[str(KERNEL_SOURCE)], is_python_module=False,
-             extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"])
-    except Exception as exc:  # no compiler, no ninja, a read-only cache: all mean "use the PyTorch path"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        logger.warning("fused CPU conv-max kernel unavailable (%s); using the slower PyTorch path", reason[:200])
-        return None
-    return torch.ops.relgan_conv_max
-
-
-def _cpu_key() -> str:
-    flags = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        flags = next((line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), "")
-    return hashlib.sha1(f"{platform.machine()} {flags}".encode()).hexdigest()[:12]
+    return torch.ops.relgan_conv_max if native.kernels_for(sequence, (torch.float32, torch.float64)) else None

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from relgan.config import GeneratorConfig
-from relgan.gumbel import categorical_sample, relaxed_sample
+from relgan.gumbel import categorical_from_logits, relaxed_sample
 from relgan.models.layers import linear, pad_output_rows, padded_linear, truncated_normal_
 from relgan.models.lstm import LSTMCore
 from relgan.models.relational_memory import RelationalMemory
@@ -84,9 +84,7 @@ class Generator(nn.Module):
         """
         tokens: list[Tensor] = []
         for logits in self._unroll(batch_size, tokens):
-            logits = logits.float()
-            probs = torch.softmax(logits if temperature == 1 else logits / temperature, dim=-1)
-            tokens.append(categorical_sample(probs, generator))
+            tokens.append(categorical_from_logits(logits, temperature, generator))
         return torch.stack(tokens, dim=1)
 
     def _unroll(self, batch_size: int, fed_back: list[Tensor]):
