@@ -66,7 +66,7 @@ def categorical_from_logits(logits: Tensor, temperature: float = 1.0,
     Both paths draw the same u per row from ``generator``; the C++ kernel (CPU) inverts the running sums of
     exp in one pass per row instead of softmax, cumsum and search.
     """
-    if logits.stride(-1) == 1 and native.kernels_for(logits):
+    if logits.dim() == 2 and logits.stride(-1) == 1 and native.kernels_for(logits):
         u = torch.rand(logits.shape[0], generator=generator, dtype=torch.float32, device=logits.device)
         return torch.ops.relgan_sampling.categorical_by_inversion(logits, u, 1.0 / temperature)
     logits = logits.float()
