@@ -1,5 +1,5 @@
-// Fused CPU sampling kernels (see relgan/gumbel.py): one pass over each row of logits instead of the five or
-// six tensor-wide passes of the PyTorch path (noise, add, argmax, scale, softmax; or softmax, cumsum, search).
+// Fused CPU sampling kernels (see relgan/gumbel.py): one pass over each row of logits instead of the PyTorch
+// path's tensor-wide passes (uniforms, two logs, add, argmax, scale, softmax; or softmax, cumsum, search).
 // exp and log come from ATen's vector types (SLEEF, 1-ulp), compiled for the widest instruction set the
 // compiler targets; the Gumbel noise from SplitMix64 applied to a counter, so every value depends on (seed,
 // row, column) alone, not on the number of threads.
@@ -59,6 +59,15 @@ inline void gumbel_row(uint64_t seed, int64_t row, int64_t length, uint64_t* wor
   if (rest > 0) (Vec(0.0f) - (Vec(0.0f) - Vec::loadu(u + j, rest).log()).log()).store(out + j, rest);
 }
 
+// The sum of a vector's lanes, in lane order.
+inline float lane_sum(const Vec& v) {
+  float lanes[Vec::size()];
+  v.store(lanes);
+  float sum = 0.0f;
+  for (int64_t k = 0; k < Vec::size(); ++k) sum += lanes[k];
+  return sum;
+}
+
 // Maximum of a row; NaN propagates (a NaN row's softmax is NaN).
 inline float row_max(const float* x, int64_t length) {
   float best = -std::numeric_limits<float>::infinity();
@@ -101,15 +110,11 @@ inline float scaled_exp(const float* src, float* dst, int64_t length, float scal
     e.store(dst + j, rest);
     sum_v = sum_v + Vec::set(Vec(0.0f), e, rest);
   }
-  float lanes[Vec::size()];
-  sum_v.store(lanes);
-  float sum = 0.0f;
-  for (int64_t k = 0; k < Vec::size(); ++k) sum += lanes[k];
-  return sum;
+  return lane_sum(sum_v);
 }
 
 // logits [R, V] (rows may be strided) -> tokens [R] = argmax(o + g), relaxed [R, V] = softmax(beta * (o + g))
-// with g standard Gumbel noise from (seed, row * V + column); perturbed [R, V] = o + g when asked for (the
+// with g standard Gumbel noise from (seed, row, column); perturbed [R, V] = o + g when asked for (the
 // gradient of beta needs it).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gumbel_softmax(const at::Tensor& logits, double beta, int64_t seed,
                                                               bool keep_perturbed) {
@@ -176,10 +181,7 @@ at::Tensor gumbel_softmax_backward(const at::Tensor& grad, const at::Tensor& rel
       int64_t j = 0;
       for (; j + Vec::size() <= length; j += Vec::size())
         dot_v = dot_v + Vec::loadu(g_r + j) * Vec::loadu(y_r + j);
-      float lanes[Vec::size()];
-      dot_v.store(lanes);
-      float dot = 0.0f;
-      for (int64_t k = 0; k < Vec::size(); ++k) dot += lanes[k];
+      float dot = lane_sum(dot_v);
       for (; j < length; ++j) dot += g_r[j] * y_r[j];
       const float b = static_cast<float>(beta);
       j = 0;
