@@ -23,8 +23,7 @@ def gumbel_noise(shape: torch.Size | tuple[int, ...], device: torch.device | str
     from ``generator``. Otherwise u ~ U[0, 1) from ``torch.rand``, clamped to the smallest normal float so
     that log(u) is finite; u < 1 keeps -log(u) > 0.
     """
-    probe = torch.empty(0, device=device)
-    if native.kernels_for(probe):
+    if native.kernels_for(device, torch.float32):
         rows = math.prod(shape[:-1])
         return torch.ops.relgan_sampling.gumbel_noise(rows, shape[-1], _draw_seed(generator)).view(shape)
     u = torch.rand(shape, device=device, dtype=torch.float32, generator=generator)
@@ -40,7 +39,7 @@ def relaxed_sample(logits: Tensor, beta: float | Tensor, *, hard: bool = False,
     On CPU the C++ kernel computes noise, argmax and softmax in one pass per row (same noise as
     ``gumbel_noise`` with the same generator state).
     """
-    if logits.dim() == 2 and logits.stride(-1) == 1 and native.kernels_for(logits):
+    if logits.dim() == 2 and logits.stride(-1) == 1 and native.kernels_for(logits.device, logits.dtype):
         tokens, relaxed = _FusedGumbelSoftmax.apply(logits, beta, _draw_seed(generator))
     else:
         perturbed = gumbel_noise(logits.shape, logits.device, generator).add_(logits)  # float32 o + g
@@ -66,7 +65,7 @@ def categorical_from_logits(logits: Tensor, temperature: float = 1.0,
     Both paths draw the same u per row from ``generator``; the C++ kernel (CPU) inverts the running sums of
     exp in one pass per row instead of softmax, cumsum and search.
     """
-    if logits.dim() == 2 and logits.stride(-1) == 1 and native.kernels_for(logits):
+    if logits.dim() == 2 and logits.stride(-1) == 1 and native.kernels_for(logits.device, logits.dtype):
         u = torch.rand(logits.shape[0], generator=generator, dtype=torch.float32, device=logits.device)
         return torch.ops.relgan_sampling.categorical_by_inversion(logits, u, 1.0 / temperature)
     logits = logits.float()

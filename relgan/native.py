@@ -17,7 +17,6 @@ import platform
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
 logger = logging.getLogger("relgan")
 
@@ -27,9 +26,11 @@ DISABLE_VARIABLE = "RELGAN_CPU_KERNELS"
 _pytorch_only = False
 
 
-def kernels_for(tensor: Tensor, dtypes: tuple[torch.dtype, ...] = (torch.float32,)) -> bool:
-    """Whether the C++ kernels apply to this tensor: on CPU, of one of ``dtypes``, built and enabled."""
-    return (not _pytorch_only and tensor.device.type == "cpu" and tensor.dtype in dtypes
+def kernels_for(device: torch.device | str, dtype: torch.dtype,
+                dtypes: tuple[torch.dtype, ...] = (torch.float32,)) -> bool:
+    """Whether the C++ kernels apply to tensors on ``device`` of ``dtype``: CPU, one of ``dtypes``, built
+    and enabled."""
+    return (not _pytorch_only and torch.device(device).type == "cpu" and dtype in dtypes
             and kernels_available())
 
 

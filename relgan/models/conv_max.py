@@ -101,4 +101,5 @@ def _conv_max_backward(grad: Tensor, sequence: Tensor, weight: Tensor, index: Te
 
 def _fused_kernel_for(sequence: Tensor):
     """The fused ops when they apply to this sequence (CPU, float32/float64), else None."""
-    return torch.ops.relgan_conv_max if native.kernels_for(sequence, (torch.float32, torch.float64)) else None
+    applies = native.kernels_for(sequence.device, sequence.dtype, (torch.float32, torch.float64))
+    return torch.ops.relgan_conv_max if applies else None
