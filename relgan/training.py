@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import Tensor
@@ -176,8 +175,7 @@ class Trainer:
 
     def _mle_step(self, batch: Tensor) -> tuple[Tensor, Tensor]:
         """Teacher forcing from the start token; mean per-token NLL over all positions (padding included)."""
-        logits = self.generator(batch)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), batch.flatten())
+        loss = self.generator(batch, mode="nll").mean()
         self.mle_optimizer.zero_grad(set_to_none=True)
         self.acc.backward(loss)
         norm = self.acc.clip_grad_norm_(self.generator.parameters(), self.config.mle.grad_clip)

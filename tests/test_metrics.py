@@ -8,6 +8,7 @@ from relgan.evaluation import PROTOCOLS, TextEvaluator
 from relgan.metrics.diversity import distinct_n, diversity_metrics
 from relgan.metrics.embedding import frechet_distance
 from relgan.metrics.nll import nll_gen, nll_test
+from relgan.models.cross_entropy import padded_cross_entropy
 
 
 class FixedGenerator(nn.Module):
@@ -17,8 +18,9 @@ class FixedGenerator(nn.Module):
         super().__init__()
         self.log_probs = nn.Parameter(torch.log(torch.tensor(probs)))
 
-    def logits(self, ids):
-        return self.log_probs.expand(*ids.shape, -1)
+    def token_nll(self, ids, temperature=1.0):
+        logits = self.log_probs.expand(ids.numel(), -1) / temperature
+        return padded_cross_entropy(logits, ids.flatten(), len(self.log_probs)).view(ids.shape)
 
 
 def test_nll_gen_uses_full_batches_and_counts_padding():

@@ -82,7 +82,8 @@ def _reference_rmc_step(core, x_emb, memory):
 
 
 @pytest.mark.parametrize("slots", [1, 3])
-def test_rmc_step_matches_the_official_formulas(slots):
+@pytest.mark.parametrize("grad", [True, False])  # without gradients the C++ kernel computes the step
+def test_rmc_step_matches_the_official_formulas(slots, grad, kernel_path):
     torch.manual_seed(1)
     g = Generator(GeneratorConfig(embedding_dim=6, mem_slots=slots, num_heads=2, head_size=4), 11, 5, 0)
     core = g.core
@@ -90,10 +91,52 @@ def test_rmc_step_matches_the_official_formulas(slots):
     assert torch.equal(memory[0], torch.eye(slots, 8))
     x_emb = torch.randn(3, 6)
     for _ in range(2):  # from the identity memory, then from a generic one
-        expected = _reference_rmc_step(core, x_emb, memory)
-        output, memory = core.step(core.project_inputs(x_emb), memory)
+        with torch.no_grad():
+            expected = _reference_rmc_step(core, x_emb, memory)
+        with torch.set_grad_enabled(grad):
+            output, memory = core.step(core.project_inputs(x_emb), memory)
         assert torch.allclose(memory.double(), expected, atol=1e-5)
-        assert output.shape == (3, slots * 8)
+        assert torch.equal(output, memory.reshape(3, slots * 8))
+
+
+@pytest.mark.parametrize("slots, heads, head_size", [(1, 2, 4), (2, 1, 20), (3, 2, 12), (1, 2, 64)])
+def test_rmc_sequence_kernel_equals_the_pytorch_steps_with_gradients(slots, heads, head_size):
+    """The C++ sequence kernel: outputs and the gradients of inputs, initial memory and every weight. Head
+    sizes cover rows narrower than a vector, a partial last vector and whole vectors."""
+    require_cpu_kernels()
+    from relgan import native
+
+    torch.manual_seed(5)
+    core = Generator(GeneratorConfig(embedding_dim=6, mem_slots=slots, num_heads=heads, head_size=head_size),
+                     11, 5, 0).core
+    with torch.no_grad():
+        for p in core.parameters():  # away from the initial values (unit norms, zero biases)
+            p.add_(0.2 * torch.randn_like(p))
+    steps, batch, width = 5, 3, heads * head_size
+    embedded = torch.randn(steps, batch, 6)
+    start = core.initial_state(batch, "cpu") + 0.3 * torch.randn(batch, slots, width)
+    upstream = torch.randn(batch, steps, slots * width)
+
+    def run():
+        core.zero_grad()
+        x, memory = embedded.clone().requires_grad_(), start.clone().requires_grad_()
+        outputs = core.unroll(core.project_inputs(x), memory)
+        (outputs * upstream).sum().backward()
+        grads = {name: p.grad for name, p in core.named_parameters()}
+        return outputs.detach(), x.grad, memory.grad, grads
+
+    outputs, grad_x, grad_memory, grads = run()
+    with native.pytorch_path():
+        expected_outputs, expected_x, expected_memory, expected = run()
+    assert outputs.shape == (batch, steps, slots * width)
+    torch.testing.assert_close(outputs, expected_outputs, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad_x, expected_x, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(grad_memory, expected_memory, rtol=1e-4, atol=1e-5)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, expected[name], rtol=1e-4, atol=1e-5, msg=name)
+    with torch.no_grad():
+        torch.testing.assert_close(core.unroll(core.project_inputs(embedded), start), expected_outputs,
+                                   rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("architecture", ["rmc", "lstm"])
@@ -353,6 +396,45 @@ def test_padded_output_projection_equals_linear():
     x, w, b = torch.randn(3, 5, 16), torch.randn(70, 16), torch.randn(70)
     assert torch.allclose(padded_linear(x, w, b), F.linear(x, w, b), atol=1e-6)
     assert padded_linear(x, w, b).shape == (3, 5, 70)
+
+
+@pytest.mark.parametrize("vocab", [5, 70])  # narrower than a vector; whole vectors and a partial one
+def test_padded_cross_entropy_equals_cross_entropy_on_the_slice(vocab, kernel_path):
+    from relgan.models.cross_entropy import padded_cross_entropy
+
+    torch.manual_seed(10)
+    padded = -(-vocab // 64) * 64 + 64
+    logits = (4 * torch.randn(9, padded)).requires_grad_()
+    targets = torch.randint(0, vocab, (9,))
+    weights = torch.rand(9)
+    nll = padded_cross_entropy(logits, targets, vocab)
+    (nll * weights).sum().backward()
+    reference = logits.detach().clone().requires_grad_()
+    expected = F.cross_entropy(reference[:, :vocab], targets, reduction="none")
+    (expected * weights).sum().backward()
+    torch.testing.assert_close(nll, expected)
+    torch.testing.assert_close(logits.grad, reference.grad)
+    assert torch.all(logits.grad[:, vocab:] == 0)
+
+
+def test_padded_cross_entropy_rejects_targets_outside_the_vocabulary(kernel_path):
+    from relgan.models.cross_entropy import padded_cross_entropy
+
+    with pytest.raises((RuntimeError, IndexError), match="[Tt]arget"):
+        padded_cross_entropy(torch.randn(2, 64), torch.tensor([1, 5]), 5)
+
+
+@pytest.mark.parametrize("architecture", ["rmc", "lstm"])
+def test_token_nll_is_the_cross_entropy_of_the_logits(architecture, kernel_path):
+    torch.manual_seed(11)
+    config = GeneratorConfig(architecture=architecture, embedding_dim=8, num_heads=2, head_size=8, hidden_size=12)
+    g = Generator(config, vocab_size=13, seq_len=6, start_id=4)
+    tokens = torch.randint(0, 13, (3, 6))
+    logits = g(tokens).flatten(0, 1)
+    for temperature in (1.0, 0.7):
+        expected = F.cross_entropy(logits / temperature, tokens.flatten(), reduction="none").view(3, 6)
+        torch.testing.assert_close(g.token_nll(tokens, temperature), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g(tokens, mode="nll"), g.token_nll(tokens))
 
 
 def test_frozen_discriminator_gives_the_same_generator_gradients():

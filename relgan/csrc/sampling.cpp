@@ -3,17 +3,10 @@
 // exp and log come from ATen's vector types (SLEEF, 1-ulp), compiled for the widest instruction set the
 // compiler targets; the Gumbel noise from SplitMix64 applied to a counter, so every value depends on (seed,
 // row, column) alone, not on the number of threads.
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
-#define CPU_CAPABILITY AVX512
-#define CPU_CAPABILITY_AVX512
-#elif defined(__AVX2__) && defined(__FMA__)
-#define CPU_CAPABILITY AVX2
-#define CPU_CAPABILITY_AVX2
-#endif
+#include "vectorized.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
 #include <cmath>
@@ -23,7 +16,9 @@
 
 namespace {
 
-using Vec = at::vec::Vectorized<float>;
+using relgan::Vec;
+using relgan::lane_sum;
+using relgan::row_max;
 
 // The i-th output of SplitMix64 seeded with `seed` (Steele, Lea & Flood 2014): a Weyl sequence through a
 // bijective mixer, which passes BigCrush.
@@ -57,30 +52,6 @@ inline void gumbel_row(uint64_t seed, int64_t row, int64_t length, uint64_t* wor
     (Vec(0.0f) - (Vec(0.0f) - Vec::loadu(u + j).log()).log()).store(out + j);
   const int64_t rest = length - j;
   if (rest > 0) (Vec(0.0f) - (Vec(0.0f) - Vec::loadu(u + j, rest).log()).log()).store(out + j, rest);
-}
-
-// The sum of a vector's lanes, in lane order.
-inline float lane_sum(const Vec& v) {
-  float lanes[Vec::size()];
-  v.store(lanes);
-  float sum = 0.0f;
-  for (int64_t k = 0; k < Vec::size(); ++k) sum += lanes[k];
-  return sum;
-}
-
-// Maximum of a row; NaN propagates (a NaN row's softmax is NaN).
-inline float row_max(const float* x, int64_t length) {
-  float best = -std::numeric_limits<float>::infinity();
-  int64_t j = 0;
-  if (length >= Vec::size()) {
-    Vec best_v(best);
-    for (; j + Vec::size() <= length; j += Vec::size()) best_v = at::vec::maximum(best_v, Vec::loadu(x + j));
-    float lanes[Vec::size()];
-    best_v.store(lanes);
-    for (int64_t k = 0; k < Vec::size(); ++k) best = std::isnan(lanes[k]) ? lanes[k] : std::max(best, lanes[k]);
-  }
-  for (; j < length; ++j) best = std::isnan(x[j]) ? x[j] : std::max(best, x[j]);
-  return best;
 }
 
 // First index of `value` in a row (0 if absent, as for a NaN maximum).

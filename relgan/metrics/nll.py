@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-
-def _token_nll(generator: nn.Module, ids: Tensor, temperature: float = 1.0) -> Tensor:
-    """Per-token NLL [B, T] (float32) of ids [B, T] under teacher forcing at a softmax temperature."""
-    logits = generator.logits(ids)
-    if temperature != 1.0:
-        logits = logits / temperature
-    return F.cross_entropy(logits.flatten(0, 1).float(), ids.flatten(), reduction="none").view_as(ids)
+from relgan.models import Generator
 
 
 @torch.no_grad()
-def nll_gen(generator: nn.Module, ids: Tensor, batch_size: int, chunk_size: int | None = None) -> float:
+def nll_gen(generator: Generator, ids: Tensor, batch_size: int, chunk_size: int | None = None) -> float:
     """RelGAN's NLL_gen: mean per-token NLL over full batches of ``batch_size`` only, padding included.
 
     With equal batch sizes the official mean of batch means equals this global mean, so the sentences
@@ -27,12 +20,12 @@ def nll_gen(generator: nn.Module, ids: Tensor, batch_size: int, chunk_size: int 
     usable = ids[: max(len(ids) // batch_size, 1) * batch_size]
     total = torch.zeros((), dtype=torch.float64, device=device)
     for chunk in usable.split(chunk_size or batch_size):
-        total += _token_nll(generator, chunk.to(device)).sum(dtype=torch.float64)
+        total += generator.token_nll(chunk.to(device)).sum(dtype=torch.float64)
     return (total / usable.numel()).item()
 
 
 @torch.no_grad()
-def nll_test(generator: nn.Module, ids: Tensor, eos_id: int | None, batch_size: int,
+def nll_test(generator: Generator, ids: Tensor, eos_id: int | None, batch_size: int,
              temperature: float = 1.0) -> float:
     """Mean per-token NLL over every sentence's words and its end of sentence, padding excluded.
 
@@ -44,7 +37,7 @@ def nll_test(generator: nn.Module, ids: Tensor, eos_id: int | None, batch_size: 
     count = torch.zeros((), dtype=torch.float64, device=device)
     for batch in ids.split(batch_size):
         batch = batch.to(device)
-        nll = _token_nll(generator, batch, temperature)
+        nll = generator.token_nll(batch, temperature)
         if eos_id is None:
             mask = torch.ones_like(nll, dtype=torch.bool)
         else:

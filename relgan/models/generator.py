@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from relgan.config import GeneratorConfig
 from relgan.gumbel import categorical_from_logits, relaxed_sample
+from relgan.models.cross_entropy import padded_cross_entropy
 from relgan.models.layers import linear, pad_output_rows, padded_linear, truncated_normal_
 from relgan.models.lstm import LSTMCore
 from relgan.models.relational_memory import RelationalMemory
@@ -20,6 +21,7 @@ class Generator(nn.Module):
 
     Call through ``forward`` (so that a DDP wrapper synchronises gradients):
     ``forward(tokens)`` -> teacher-forced logits [B, T, V];
+    ``forward(tokens, mode="nll")`` -> teacher-forced negative log-likelihood of each token [B, T] (nats);
     ``forward(mode="sample", batch_size=B, beta=beta)`` -> (tokens [B, T], relaxed one-hots [B, T, V]).
     """
 
@@ -41,22 +43,35 @@ class Generator(nn.Module):
                 beta: float | Tensor = 1.0, hard: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         if mode == "logits":
             return self.logits(tokens)
+        if mode == "nll":
+            return self.token_nll(tokens)
         if mode == "sample":
             return self.sample(batch_size, beta, hard=hard)
         raise ValueError(f"unknown generator mode {mode!r}")
 
     def logits(self, tokens: Tensor) -> Tensor:
         """Teacher forcing: tokens [B, T] -> logits [B, T, V] predicting each token from the ones before it."""
+        return self._logits(self._teacher_forced(tokens))
+
+    def token_nll(self, tokens: Tensor, temperature: float = 1.0) -> Tensor:
+        """Teacher forcing: tokens [B, T] -> -log p(token | the ones before it) [B, T] in float32, under
+        softmax(logits / temperature).
+
+        The cross-entropy reads the padded output layer's logits in place (see ``padded_linear``).
+        """
+        weight, bias = pad_output_rows(self.output.weight, self.output.bias)
+        logits = F.linear(self._teacher_forced(tokens), weight, bias)
+        if temperature != 1.0:
+            logits = logits / temperature
+        return padded_cross_entropy(logits.flatten(0, 1), tokens.flatten(), self.vocab_size).view(tokens.shape)
+
+    def _teacher_forced(self, tokens: Tensor) -> Tensor:
+        """tokens [B, T] -> the core's outputs [B, T, O], step t having read the start token and tokens < t."""
         batch = tokens.shape[0]
         start = tokens.new_full((batch, 1), self.start_id)
         inputs = torch.cat([start, tokens[:, :-1]], dim=1)
-        projected = self.core.project_inputs(F.embedding(inputs, self.embedding))
-        state = self.core.initial_state(batch, tokens.device)
-        outputs = []
-        for step_inputs in zip(*(p.unbind(1) for p in projected)):
-            output, state = self.core.step(step_inputs, state)
-            outputs.append(output)
-        return self._logits(torch.stack(outputs, dim=1))
+        projected = self.core.project_inputs(F.embedding(inputs.t(), self.embedding))  # time-major [T, B, ...]
+        return self.core.unroll(projected, self.core.initial_state(batch, tokens.device))
 
     def _logits(self, hidden: Tensor) -> Tensor:
         """Output projection [..., core output] -> [..., V]."""

@@ -61,6 +61,16 @@ def pad_output_rows(weight: Tensor, bias: Tensor | None, multiple: int = 64) -> 
     return F.pad(weight, (0, 0, 0, pad)), F.pad(bias, (0, pad)) if bias is not None else None
 
 
+def unroll_steps(step, inputs: tuple[Tensor, ...], state):
+    """Run ``step(step_inputs, state) -> (output [B, O], state)`` over time-major inputs (each [T, B, ...]):
+    outputs [B, T, O]."""
+    outputs = []
+    for step_inputs in zip(*(p.unbind(0) for p in inputs)):
+        output, state = step(step_inputs, state)
+        outputs.append(output)
+    return torch.stack(outputs, dim=1)
+
+
 def dropout(x: Tensor, p: float, training: bool) -> Tensor:
     """Inverted dropout; each element is dropped with probability round(p * 2**16) / 2**16.
 

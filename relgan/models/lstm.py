@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from relgan.models.layers import linear, truncated_normal_
+from relgan.models.layers import linear, truncated_normal_, unroll_steps
 
 
 class LSTMCore(nn.Module):
@@ -27,8 +27,12 @@ class LSTMCore(nn.Module):
         return zeros, zeros.clone()
 
     def project_inputs(self, embedded: Tensor) -> tuple[Tensor]:
-        """embedded [..., E] -> (input part of the gates [..., 4H],); leading dimensions [B, T] or [V]."""
+        """embedded [..., E] -> (input part of the gates [..., 4H],); leading dimensions [T, B] or [V]."""
         return (self.input_projection(embedded),)
+
+    def unroll(self, inputs: tuple[Tensor], state: tuple[Tensor, Tensor]) -> Tensor:
+        """All steps of time-major inputs ([T, B, 4H],): outputs h [B, T, H]."""
+        return unroll_steps(self.step, inputs, state)
 
     def step(self, inputs: tuple[Tensor], state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """inputs ([B, 4H],), state ([B, H], [B, H]) -> (h [B, H], (h, c))."""

@@ -1,11 +1,16 @@
-"""The relational memory core (Santoro et al., 2018) exactly as RelGAN's TensorFlow code computes one step."""
+"""The relational memory core (Santoro et al., 2018) exactly as RelGAN's TensorFlow code computes one step.
+
+On CPU in float32 the C++ kernel ``csrc/relational_memory.cpp`` (see ``relgan.native``) computes the same
+steps: whole sequences with their backward (teacher forcing), and single steps without gradients (sampling).
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-from relgan.models.layers import JointLayerNorm, linear
+from relgan import native
+from relgan.models.layers import JointLayerNorm, linear, unroll_steps
 
 
 class RelationalMemory(nn.Module):
@@ -41,7 +46,7 @@ class RelationalMemory(nn.Module):
         """Everything of a step that depends on its input alone, for all steps at once.
 
         embedded [..., E] -> (x [..., F], qkv of x [..., H*qkv], input gates [..., 2F]); the leading
-        dimensions are [B, T] for a batch of sequences or [V] for every token of the vocabulary.
+        dimensions are [T, B] for a batch of sequences (time-major) or [V] for every token of the vocabulary.
         """
         x = self.input_projection(embedded)
         return x, self.qkv(x), self.input_gate_projection(x)
@@ -53,6 +58,9 @@ class RelationalMemory(nn.Module):
         """
         x, qkv_x, gates_x = inputs
         batch = memory.shape[0]
+        if not torch.is_grad_enabled() and self._kernel_applies(x):
+            outputs, next_memory = self._kernel_forward(tuple(p.unsqueeze(0) for p in inputs), memory)
+            return outputs.view(batch, self.output_size), next_memory
         memory_plus_input = torch.cat([memory, x.unsqueeze(1)], dim=1)
         qkv = torch.cat([self.qkv(memory), qkv_x.unsqueeze(1)], dim=1)
         attended = self._attend(self.qkv_norm(qkv))
@@ -64,6 +72,33 @@ class RelationalMemory(nn.Module):
         next_memory = torch.sigmoid(input_gate) * torch.tanh(candidate) + torch.sigmoid(forget_gate + 1.0) * memory
         return next_memory.reshape(batch, self.output_size), next_memory
 
+    def unroll(self, inputs: tuple[Tensor, Tensor, Tensor], memory: Tensor) -> Tensor:
+        """All steps of time-major :meth:`project_inputs` ([T, B, F], [T, B, H*qkv], [T, B, 2F]) from memory
+        [B, N, F]: outputs [B, T, N*F]."""
+        if not self._kernel_applies(inputs[0]):
+            return unroll_steps(self.step, inputs, memory)
+        if torch.is_grad_enabled():
+            with torch.autocast("cpu", enabled=False):
+                return _RelationalMemorySequence.apply(self.num_heads, self.qkv_norm.eps, *inputs, memory,
+                                                       *self.kernel_parameters())
+        return self._kernel_forward(inputs, memory)[0]
+
+    def kernel_parameters(self) -> list[Tensor]:
+        """The weights in the order of the C++ kernel's ``Parameter`` enum."""
+        return [self.qkv.weight, self.qkv_norm.weight, self.qkv_norm.bias, self.attention_norm.weight,
+                self.attention_norm.bias, self.mlp[0].weight, self.mlp[0].bias, self.mlp[2].weight, self.mlp[2].bias,
+                self.mlp_norm.weight, self.mlp_norm.bias, self.memory_gate_projection.weight]
+
+    def _kernel_applies(self, x: Tensor) -> bool:
+        return native.kernels_for(x.device, x.dtype) and self.qkv.weight.dtype == torch.float32
+
+    def _kernel_forward(self, inputs: tuple[Tensor, Tensor, Tensor], memory: Tensor) -> tuple[Tensor, Tensor]:
+        """Without gradients: (outputs [B, T, N*F], final memory [B, N, F])."""
+        with torch.autocast("cpu", enabled=False):
+            outputs, final, *_ = torch.ops.relgan_relational_memory.forward(
+                *inputs, memory.contiguous(), self.kernel_parameters(), self.num_heads, self.qkv_norm.eps, False)
+        return outputs, final
+
     def _attend(self, qkv: Tensor) -> Tensor:
         """Multi-head attention among the N+1 rows: qkv [B, R, H*qkv] -> [B, R, F]."""
         batch, rows, _ = qkv.shape
@@ -72,3 +107,22 @@ class RelationalMemory(nn.Module):
         # The official code scales by the whole per-head qkv width, not by the key width.
         weights = torch.softmax((q * self.qkv_size**-0.5) @ k.transpose(-1, -2), dim=-1)
         return (weights @ v).transpose(1, 2).reshape(batch, rows, self.mem_size)
+
+
+class _RelationalMemorySequence(torch.autograd.Function):
+    """The C++ kernel's sequence forward; it returns the buffers its backward needs, which are kept here."""
+
+    @staticmethod
+    def forward(ctx, heads: int, eps: float, x: Tensor, qkv_x: Tensor, gates_x: Tensor, memory: Tensor,
+                *params: Tensor) -> Tensor:
+        outputs, _, *saved = torch.ops.relgan_relational_memory.forward(
+            x, qkv_x, gates_x, memory.contiguous(), list(params), heads, eps, True)
+        ctx.heads, ctx.saved_count = heads, len(saved)
+        ctx.save_for_backward(*saved, *params)
+        return outputs
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        tensors = ctx.saved_tensors
+        saved, params = list(tensors[: ctx.saved_count]), list(tensors[ctx.saved_count:])
+        return None, None, *torch.ops.relgan_relational_memory.backward(grad, saved, params, ctx.heads)
