@@ -100,11 +100,20 @@ def test_rmc_step_matches_the_official_formulas(slots, grad, kernel_path):
 
 
 @pytest.mark.parametrize("slots, heads, head_size", [(1, 2, 4), (2, 1, 20), (3, 2, 12), (1, 2, 64)])
-def test_rmc_sequence_kernel_equals_the_pytorch_steps_with_gradients(slots, heads, head_size):
-    """The C++ sequence kernel: outputs and the gradients of inputs, initial memory and every weight. Head
-    sizes cover rows narrower than a vector, a partial last vector and whole vectors."""
+@pytest.mark.parametrize("unroll", ["sequence", "steps"])
+@pytest.mark.parametrize("onednn", [True, False])
+def test_rmc_kernel_equals_the_pytorch_steps_with_gradients(slots, heads, head_size, unroll, onednn, monkeypatch):
+    """The C++ kernel over a sequence or step by step, its products through oneDNN or ATen's mm: outputs and
+    the gradients of inputs, initial memory and every weight. Head sizes cover rows narrower than a vector, a
+    partial last vector and whole vectors."""
     require_cpu_kernels()
     from relgan import native
+    from relgan.models import relational_memory
+    from relgan.models.layers import unroll_steps
+
+    if onednn and not relational_memory.onednn_available():
+        pytest.skip("this torch build has no oneDNN")
+    monkeypatch.setattr(relational_memory, "onednn_available", lambda: onednn)
 
     torch.manual_seed(5)
     core = Generator(GeneratorConfig(embedding_dim=6, mem_slots=slots, num_heads=heads, head_size=head_size),
@@ -120,7 +129,8 @@ def test_rmc_sequence_kernel_equals_the_pytorch_steps_with_gradients(slots, head
     def run():
         core.zero_grad()
         x, memory = embedded.clone().requires_grad_(), start.clone().requires_grad_()
-        outputs = core.unroll(core.project_inputs(x), memory)
+        inputs = core.project_inputs(x)
+        outputs = core.unroll(inputs, memory) if unroll == "sequence" else unroll_steps(core.step, inputs, memory)
         (outputs * upstream).sum().backward()
         grads = {name: p.grad for name, p in core.named_parameters()}
         return outputs.detach(), x.grad, memory.grad, grads

@@ -1,17 +1,22 @@
 // The relational memory core over a whole sequence, forward and backward, for CPU (see
 // relgan/models/relational_memory.py, whose step this computes). Per time step the PyTorch code runs about 30
-// small ops forward and 50 backward on [B, N+1, F] tensors; here each step is its four matrix products (ATen,
-// so MKL/oneDNN) and three fused loops over the batch. The backward stores the per-step inputs and output
-// gradients of the four weight matrices and multiplies them once over all T*B rows at the end, instead of
-// T products of B rows and T accumulations.
+// small ops forward and 50 backward on [B, N+1, F] tensors; here each step is its four matrix products and
+// three fused loops over the batch. The backward stores the per-step inputs and output gradients of the four
+// weight matrices and multiplies them once over all T*B rows at the end, instead of T products of B rows and
+// T accumulations.
 #include "vectorized.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -138,6 +143,54 @@ void layer_norm_backward(const float* dy, const float* xhat, int64_t rows, int64
   for (; j < n; ++j) dx[j] = rstd * (dx[j] - mean_g - xhat[j] * mean_gx);
 }
 
+// ------------------------------------------------------------------------------------------ matrix products
+// The per-step products have only B or B*(N+1) rows. At 64-128 rows oneDNN's fp32 matmul ran them about 1.4x
+// faster than MKL's sgemm on a 2-core AVX-512 VM (bench/cpu_kernels.py), more so with each weight packed once
+// into its blocked layout when a sequence reuses it over many steps. Without oneDNN ATen's mm computes them.
+
+// A weight as a linear layer's [out, in] matrix (possibly a transposed view) and, when packed, oneDNN's copy.
+struct Matrix {
+  at::Tensor dense;
+  at::Tensor packed;
+};
+
+c10::IValue call(const char* name, const char* overload, std::vector<c10::IValue> stack) {
+  c10::Dispatcher::singleton().findSchemaOrThrow(name, overload).callBoxed(&stack);
+  return stack.at(0);
+}
+
+class Products {
+ public:
+  explicit Products(bool onednn) : onednn_(onednn) {}
+
+  // `rows`: how many rows the products will have (oneDNN picks its blocking for it).
+  Matrix matrix(const at::Tensor& weight, bool pack, int64_t rows) const {
+    if (!onednn_ || !pack) return {weight, {}};
+    return {weight, call("mkldnn::_reorder_linear_weight", "", {weight.contiguous(), std::optional<int64_t>(rows)})
+                        .toTensor()};
+  }
+
+  // x [M, in] -> x w^T + bias (+ add [M, out]), then ReLU if asked: [M, out].
+  at::Tensor operator()(const at::Tensor& x, const Matrix& w, const std::optional<at::Tensor>& bias = {},
+                        const std::optional<at::Tensor>& add = {}, bool relu = false) const {
+    if (onednn_) {
+      const at::Tensor& weight = w.packed.defined() ? w.packed : w.dense;
+      if (add)
+        return call("mkldnn::_linear_pointwise", "binary", {x, *add, weight, bias, std::string("add")}).toTensor();
+      return call("mkldnn::_linear_pointwise", "",
+                  {x, weight, bias, std::string(relu ? "relu" : "none"), c10::List<std::optional<at::Scalar>>(),
+                   std::optional<std::string>()})
+          .toTensor();
+    }
+    at::Tensor out = add ? at::addmm(*add, x, w.dense.t()) : bias ? at::addmm(*bias, x, w.dense.t())
+                                                                  : at::mm(x, w.dense.t());
+    return relu ? out.clamp_min_(0.0f) : out;
+  }
+
+ private:
+  bool onednn_;
+};
+
 // ------------------------------------------------------------------------------------------------ attention
 // Multi-head attention among the R rows of one batch element. qkv [R, HQ]: head h's queries, keys and values
 // at columns h*Q + [0, D), + [D, 2D), + [2D, 3D). Scores are scaled by Q^-1/2 (the official code's choice).
@@ -191,6 +244,33 @@ void attend_backward(const float* grad_out, const float* qkv, const float* weigh
   }
 }
 
+// (sum over rows of grad * xhat, sum over rows of grad) for grad, xhat [..., W]: the gradients of a norm's
+// weight and bias in one pass. Partial sums per fixed block of rows, so the result does not depend on the
+// number of threads.
+std::pair<at::Tensor, at::Tensor> norm_parameter_grads(const at::Tensor& grad, const at::Tensor& xhat) {
+  const int64_t width = grad.size(-1), rows = grad.numel() / width, block = 256;
+  const int64_t blocks = (rows + block - 1) / block;
+  auto partial = at::zeros({2, blocks, width}, grad.options());
+  const float* g = grad.data_ptr<float>();
+  const float* x = xhat.data_ptr<float>();
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      float* weight = partial.data_ptr<float>() + k * width;
+      float* bias = weight + blocks * width;
+      for (int64_t r = k * block; r < std::min(rows, (k + 1) * block); ++r) {
+        for (int64_t c = 0; c < width; c += Vec::size()) {
+          const int64_t w = lanes(width - c);
+          const Vec g_c = Vec::loadu(g + r * width + c, w);
+          (Vec::loadu(weight + c, w) + g_c * Vec::loadu(x + r * width + c, w)).store(weight + c, w);
+          (Vec::loadu(bias + c, w) + g_c).store(bias + c, w);
+        }
+      }
+    }
+  });
+  auto sums = partial.sum(1);
+  return {sums[0], sums[1]};
+}
+
 // --------------------------------------------------------------------------------------------- the forward
 
 // Buffers of the forward. With `save` each holds all T steps (what the backward reads); without, one step
@@ -237,11 +317,11 @@ void check_inputs(const at::Tensor& x, const at::Tensor& qkv_x, const at::Tensor
 }
 
 // x [T, B, F], qkv_x [T, B, H*Q], gates_x [T, B, 2F] (the input projections, time-major), memory [B, N, F]
-// -> outputs [B, T, N*F] (the memory after each step), final memory [B, N, F], and with `save` the buffers of
-// struct Forward in its order.
+// -> outputs [B, T, N*F] (the memory after each step) and, with `save`, the buffers of struct Forward in its
+// order.
 std::vector<at::Tensor> sequence_forward(const at::Tensor& x, const at::Tensor& qkv_x, const at::Tensor& gates_x,
                                          const at::Tensor& memory, const std::vector<at::Tensor>& params,
-                                         int64_t heads, double eps_value, bool save) {
+                                         int64_t heads, double eps_value, bool save, bool onednn) {
   const Shape s = shape_of(x, memory, heads);
   check_inputs(x, qkv_x, gates_x, memory, params, s);
   const float eps = static_cast<float>(eps_value);
@@ -262,9 +342,12 @@ std::vector<at::Tensor> sequence_forward(const at::Tensor& x, const at::Tensor& 
   f.gates = at::empty({kept, s.B, s.N, 2 * s.F}, options);
   f.memory[0].copy_(memory);
   auto outputs = at::empty({s.B, s.T, s.N * s.F}, options);
-  auto qkv_memory = at::empty({s.B * s.N, s.HQ}, options);
-  auto mlp_out = at::empty({s.B * s.R, s.F}, options);
-  auto gates_memory = at::empty({s.B * s.N, 2 * s.F}, options);
+  const Products products(onednn);
+  const bool pack = s.T > 1;  // a single step (sampling) does not repay packing
+  const Matrix qkv_weight = products.matrix(params[kQkvWeight], pack, s.B * s.N);
+  const Matrix mlp1_weight = products.matrix(params[kMlp1Weight], pack, s.B * s.R);
+  const Matrix mlp2_weight = products.matrix(params[kMlp2Weight], pack, s.B * s.R);
+  const Matrix gate_weight = products.matrix(params[kGateWeight], pack, s.B * s.N);
   const float* p[kParameterCount];
   for (int64_t k = 0; k < kParameterCount; ++k) p[k] = params[k].data_ptr<float>();
 
@@ -272,7 +355,7 @@ std::vector<at::Tensor> sequence_forward(const at::Tensor& x, const at::Tensor& 
     const int64_t k = save ? t : 0;
     const auto mem = f.memory[save ? t : t % 2];
     auto next = f.memory[save ? t + 1 : (t + 1) % 2];
-    at::mm_out(qkv_memory, mem.view({s.B * s.N, s.F}), params[kQkvWeight].t());
+    const auto qkv_memory = products(mem.view({s.B * s.N, s.F}), qkv_weight);
     // qkv norm, attention, residual, attention norm, tanh of the memory for the gates
     at::parallel_for(0, s.B, 1, [&](int64_t begin, int64_t end) {
       std::vector<float> qkv(s.R * s.HQ), normed(s.R * s.HQ), residual(s.R * s.F);
@@ -298,10 +381,9 @@ std::vector<at::Tensor> sequence_forward(const at::Tensor& x, const at::Tensor& 
     });
     auto hidden = f.hidden[k].view({s.B * s.R, s.F});
     auto relu = f.relu[k].view({s.B * s.R, s.F});
-    at::addmm_out(relu, params[kMlp1Bias], hidden, params[kMlp1Weight].t());
-    relu.clamp_min_(0.0f);
-    at::addmm_out(mlp_out, params[kMlp2Bias], relu, params[kMlp2Weight].t());
-    at::mm_out(gates_memory, f.tanh_mem[k].view({s.B * s.N, s.F}), params[kGateWeight].t());
+    relu.copy_(products(hidden, mlp1_weight, params[kMlp1Bias], {}, true));
+    const auto mlp_out = products(relu, mlp2_weight, params[kMlp2Bias]);
+    const auto gates_memory = products(f.tanh_mem[k].view({s.B * s.N, s.F}), gate_weight);
     // residual, MLP norm, gated update of the memory
     at::parallel_for(0, s.B, 1, [&](int64_t begin, int64_t end) {
       std::vector<float> residual(s.R * s.F), candidate(s.R * s.F);
@@ -335,7 +417,7 @@ std::vector<at::Tensor> sequence_forward(const at::Tensor& x, const at::Tensor& 
       }
     });
   }
-  std::vector<at::Tensor> result{outputs, f.memory[save ? s.T : s.T % 2]};
+  std::vector<at::Tensor> result{outputs};
   if (save) {
     for (const auto& t : {f.memory, f.tanh_mem, f.xhat1, f.rstd1, f.weights, f.xhat2, f.rstd2, f.hidden, f.relu,
                           f.xhat3, f.rstd3, f.gates})
@@ -346,11 +428,11 @@ std::vector<at::Tensor> sequence_forward(const at::Tensor& x, const at::Tensor& 
 
 // -------------------------------------------------------------------------------------------- the backward
 
-// grad_outputs [B, T, N*F] and the saved buffers (as sequence_forward returned them after its first two
-// outputs) -> grads of x [T, B, F], qkv_x [T, B, H*Q], gates_x [T, B, 2F], memory [B, N, F], then of the
-// parameters in their order.
+// grad_outputs [B, T, N*F] and the saved buffers (as sequence_forward returned them after the outputs) ->
+// grads of x [T, B, F], qkv_x [T, B, H*Q], gates_x [T, B, 2F], memory [B, N, F], then of the parameters in
+// their order.
 std::vector<at::Tensor> sequence_backward(const at::Tensor& grad_outputs_in, const std::vector<at::Tensor>& saved,
-                                          const std::vector<at::Tensor>& params, int64_t heads) {
+                                          const std::vector<at::Tensor>& params, int64_t heads, bool onednn) {
   TORCH_CHECK(saved.size() == 12, "relational memory backward: expected the 12 saved buffers");
   Forward f{saved[0], saved[1], saved[2], saved[3], saved[4], saved[5],
             saved[6], saved[7], saved[8], saved[9], saved[10], saved[11]};
@@ -378,7 +460,13 @@ std::vector<at::Tensor> sequence_backward(const at::Tensor& grad_outputs_in, con
   auto grad_normed_qkv = at::empty({s.T, s.B, s.R, s.HQ}, options);
   auto grad_qkv_memory = at::empty({s.T, s.B, s.N, s.HQ}, options);
   auto carry = at::zeros({s.B, s.N, s.F}, options);  // d loss / d memory entering step t + 1
-  auto grad_tanh_mem = at::empty({s.B * s.N, s.F}, options);
+  // d input = d output @ weight: products with the transposed weights
+  const Products products(onednn);
+  const bool pack = s.T > 1;
+  const Matrix qkv_weight_t = products.matrix(params[kQkvWeight].t(), pack, s.B * s.N);
+  const Matrix mlp1_weight_t = products.matrix(params[kMlp1Weight].t(), pack, s.B * s.R);
+  const Matrix mlp2_weight_t = products.matrix(params[kMlp2Weight].t(), pack, s.B * s.R);
+  const Matrix gate_weight_t = products.matrix(params[kGateWeight].t(), pack, s.B * s.N);
   const float* p[kParameterCount];
   for (int64_t k = 0; k < kParameterCount; ++k) p[k] = params[k].data_ptr<float>();
 
@@ -422,13 +510,17 @@ std::vector<at::Tensor> sequence_backward(const at::Tensor& grad_outputs_in, con
                             grad_mlp.data_ptr<float>() + row * s.R * s.F);
       }
     });
-    at::mm_out(grad_tanh_mem, grad_gates[t].view({s.B * s.N, 2 * s.F}), params[kGateWeight]);
-    auto d_mlp = grad_mlp[t].view({s.B * s.R, s.F});
-    auto d_relu = grad_relu[t].view({s.B * s.R, s.F});
-    at::mm_out(d_relu, d_mlp, params[kMlp2Weight]);
-    d_relu.mul_(f.relu[t].view({s.B * s.R, s.F}).gt(0.0f));
-    auto d_hidden = grad_hidden[t].view({s.B * s.R, s.F});
-    at::addmm_out(d_hidden, d_mlp, d_relu, params[kMlp1Weight]);
+    const auto grad_tanh_mem = products(grad_gates[t].view({s.B * s.N, 2 * s.F}), gate_weight_t);
+    const auto d_mlp = grad_mlp[t].view({s.B * s.R, s.F});
+    const auto d_relu_in = products(d_mlp, mlp2_weight_t);
+    const float* relu = f.relu[t].data_ptr<float>();
+    at::parallel_for(0, s.B * s.R * s.F, 4096, [&](int64_t begin, int64_t end) {
+      const float* d_in = d_relu_in.data_ptr<float>();
+      float* d = grad_relu.data_ptr<float>() + t * s.B * s.R * s.F;
+      for (int64_t j = begin; j < end; ++j) d[j] = relu[j] > 0.0f ? d_in[j] : 0.0f;
+    });
+    const auto d_relu = grad_relu[t].view({s.B * s.R, s.F});
+    grad_hidden[t].view({s.B * s.R, s.F}).copy_(products(d_relu, mlp1_weight_t, {}, d_mlp));
     // attention norm, attention, qkv norm
     at::parallel_for(0, s.B, 1, [&](int64_t begin, int64_t end) {
       std::vector<float> d_residual(s.R * s.F), qkv(s.R * s.HQ), d_qkv(s.R * s.HQ),
@@ -457,27 +549,24 @@ std::vector<at::Tensor> sequence_backward(const at::Tensor& grad_outputs_in, con
         std::copy_n(d_qkv.data() + s.N * s.HQ, s.HQ, grad_qkv_x.data_ptr<float>() + row * s.HQ);
       }
     });
-    auto carry_rows = carry.view({s.B * s.N, s.F});
-    carry_rows.addmm_(grad_qkv_memory[t].view({s.B * s.N, s.HQ}), params[kQkvWeight]);
+    carry = products(grad_qkv_memory[t].view({s.B * s.N, s.HQ}), qkv_weight_t, {}, carry.view({s.B * s.N, s.F}))
+                .view({s.B, s.N, s.F});
   }
 
   // parameter gradients: one product over all T*B rows per weight, one reduction per norm parameter
   auto rows = [](const at::Tensor& t) { return t.reshape({-1, t.size(-1)}); };
   auto memory_in = f.memory.narrow(0, 0, s.T);
-  auto norm_weight = [&](const at::Tensor& grad, const at::Tensor& xhat) { return rows(grad * xhat).sum(0); };
   std::vector<at::Tensor> grads{grad_x, grad_qkv_x, grad_gates_x, carry};
   grads.resize(4 + kParameterCount);
   grads[4 + kQkvWeight] = at::mm(rows(grad_qkv_memory).t(), rows(memory_in));
-  grads[4 + kQkvNormWeight] = norm_weight(grad_normed_qkv, f.xhat1);
-  grads[4 + kQkvNormBias] = rows(grad_normed_qkv).sum(0);
-  grads[4 + kAttentionNormWeight] = norm_weight(grad_hidden, f.xhat2);
-  grads[4 + kAttentionNormBias] = rows(grad_hidden).sum(0);
+  std::tie(grads[4 + kQkvNormWeight], grads[4 + kQkvNormBias]) = norm_parameter_grads(grad_normed_qkv, f.xhat1);
+  std::tie(grads[4 + kAttentionNormWeight], grads[4 + kAttentionNormBias]) =
+      norm_parameter_grads(grad_hidden, f.xhat2);
   grads[4 + kMlp1Weight] = at::mm(rows(grad_relu).t(), rows(f.hidden));
   grads[4 + kMlp1Bias] = rows(grad_relu).sum(0);
   grads[4 + kMlp2Weight] = at::mm(rows(grad_mlp).t(), rows(f.relu));
   grads[4 + kMlp2Bias] = rows(grad_mlp).sum(0);
-  grads[4 + kMlpNormWeight] = norm_weight(grad_candidate, f.xhat3);
-  grads[4 + kMlpNormBias] = rows(grad_candidate).sum(0);
+  std::tie(grads[4 + kMlpNormWeight], grads[4 + kMlpNormBias]) = norm_parameter_grads(grad_candidate, f.xhat3);
   grads[4 + kGateWeight] = at::mm(rows(grad_gates).t(), rows(f.tanh_mem));
   return grads;
 }
@@ -486,7 +575,8 @@ std::vector<at::Tensor> sequence_backward(const at::Tensor& grad_outputs_in, con
 
 TORCH_LIBRARY(relgan_relational_memory, m) {
   m.def("forward(Tensor x, Tensor qkv_x, Tensor gates_x, Tensor memory, Tensor[] params, int heads, float eps, "
-        "bool save) -> Tensor[]",
+        "bool save, bool onednn) -> Tensor[]",
         &sequence_forward);
-  m.def("backward(Tensor grad_outputs, Tensor[] saved, Tensor[] params, int heads) -> Tensor[]", &sequence_backward);
+  m.def("backward(Tensor grad_outputs, Tensor[] saved, Tensor[] params, int heads, bool onednn) -> Tensor[]",
+        &sequence_backward);
 }

@@ -1,10 +1,12 @@
 """The relational memory core (Santoro et al., 2018) exactly as RelGAN's TensorFlow code computes one step.
 
 On CPU in float32 the C++ kernel ``csrc/relational_memory.cpp`` (see ``relgan.native``) computes the same
-steps: whole sequences with their backward (teacher forcing), and single steps without gradients (sampling).
+steps, forward and backward: whole sequences (teacher forcing) and single steps (sampling).
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch import Tensor, nn
@@ -58,9 +60,9 @@ class RelationalMemory(nn.Module):
         """
         x, qkv_x, gates_x = inputs
         batch = memory.shape[0]
-        if not torch.is_grad_enabled() and self._kernel_applies(x):
-            outputs, next_memory = self._kernel_forward(tuple(p.unsqueeze(0) for p in inputs), memory)
-            return outputs.view(batch, self.output_size), next_memory
+        if self._kernel_applies(x):
+            outputs = self.unroll(tuple(p.unsqueeze(0) for p in inputs), memory)[:, 0]
+            return outputs, outputs.view(memory.shape)
         memory_plus_input = torch.cat([memory, x.unsqueeze(1)], dim=1)
         qkv = torch.cat([self.qkv(memory), qkv_x.unsqueeze(1)], dim=1)
         attended = self._attend(self.qkv_norm(qkv))
@@ -74,14 +76,16 @@ class RelationalMemory(nn.Module):
 
     def unroll(self, inputs: tuple[Tensor, Tensor, Tensor], memory: Tensor) -> Tensor:
         """All steps of time-major :meth:`project_inputs` ([T, B, F], [T, B, H*qkv], [T, B, 2F]) from memory
-        [B, N, F]: outputs [B, T, N*F]."""
+        [B, N, F]: outputs [B, T, N*F] (the memory after each step, flattened)."""
         if not self._kernel_applies(inputs[0]):
             return unroll_steps(self.step, inputs, memory)
-        if torch.is_grad_enabled():
-            with torch.autocast("cpu", enabled=False):
+        with torch.autocast("cpu", enabled=False):
+            if torch.is_grad_enabled():
                 return _RelationalMemorySequence.apply(self.num_heads, self.qkv_norm.eps, *inputs, memory,
                                                        *self.kernel_parameters())
-        return self._kernel_forward(inputs, memory)[0]
+            return torch.ops.relgan_relational_memory.forward(
+                *inputs, memory.contiguous(), self.kernel_parameters(), self.num_heads, self.qkv_norm.eps, False,
+                onednn_available())[0]
 
     def kernel_parameters(self) -> list[Tensor]:
         """The weights in the order of the C++ kernel's ``Parameter`` enum."""
@@ -91,13 +95,6 @@ class RelationalMemory(nn.Module):
 
     def _kernel_applies(self, x: Tensor) -> bool:
         return native.kernels_for(x.device, x.dtype) and self.qkv.weight.dtype == torch.float32
-
-    def _kernel_forward(self, inputs: tuple[Tensor, Tensor, Tensor], memory: Tensor) -> tuple[Tensor, Tensor]:
-        """Without gradients: (outputs [B, T, N*F], final memory [B, N, F])."""
-        with torch.autocast("cpu", enabled=False):
-            outputs, final, *_ = torch.ops.relgan_relational_memory.forward(
-                *inputs, memory.contiguous(), self.kernel_parameters(), self.num_heads, self.qkv_norm.eps, False)
-        return outputs, final
 
     def _attend(self, qkv: Tensor) -> Tensor:
         """Multi-head attention among the N+1 rows: qkv [B, R, H*qkv] -> [B, R, F]."""
@@ -109,14 +106,21 @@ class RelationalMemory(nn.Module):
         return (weights @ v).transpose(1, 2).reshape(batch, rows, self.mem_size)
 
 
+@functools.cache
+def onednn_available() -> bool:
+    """Whether the kernel can run its small matrix products through oneDNN (faster than MKL at 64-128 rows)."""
+    return torch.backends.mkldnn.is_available() and all(
+        hasattr(torch.ops.mkldnn, op) for op in ("_linear_pointwise", "_reorder_linear_weight"))
+
+
 class _RelationalMemorySequence(torch.autograd.Function):
     """The C++ kernel's sequence forward; it returns the buffers its backward needs, which are kept here."""
 
     @staticmethod
     def forward(ctx, heads: int, eps: float, x: Tensor, qkv_x: Tensor, gates_x: Tensor, memory: Tensor,
                 *params: Tensor) -> Tensor:
-        outputs, _, *saved = torch.ops.relgan_relational_memory.forward(
-            x, qkv_x, gates_x, memory.contiguous(), list(params), heads, eps, True)
+        outputs, *saved = torch.ops.relgan_relational_memory.forward(
+            x, qkv_x, gates_x, memory.contiguous(), list(params), heads, eps, True, onednn_available())
         ctx.heads, ctx.saved_count = heads, len(saved)
         ctx.save_for_backward(*saved, *params)
         return outputs
@@ -125,4 +129,5 @@ class _RelationalMemorySequence(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         tensors = ctx.saved_tensors
         saved, params = list(tensors[: ctx.saved_count]), list(tensors[ctx.saved_count:])
-        return None, None, *torch.ops.relgan_relational_memory.backward(grad, saved, params, ctx.heads)
+        return None, None, *torch.ops.relgan_relational_memory.backward(grad, saved, params, ctx.heads,
+                                                                        onednn_available())
