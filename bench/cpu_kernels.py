@@ -5,9 +5,12 @@ python bench/cpu_kernels.py [--config configs/coco_relgan100.yaml] [--repeats 5]
 At the config's sizes: the discriminator's conv + max of all filter sizes over B·S rows of real and fake
 sentences (forward and backward) and a whole discriminator forward and backward; one sampling step's
 Gumbel-softmax over the D steps' d_steps·B rows (no grad) and over B rows (with its backward); one step of
-text sampling by inversion over eval.batch_size rows; and, with a paper-size generator, the D steps'
-no-grad fake sentences and one evaluation batch of text samples. Checks that both paths give the same
-logits.
+text sampling by inversion over eval.batch_size rows; and, with a paper-size generator, teacher forcing of
+one MLE batch (relational memory and cross-entropy, forward and backward), the G step's B sentences with
+their backward, the D steps' no-grad fake sentences and one evaluation batch of text samples. Also times the
+relational memory kernel's small per-step products through oneDNN (weights packed once) against torch.mm,
+alone and inside teacher forcing.
+Checks that both paths give the same logits.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from json_output import emit  # noqa: E402
 from relgan import native  # noqa: E402
 from relgan.config import load_config  # noqa: E402
 from relgan.gumbel import categorical_from_logits, relaxed_sample  # noqa: E402
-from relgan.models import Discriminator, Generator, conv_max  # noqa: E402
+from relgan.models import Discriminator, Generator, conv_max, relational_memory  # noqa: E402
 
 
 def path(fused: bool):
@@ -98,6 +101,18 @@ def main() -> None:
 
     generator = Generator(full_config.generator, args.vocab_size, args.seq_len, start_id=0)
 
+    sentences = torch.randint(0, args.vocab_size, (args.batch_size, args.seq_len))
+    upstream = torch.randn(args.batch_size, args.seq_len, args.vocab_size)
+
+    def teacher_forcing() -> None:
+        generator.zero_grad(set_to_none=True)
+        generator.token_nll(sentences).mean().backward()
+
+    def g_step_samples() -> None:
+        generator.zero_grad(set_to_none=True)
+        _, relaxed = generator.sample(args.batch_size, beta)
+        (relaxed * upstream).sum().backward()
+
     @torch.no_grad()
     def d_step_samples() -> None:
         generator.sample(fake_rows, beta)
@@ -107,7 +122,8 @@ def main() -> None:
 
     cases = {"conv_max": conv_only, "discriminator": discriminator_step,
              "gumbel_softmax_d_steps": gumbel_softmax_no_grad, "gumbel_softmax_g_step": gumbel_softmax_with_backward,
-             "inversion_sampling": inversion, "d_step_samples": d_step_samples, "text_samples": text_samples}
+             "inversion_sampling": inversion, "teacher_forcing": teacher_forcing, "g_step_samples": g_step_samples,
+             "d_step_samples": d_step_samples, "text_samples": text_samples}
     logits = {}
     for enabled in (True, False):
         with torch.no_grad(), path(enabled):
@@ -120,6 +136,54 @@ def main() -> None:
                     elapsed = seconds(fn)
                 if repeat:
                     times[name, enabled].append(elapsed)
+
+    # the relational memory kernel's small products, oneDNN or ATen's mm: alone (the T steps' forward and
+    # backward products at paper sizes), and inside teacher forcing
+    core = generator.core
+    weights = [core.qkv.weight, core.mlp[0].weight, core.mlp[2].weight, core.memory_gate_projection.weight]
+    memory_rows, all_rows = args.batch_size * core.mem_slots, args.batch_size * (core.mem_slots + 1)
+    step_rows = [memory_rows, all_rows, all_rows, memory_rows]  # qkv, two MLP layers, gates
+    inputs = [torch.randn(rows, w.shape[1]) for rows, w in zip(step_rows, weights)]
+    output_grads = [torch.randn(rows, w.shape[0]) for rows, w in zip(step_rows, weights)]
+
+    def small_products(onednn: bool) -> None:
+        if onednn:
+            pack = torch.ops.mkldnn._reorder_linear_weight
+            linear = torch.ops.mkldnn._linear_pointwise
+            packed = [pack(w, rows) for w, rows in zip(weights, step_rows)]  # packing counts, as in the kernel
+            packed_t = [pack(w.t().contiguous(), rows) for w, rows in zip(weights, step_rows)]
+            for _ in range(args.seq_len):
+                for x, w in zip(inputs, packed):
+                    linear(x, w, None, "none", [], "")
+            for _ in range(args.seq_len):
+                for g, w in zip(output_grads, packed_t):
+                    linear(g, w, None, "none", [], "")
+        else:
+            for _ in range(args.seq_len):
+                for x, w in zip(inputs, weights):
+                    torch.mm(x, w.t())
+            for _ in range(args.seq_len):
+                for g, w in zip(output_grads, weights):
+                    torch.mm(g, w)
+
+    products = {(case, onednn): [] for case in ("alone", "teacher_forcing") for onednn in (True, False)}
+    available = relational_memory.onednn_available
+    with torch.no_grad():
+        small_products(True)
+    for repeat in range(args.repeats + 1 if available() else 0):
+        for onednn in (True, False):
+            relational_memory.onednn_available = lambda: onednn  # noqa: B023 (called inside this iteration)
+            with torch.no_grad():
+                alone = seconds(lambda: small_products(onednn))  # noqa: B023
+            elapsed = seconds(teacher_forcing)
+            if repeat:
+                products["alone", onednn].append(alone)
+                products["teacher_forcing", onednn].append(elapsed)
+    relational_memory.onednn_available = available
+
+    def products_entry(case: str) -> dict[str, float]:
+        fast, plain = statistics.median(products[case, True]), statistics.median(products[case, False])
+        return {"onednn_seconds": fast, "mm_seconds": plain, "speedup": plain / fast}
 
     def entry(name: str) -> dict[str, float]:
         fast, plain = statistics.median(times[name, True]), statistics.median(times[name, False])
@@ -138,8 +202,12 @@ def main() -> None:
         "gumbel_softmax_d_steps_no_grad": entry("gumbel_softmax_d_steps"),
         "gumbel_softmax_g_step_forward_backward": entry("gumbel_softmax_g_step"),
         "inversion_sampling_step": entry("inversion_sampling"),
+        "generator_teacher_forcing_forward_backward": entry("teacher_forcing"),
+        "generator_g_step_samples_forward_backward": entry("g_step_samples"),
         "generator_d_step_samples_no_grad": entry("d_step_samples"),
         "generator_text_samples_eval_batch": entry("text_samples"),
+        "relational_memory_products": ({case: products_entry(case) for case in ("alone", "teacher_forcing")}
+                                       if available() else "oneDNN unavailable"),
         "max_logit_difference": (logits[True] - logits[False]).abs().max().item(),
     }
     emit(result, args.out)
