@@ -79,6 +79,7 @@ class RelationalMemory(nn.Module):
         [B, N, F]: outputs [B, T, N*F] (the memory after each step, flattened)."""
         if not self._kernel_applies(inputs[0]):
             return unroll_steps(self.step, inputs, memory)
+        inputs = tuple(p.contiguous() for p in inputs)
         with torch.autocast("cpu", enabled=False):
             if torch.is_grad_enabled():
                 return _RelationalMemorySequence.apply(self.num_heads, self.qkv_norm.eps, *inputs, memory,
