@@ -37,7 +37,7 @@ from json_output import emit  # noqa: E402
 from relgan import native  # noqa: E402
 from relgan.config import load_config  # noqa: E402
 from relgan.gumbel import categorical_from_logits, relaxed_sample  # noqa: E402
-from relgan.models import Discriminator, Generator, conv_max, relational_memory  # noqa: E402
+from relgan.models import Discriminator, Generator, conv_max  # noqa: E402
 
 
 def path(fused: bool):
@@ -167,19 +167,19 @@ def main() -> None:
                     torch.mm(g, w)
 
     products = {(case, onednn): [] for case in ("alone", "teacher_forcing") for onednn in (True, False)}
-    available = relational_memory.onednn_available
+    available = native.onednn_available
     with torch.no_grad():
         small_products(True)
     for repeat in range(args.repeats + 1 if available() else 0):
         for onednn in (True, False):
-            relational_memory.onednn_available = lambda: onednn  # noqa: B023 (called inside this iteration)
+            native.onednn_available = lambda: onednn  # noqa: B023 (called inside this iteration)
             with torch.no_grad():
                 alone = seconds(lambda: small_products(onednn))  # noqa: B023
             elapsed = seconds(teacher_forcing)
             if repeat:
                 products["alone", onednn].append(alone)
                 products["teacher_forcing", onednn].append(elapsed)
-    relational_memory.onednn_available = available
+    native.onednn_available = available
 
     def products_entry(case: str) -> dict[str, float]:
         fast, plain = statistics.median(products[case, True]), statistics.median(products[case, False])

@@ -33,7 +33,7 @@ import torch  # noqa: E402
 from json_output import emit  # noqa: E402
 
 from relgan.config import Config, load_config  # noqa: E402
-from relgan.models.relational_memory import onednn_available  # noqa: E402
+from relgan.native import onednn_available  # noqa: E402
 
 # ----------------------------------------------------------------------------------------- FLOP counts
 

@@ -1,9 +1,11 @@
 """The project's C++ CPU kernels (``relgan/csrc``): built once per machine on first use, and when they apply.
 
-They compute the same functions as the PyTorch code they replace, faster on CPU: the discriminator's
-convolution + max over time (``models/conv_max.py``) and the samplers' Gumbel-softmax and inversion
-(``gumbel.py``). Without a C++ compiler, on other devices, or with ``RELGAN_CPU_KERNELS=0`` the PyTorch
-code runs instead (one warning when the build fails).
+They compute the same functions as the PyTorch code they replace, faster on CPU: the relational memory
+(``models/relational_memory.py``), the cross-entropy of teacher forcing (``models/cross_entropy.py``), the
+discriminator's convolution + max over time (``models/conv_max.py``) and the samplers' Gumbel-softmax and
+inversion (``gumbel.py``). Without a C++ compiler, on other devices, or with ``RELGAN_CPU_KERNELS=0`` the
+PyTorch code runs instead (one warning when the build fails). The same switch turns off the other CPU fast
+path: small matrix products through oneDNN with packed weights (``onednn_for``).
 """
 
 from __future__ import annotations
@@ -50,6 +52,21 @@ def kernels_available() -> bool:
         logger.warning("C++ CPU kernels unavailable (%s); using the slower PyTorch code", reason[:200])
         return False
     return True
+
+
+def onednn_for(device: torch.device | str, dtype: torch.dtype) -> bool:
+    """Whether products on ``device`` in ``dtype`` may go through oneDNN with packed weights: CPU, float32,
+    a torch build with oneDNN, and not switched off (``RELGAN_CPU_KERNELS=0``, :func:`pytorch_path`)."""
+    return (not _pytorch_only and os.environ.get(DISABLE_VARIABLE, "1") != "0" and torch.device(device).type == "cpu"
+            and dtype == torch.float32 and not torch.is_autocast_enabled("cpu") and onednn_available())
+
+
+@functools.cache
+def onednn_available() -> bool:
+    """Whether this torch build has oneDNN's fp32 products with packed weights (``torch.ops.mkldnn``). At 64 to
+    1,000 rows they ran faster than MKL's sgemm on the 2-core AMD VM (bench/cpu_kernels.py)."""
+    return torch.backends.mkldnn.is_available() and all(
+        hasattr(torch.ops.mkldnn, op) for op in ("_linear_pointwise", "_reorder_linear_weight"))
 
 
 @contextlib.contextmanager

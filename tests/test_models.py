@@ -108,12 +108,11 @@ def test_rmc_kernel_equals_the_pytorch_steps_with_gradients(slots, heads, head_s
     partial last vector and whole vectors."""
     require_cpu_kernels()
     from relgan import native
-    from relgan.models import relational_memory
     from relgan.models.layers import unroll_steps
 
-    if onednn and not relational_memory.onednn_available():
+    if onednn and not native.onednn_available():
         pytest.skip("this torch build has no oneDNN")
-    monkeypatch.setattr(relational_memory, "onednn_available", lambda: onednn)
+    monkeypatch.setattr(native, "onednn_available", lambda: onednn)
 
     torch.manual_seed(5)
     core = Generator(GeneratorConfig(embedding_dim=6, mem_slots=slots, num_heads=heads, head_size=head_size),
@@ -445,6 +444,21 @@ def test_token_nll_is_the_cross_entropy_of_the_logits(architecture, kernel_path)
         expected = F.cross_entropy(logits / temperature, tokens.flatten(), reduction="none").view(3, 6)
         torch.testing.assert_close(g.token_nll(tokens, temperature), expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(g(tokens, mode="nll"), g.token_nll(tokens))
+
+
+@pytest.mark.parametrize("rows", [3, 64])
+def test_linear_for_steps_equals_linear(rows, kernel_path):
+    from relgan.models.layers import linear_for_steps
+
+    torch.manual_seed(12)
+    x, w, b = torch.randn(rows, 40), torch.randn(70, 40), torch.randn(70)
+    with torch.no_grad():  # packed for oneDNN on the C++ path
+        torch.testing.assert_close(linear_for_steps(w, b, rows)(x), F.linear(x, w, b))
+    w.requires_grad_()
+    out = linear_for_steps(w, b, rows)(x)
+    out.sum().backward()
+    torch.testing.assert_close(out, F.linear(x, w, b))
+    torch.testing.assert_close(w.grad, x.sum(0).expand(70, -1))
 
 
 def test_frozen_discriminator_gives_the_same_generator_gradients():

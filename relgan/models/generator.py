@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from relgan.config import GeneratorConfig
 from relgan.gumbel import categorical_from_logits, relaxed_sample
 from relgan.models.cross_entropy import padded_cross_entropy
-from relgan.models.layers import linear, pad_output_rows, padded_linear, truncated_normal_
+from relgan.models.layers import linear, linear_for_steps, pad_output_rows, padded_linear, truncated_normal_
 from relgan.models.lstm import LSTMCore
 from relgan.models.relational_memory import RelationalMemory
 
@@ -105,7 +105,7 @@ class Generator(nn.Module):
     def _unroll(self, batch_size: int, fed_back: list[Tensor]):
         """Yield logits [B, V] step by step; the caller appends each step's token to ``fed_back``."""
         device = self.embedding.device
-        weight, bias = pad_output_rows(self.output.weight, self.output.bias)
+        output_layer = linear_for_steps(*pad_output_rows(self.output.weight, self.output.bias), batch_size)
         state = self.core.initial_state(batch_size, device)
         token = torch.full((batch_size,), self.start_id, dtype=torch.long, device=device)
         # A step's input projections depend on its token alone. When the batch feeds more tokens than the
@@ -117,5 +117,5 @@ class Generator(nn.Module):
             else:
                 step_inputs = tuple(F.embedding(token, rows) for rows in table)
             output, state = self.core.step(step_inputs, state)
-            yield F.linear(output, weight, bias)[:, : self.vocab_size]
+            yield output_layer(output)[:, : self.vocab_size]
             token = fed_back[-1]

@@ -6,8 +6,6 @@ steps, forward and backward: whole sequences (teacher forcing) and single steps 
 
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import Tensor, nn
 
@@ -86,7 +84,7 @@ class RelationalMemory(nn.Module):
                                                        *self.kernel_parameters())
             return torch.ops.relgan_relational_memory.forward(
                 *inputs, memory.contiguous(), self.kernel_parameters(), self.num_heads, self.qkv_norm.eps, False,
-                onednn_available())[0]
+                native.onednn_available())[0]
 
     def kernel_parameters(self) -> list[Tensor]:
         """The weights in the order of the C++ kernel's ``Parameter`` enum."""
@@ -107,13 +105,6 @@ class RelationalMemory(nn.Module):
         return (weights @ v).transpose(1, 2).reshape(batch, rows, self.mem_size)
 
 
-@functools.cache
-def onednn_available() -> bool:
-    """Whether the kernel can run its small matrix products through oneDNN (faster than MKL at 64-128 rows)."""
-    return torch.backends.mkldnn.is_available() and all(
-        hasattr(torch.ops.mkldnn, op) for op in ("_linear_pointwise", "_reorder_linear_weight"))
-
-
 class _RelationalMemorySequence(torch.autograd.Function):
     """The C++ kernel's sequence forward; it returns the buffers its backward needs, which are kept here."""
 
@@ -121,7 +112,7 @@ class _RelationalMemorySequence(torch.autograd.Function):
     def forward(ctx, heads: int, eps: float, x: Tensor, qkv_x: Tensor, gates_x: Tensor, memory: Tensor,
                 *params: Tensor) -> Tensor:
         outputs, *saved = torch.ops.relgan_relational_memory.forward(
-            x, qkv_x, gates_x, memory.contiguous(), list(params), heads, eps, True, onednn_available())
+            x, qkv_x, gates_x, memory.contiguous(), list(params), heads, eps, True, native.onednn_available())
         ctx.heads, ctx.saved_count = heads, len(saved)
         ctx.save_for_backward(*saved, *params)
         return outputs
@@ -131,4 +122,4 @@ class _RelationalMemorySequence(torch.autograd.Function):
         tensors = ctx.saved_tensors
         saved, params = list(tensors[: ctx.saved_count]), list(tensors[ctx.saved_count:])
         return None, None, *torch.ops.relgan_relational_memory.backward(grad, saved, params, ctx.heads,
-                                                                        onednn_available())
+                                                                        native.onednn_available())
