@@ -145,9 +145,9 @@ void layer_norm_backward(const float* dy, const float* xhat, int64_t rows, int64
 
 // ------------------------------------------------------------------------------------------ matrix products
 // The per-step products have only B or B*(N+1) rows. At 64-128 rows oneDNN's fp32 matmul, with each weight
-// packed once per sequence into its blocked layout, ran them 1.7x faster than MKL's sgemm on a 2-core AMD VM
-// (bench/cpu_kernels.py, packing included); a single step uses the weights as they are. Without oneDNN ATen's
-// mm computes them.
+// packed once per sequence into its blocked layout, ran them 1.2-1.7x faster than MKL's sgemm on a 2-core AMD
+// VM (two runs of bench/cpu_kernels.py, packing included); a single step uses the weights as they are.
+// Without oneDNN ATen's mm computes them.
 
 // A weight as a linear layer's [out, in] matrix (possibly a transposed view) and, when packed, oneDNN's copy.
 struct Matrix {
