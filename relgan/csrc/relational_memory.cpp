@@ -1,9 +1,9 @@
-// The relational memory core over a whole sequence, forward and backward, for CPU (see
-// relgan/models/relational_memory.py, whose step this computes). Per time step the PyTorch code runs about 30
-// small ops forward and 50 backward on [B, N+1, F] tensors; here each step is its four matrix products and
-// three fused loops over the batch. The backward stores the per-step inputs and output gradients of the four
-// weight matrices and multiplies them once over all T*B rows at the end, instead of T products of B rows and
-// T accumulations.
+// The relational memory core over T steps (a teacher-forced sequence, or one sampling step), forward and
+// backward, for CPU (see relgan/models/relational_memory.py, whose step this computes). Per time step the
+// PyTorch code runs about 30 small ops forward and 50 backward on [B, N+1, F] tensors; here each step is its
+// four matrix products and three fused loops over the batch. The backward stores the per-step inputs and
+// output gradients of the four weight matrices and multiplies them once over all T*B rows at the end,
+// instead of T products of B rows and T accumulations.
 #include "vectorized.h"
 
 #include <ATen/ATen.h>
@@ -291,15 +291,15 @@ struct Forward {
   at::Tensor gates;     // [T, B, N, 2F] input and forget gates before the sigmoids
 };
 
-Shape shape_of(const at::Tensor& x, const at::Tensor& memory, int64_t heads) {
+Shape shape_of(int64_t steps, int64_t batch, int64_t slots, int64_t width, int64_t heads) {
   Shape s;
-  s.T = x.size(0);
-  s.B = x.size(1);
-  s.N = memory.size(1);
-  s.R = s.N + 1;
-  s.F = memory.size(2);
+  s.T = steps;
+  s.B = batch;
+  s.N = slots;
+  s.R = slots + 1;
+  s.F = width;
   s.H = heads;
-  s.D = s.F / heads;
+  s.D = width / heads;
   s.Q = 3 * s.D;
   s.HQ = s.H * s.Q;
   return s;
@@ -323,7 +323,7 @@ void check_inputs(const at::Tensor& x, const at::Tensor& qkv_x, const at::Tensor
 std::vector<at::Tensor> sequence_forward(const at::Tensor& x, const at::Tensor& qkv_x, const at::Tensor& gates_x,
                                          const at::Tensor& memory, const std::vector<at::Tensor>& params,
                                          int64_t heads, double eps_value, bool save, bool onednn) {
-  const Shape s = shape_of(x, memory, heads);
+  const Shape s = shape_of(x.size(0), x.size(1), memory.size(1), memory.size(2), heads);
   check_inputs(x, qkv_x, gates_x, memory, params, s);
   const float eps = static_cast<float>(eps_value);
   const int64_t kept = save ? s.T : 1;
@@ -438,16 +438,7 @@ std::vector<at::Tensor> sequence_backward(const at::Tensor& grad_outputs_in, con
   Forward f{saved[0], saved[1], saved[2], saved[3], saved[4], saved[5],
             saved[6], saved[7], saved[8], saved[9], saved[10], saved[11]};
   const auto grad_outputs = grad_outputs_in.contiguous().to(at::kFloat);
-  Shape s;
-  s.T = f.tanh_mem.size(0);
-  s.B = f.tanh_mem.size(1);
-  s.N = f.tanh_mem.size(2);
-  s.F = f.tanh_mem.size(3);
-  s.R = s.N + 1;
-  s.H = heads;
-  s.D = s.F / heads;
-  s.Q = 3 * s.D;
-  s.HQ = s.H * s.Q;
+  const Shape s = shape_of(f.tanh_mem.size(0), f.tanh_mem.size(1), f.tanh_mem.size(2), f.tanh_mem.size(3), heads);
   const auto options = grad_outputs.options();
   auto grad_x = at::empty({s.T, s.B, s.F}, options);
   auto grad_qkv_x = at::empty({s.T, s.B, s.HQ}, options);
