@@ -77,13 +77,13 @@ class RelationalMemory(nn.Module):
         [B, N, F]: outputs [B, T, N*F] (the memory after each step, flattened)."""
         if not self._kernel_applies(inputs[0]):
             return unroll_steps(self.step, inputs, memory)
-        inputs = tuple(p.contiguous() for p in inputs)
+        inputs, memory = tuple(p.contiguous() for p in inputs), memory.contiguous()
         with torch.autocast("cpu", enabled=False):
             if torch.is_grad_enabled():
                 return _RelationalMemorySequence.apply(self.num_heads, self.qkv_norm.eps, *inputs, memory,
                                                        *self.kernel_parameters())
             return torch.ops.relgan_relational_memory.forward(
-                *inputs, memory.contiguous(), self.kernel_parameters(), self.num_heads, self.qkv_norm.eps, False,
+                *inputs, memory, self.kernel_parameters(), self.num_heads, self.qkv_norm.eps, False,
                 native.onednn_available())[0]
 
     def kernel_parameters(self) -> list[Tensor]:
@@ -112,7 +112,7 @@ class _RelationalMemorySequence(torch.autograd.Function):
     def forward(ctx, heads: int, eps: float, x: Tensor, qkv_x: Tensor, gates_x: Tensor, memory: Tensor,
                 *params: Tensor) -> Tensor:
         outputs, *saved = torch.ops.relgan_relational_memory.forward(
-            x, qkv_x, gates_x, memory.contiguous(), list(params), heads, eps, True, native.onednn_available())
+            x, qkv_x, gates_x, memory, list(params), heads, eps, True, native.onednn_available())
         ctx.heads, ctx.saved_count = heads, len(saved)
         ctx.save_for_backward(*saved, *params)
         return outputs
