@@ -45,10 +45,21 @@ def relaxed_sample(logits: Tensor, beta: float | Tensor, *, hard: bool = False,
         perturbed = gumbel_noise(logits.shape, logits.device, generator).add_(logits)  # float32 o + g
         tokens = perturbed.argmax(dim=-1)
         relaxed = torch.softmax(beta * perturbed, dim=-1)
-    if hard:
-        one_hot = F.one_hot(tokens, logits.shape[-1]).to(relaxed.dtype)
-        relaxed = one_hot - relaxed.detach() + relaxed
-    return tokens, relaxed
+    return tokens, straight_through(tokens, relaxed) if hard else relaxed
+
+
+def straight_through(tokens: Tensor, relaxed: Tensor) -> Tensor:
+    """The straight-through estimator of tokens [...] and relaxed one-hots [..., V]: the value of
+    one_hot(tokens), the gradient of ``relaxed``."""
+    one_hot = F.one_hot(tokens, relaxed.shape[-1]).to(relaxed.dtype)
+    return one_hot - relaxed.detach() + relaxed
+
+
+def relaxed_sample_backward(grad: Tensor, relaxed: Tensor, beta: float) -> Tensor:
+    """The gradient of the logits [..., V] from that of relaxed = softmax(beta * (o + g)) [..., V] for a constant
+    beta: beta * y * (grad - <grad, y>) per row. The C++ kernel's (CPU, float32)."""
+    rows = relaxed.reshape(-1, relaxed.shape[-1])
+    return torch.ops.relgan_sampling.gumbel_softmax_backward(grad.float().reshape_as(rows), rows, beta).view_as(relaxed)
 
 
 def categorical_sample(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -88,11 +99,10 @@ class _FusedGumbelSoftmax(torch.autograd.Function):
     @staticmethod
     def backward(ctx, _: Tensor, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
         relaxed, perturbed = ctx.saved_tensors
-        backward = torch.ops.relgan_sampling.gumbel_softmax_backward
         if not ctx.needs_input_grad[1]:
-            return backward(grad.float(), relaxed, ctx.beta), None, None
+            return relaxed_sample_backward(grad, relaxed, ctx.beta), None, None
         # d softmax(beta z) = y * (grad - <grad, y>) * (beta dz + z dbeta)
-        unscaled = backward(grad.float(), relaxed, 1.0)
+        unscaled = relaxed_sample_backward(grad, relaxed, 1.0)
         return unscaled * ctx.beta, (unscaled * perturbed).sum(), None
 
 

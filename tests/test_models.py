@@ -195,6 +195,37 @@ def test_fast_sampling_draws_the_first_token_from_softmax_of_its_logits(temperat
     assert chi2 < 32.9  # chi-square, 12 degrees of freedom, p = 0.001
 
 
+@pytest.mark.parametrize("hard", [False, True])
+@pytest.mark.parametrize("batch", [2, 5])
+def test_recorded_sampling_backward_equals_the_step_by_step_graph(hard, batch):
+    """Sampling with gradients as a no-grad loop plus one backward over all steps (the RMC kernel's recorder)
+    gives the tokens, values and gradients of the graph built step by step."""
+    require_cpu_kernels()
+    torch.manual_seed(2)
+    g = Generator(GeneratorConfig(embedding_dim=8, mem_slots=2, num_heads=2, head_size=8), 13, 6, start_id=4)
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    weights = torch.randn(batch, 6, 13)
+
+    def run():
+        g.zero_grad()
+        torch.manual_seed(3)
+        tokens, relaxed = g(mode="sample", batch_size=batch, beta=3.0, hard=hard)
+        (relaxed * weights).sum().backward()
+        return tokens, relaxed.detach(), {name: p.grad.clone() for name, p in g.named_parameters()}
+
+    assert g.core.recorder() is not None
+    tokens, relaxed, grads = run()
+    g.core.recorder = lambda: None
+    expected_tokens, expected_relaxed, expected = run()
+    assert torch.equal(tokens, expected_tokens)
+    torch.testing.assert_close(relaxed, expected_relaxed, rtol=1e-5, atol=1e-6)
+    for name, grad in grads.items():
+        assert grad.abs().sum() > 0, name
+        torch.testing.assert_close(grad, expected[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_relaxed_samples_carry_gradients_to_the_generator():
     g = Generator(GeneratorConfig(embedding_dim=4, num_heads=1, head_size=4), 7, 4, 0)
     _, relaxed = g(mode="sample", batch_size=3, beta=2.0)

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from relgan.config import GeneratorConfig
-from relgan.gumbel import categorical_from_logits, relaxed_sample
+from relgan.gumbel import categorical_from_logits, relaxed_sample, relaxed_sample_backward, straight_through
 from relgan.models.cross_entropy import padded_cross_entropy
 from relgan.models.layers import linear, linear_for_steps, pad_output_rows, padded_linear, truncated_normal_
 from relgan.models.lstm import LSTMCore
-from relgan.models.relational_memory import RelationalMemory
+from relgan.models.relational_memory import RecordedSteps, RelationalMemory
+from relgan.models.replay import replayed
+
+# a core's step: (time slice of its input projections, state) -> (output [B, O], next state)
+CoreStep = Callable[[tuple[Tensor, ...], Any], tuple[Tensor, Any]]
 
 
 class Generator(nn.Module):
@@ -67,11 +73,13 @@ class Generator(nn.Module):
 
     def _teacher_forced(self, tokens: Tensor) -> Tensor:
         """tokens [B, T] -> the core's outputs [B, T, O], step t having read the start token and tokens < t."""
-        batch = tokens.shape[0]
-        start = tokens.new_full((batch, 1), self.start_id)
+        return self.core.unroll(self._projected_inputs(tokens), self.core.initial_state(tokens.shape[0], tokens.device))
+
+    def _projected_inputs(self, tokens: Tensor) -> tuple[Tensor, ...]:
+        """The core's time-major input projections ([T, B, ...]) of the start token and tokens [B, T] but the last."""
+        start = tokens.new_full((tokens.shape[0], 1), self.start_id)
         inputs = torch.cat([start, tokens[:, :-1]], dim=1)
-        projected = self.core.project_inputs(F.embedding(inputs.t(), self.embedding))  # time-major [T, B, ...]
-        return self.core.unroll(projected, self.core.initial_state(batch, tokens.device))
+        return self.core.project_inputs(F.embedding(inputs.t(), self.embedding))
 
     def _logits(self, hidden: Tensor) -> Tensor:
         """Output projection [..., core output] -> [..., V]."""
@@ -82,12 +90,41 @@ class Generator(nn.Module):
 
         The sampled (hard) token is fed back; gradients reach the weights through the relaxed vectors.
         """
+        learned_beta = isinstance(beta, Tensor) and beta.requires_grad
+        recorder = self.core.recorder() if torch.is_grad_enabled() and not learned_beta else None
+        if recorder is not None:
+            tokens, relaxed = self._sample_then_attach_backward(batch_size, float(beta), recorder)
+        else:
+            tokens, relaxed = self._sample_steps(batch_size, beta, self.core.step)
+        return tokens, straight_through(tokens, relaxed) if hard else relaxed
+
+    def _sample_steps(self, batch_size: int, beta: float | Tensor, step: CoreStep) -> tuple[Tensor, Tensor]:
+        """(tokens [B, T], relaxed one-hots [B, T, V]) with ``step`` as the core's step."""
         tokens, relaxed = [], []
-        for logits in self._unroll(batch_size, tokens):
-            token, soft = relaxed_sample(logits, beta, hard=hard)
+        for logits in self._unroll(batch_size, tokens, step):
+            token, soft = relaxed_sample(logits, beta)
             tokens.append(token)
             relaxed.append(soft)
         return torch.stack(tokens, dim=1), torch.stack(relaxed, dim=1)
+
+    def _sample_then_attach_backward(self, batch_size: int, beta: float,
+                                     recorder: RecordedSteps) -> tuple[Tensor, Tensor]:
+        """Differentiable sampling as a no-grad loop, then one backward for all steps (``models/replay.py``).
+
+        The fed-back tokens carry no gradient, so the graph of the steps is a chain through the memory alone:
+        the kernel's sequence backward and one output-layer backward over all T*B rows replace T backwards of
+        B rows. The input projections are recomputed for all steps at once, with gradients.
+        """
+        with torch.no_grad():
+            tokens, relaxed = self._sample_steps(batch_size, beta, recorder.step)
+        hidden = recorder.replay(self._projected_inputs(tokens))  # [B, T, O]
+        weight, bias, rows = self.output.weight, self.output.bias, hidden.detach().flatten(0, 1)
+
+        def backward(grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            grad_logits = relaxed_sample_backward(grad, relaxed, beta).flatten(0, 1)  # [B*T, V]
+            return (grad_logits @ weight).view(hidden.shape), grad_logits.t() @ rows, grad_logits.sum(0)
+
+        return tokens, replayed(relaxed, backward, hidden, weight, bias)
 
     @torch.no_grad()
     def sample_tokens(self, batch_size: int, *, temperature: float = 1.0,
@@ -98,12 +135,13 @@ class Generator(nn.Module):
         logits: the same distribution as the training path's Gumbel-Max, several times cheaper.
         """
         tokens: list[Tensor] = []
-        for logits in self._unroll(batch_size, tokens):
+        for logits in self._unroll(batch_size, tokens, self.core.step):
             tokens.append(categorical_from_logits(logits, temperature, generator))
         return torch.stack(tokens, dim=1)
 
-    def _unroll(self, batch_size: int, fed_back: list[Tensor]):
-        """Yield logits [B, V] step by step; the caller appends each step's token to ``fed_back``."""
+    def _unroll(self, batch_size: int, fed_back: list[Tensor], step: CoreStep):
+        """Yield logits [B, V] step by step with ``step`` (the core's, or its recorder's); the caller appends each
+        step's token to ``fed_back``."""
         device = self.embedding.device
         output_layer = linear_for_steps(*pad_output_rows(self.output.weight, self.output.bias), batch_size)
         state = self.core.initial_state(batch_size, device)
@@ -116,6 +154,6 @@ class Generator(nn.Module):
                 step_inputs = self.core.project_inputs(F.embedding(token, self.embedding))
             else:
                 step_inputs = tuple(F.embedding(token, rows) for rows in table)
-            output, state = self.core.step(step_inputs, state)
+            output, state = step(step_inputs, state)
             yield output_layer(output)[:, : self.vocab_size]
             token = fed_back[-1]

@@ -34,6 +34,10 @@ class LSTMCore(nn.Module):
         """All steps of time-major inputs ([T, B, 4H],): outputs h [B, T, H]."""
         return unroll_steps(self.step, inputs, state)
 
+    def recorder(self) -> None:
+        """No kernel records LSTM steps: its sampling builds the step-by-step graph (see RelationalMemory)."""
+        return None
+
     def step(self, inputs: tuple[Tensor], state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """inputs ([B, 4H],), state ([B, H], [B, H]) -> (h [B, H], (h, c))."""
         h, c = state

@@ -1,7 +1,8 @@
 """The relational memory core (Santoro et al., 2018) exactly as RelGAN's TensorFlow code computes one step.
 
 On CPU in float32 the C++ kernel ``csrc/relational_memory.cpp`` (see ``relgan.native``) computes the same
-steps, forward and backward: whole sequences (teacher forcing) and single steps (sampling).
+steps, forward and backward: whole sequences (teacher forcing) and single steps (sampling), and the backward of
+steps sampled one by one (:class:`RecordedSteps`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 
 from relgan import native
 from relgan.models.layers import JointLayerNorm, linear, unroll_steps
+from relgan.models.replay import replayed
 
 
 class RelationalMemory(nn.Module):
@@ -77,20 +79,33 @@ class RelationalMemory(nn.Module):
         [B, N, F]: outputs [B, T, N*F] (the memory after each step, flattened)."""
         if not self._kernel_applies(inputs[0]):
             return unroll_steps(self.step, inputs, memory)
-        inputs, memory = tuple(p.contiguous() for p in inputs), memory.contiguous()
         with torch.autocast("cpu", enabled=False):
             if torch.is_grad_enabled():
+                inputs, memory = tuple(p.contiguous() for p in inputs), memory.contiguous()
                 return _RelationalMemorySequence.apply(self.num_heads, self.qkv_norm.eps, *inputs, memory,
                                                        *self.kernel_parameters())
-            return torch.ops.relgan_relational_memory.forward(
-                *inputs, memory, self.kernel_parameters(), self.num_heads, self.qkv_norm.eps, False,
-                native.onednn_available())[0]
+            return self._kernel_forward(inputs, memory, save=False)[0]
+
+    def recorder(self) -> RecordedSteps | None:
+        """Steps for sampling with gradients whose backward runs once over all of them (None where the kernel
+        does not apply: not CPU float32, or under autocast)."""
+        weight = self.qkv.weight
+        if torch.is_autocast_enabled(weight.device.type) or not self._kernel_applies(weight):
+            return None
+        return RecordedSteps(self)
 
     def kernel_parameters(self) -> list[Tensor]:
         """The weights in the order of the C++ kernel's ``Parameter`` enum."""
         return [self.qkv.weight, self.qkv_norm.weight, self.qkv_norm.bias, self.attention_norm.weight,
                 self.attention_norm.bias, self.mlp[0].weight, self.mlp[0].bias, self.mlp[2].weight, self.mlp[2].bias,
                 self.mlp_norm.weight, self.mlp_norm.bias, self.memory_gate_projection.weight]
+
+    def _kernel_forward(self, inputs: tuple[Tensor, ...], memory: Tensor, save: bool) -> list[Tensor]:
+        """The kernel without autograd on time-major inputs: [outputs [B, T, N*F], and with ``save`` the
+        buffers its backward needs]."""
+        return torch.ops.relgan_relational_memory.forward(
+            *(p.contiguous() for p in inputs), memory.contiguous(), self.kernel_parameters(), self.num_heads,
+            self.qkv_norm.eps, save, native.onednn_available())
 
     def _kernel_applies(self, x: Tensor) -> bool:
         return native.kernels_for(x.device, x.dtype) and self.qkv.weight.dtype == torch.float32
@@ -123,3 +138,37 @@ class _RelationalMemorySequence(torch.autograd.Function):
         saved, params = list(tensors[: ctx.saved_count]), list(tensors[ctx.saved_count:])
         return None, None, *torch.ops.relgan_relational_memory.backward(grad, saved, params, ctx.heads,
                                                                         native.onednn_available())
+
+
+class RecordedSteps:
+    """Kernel steps run without autograd and kept, for one backward over all of them (``Generator.sample``).
+
+    ``step`` is :meth:`RelationalMemory.step` without a graph; ``replay(inputs)`` then returns the outputs of all
+    steps [B, T, N*F] as a differentiable function of their time-major inputs (the values the steps read, now
+    with gradients) and of the weights: the kernel's sequence backward, as if it had run the whole sequence.
+    """
+
+    def __init__(self, core: RelationalMemory) -> None:
+        self.core = core
+        self.outputs: list[Tensor] = []  # [B, 1, N*F] per step
+        self.saved: list[list[Tensor]] = []  # the kernel's buffers per step (memory: [2, B, N, F], others [1, ...])
+
+    def step(self, inputs: tuple[Tensor, Tensor, Tensor], memory: Tensor) -> tuple[Tensor, Tensor]:
+        """One step of one time slice of ``project_inputs``: memory [B, N, F] -> (output [B, N*F], next memory)."""
+        with torch.no_grad():
+            outputs, *saved = self.core._kernel_forward(tuple(p.unsqueeze(0) for p in inputs), memory, save=True)
+        self.outputs.append(outputs)
+        self.saved.append(saved)
+        return outputs[:, 0], outputs.view(memory.shape)
+
+    def replay(self, inputs: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+        """Time-major inputs ([T, B, F], [T, B, H*qkv], [T, B, 2F]) -> outputs [B, T, N*F] of the recorded steps."""
+        memories = [saved[0][:1] for saved in self.saved] + [self.saved[-1][0][1:]]
+        saved = [torch.cat(memories)] + [torch.cat(buffers) for buffers in list(zip(*self.saved))[1:]]
+        params, heads = self.core.kernel_parameters(), self.core.num_heads
+
+        def backward(grad: Tensor) -> list[Tensor]:
+            grads = torch.ops.relgan_relational_memory.backward(grad, saved, params, heads, native.onednn_available())
+            return grads[:3] + grads[4:]  # the initial memory is a constant
+
+        return replayed(torch.cat(self.outputs, dim=1), backward, *inputs, *params)
