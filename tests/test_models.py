@@ -345,10 +345,21 @@ def test_conv_max_over_time_equals_plain_autograd(width, dtype, kernel_path):
 def test_conv_max_over_time_propagates_nan_like_torch_max(kernel_path):
     from relgan.models.conv_max import conv_max_over_time
 
-    sequence = torch.randn(4, 6, 1)
-    sequence[1, 3] = float("nan")
-    values = conv_max_over_time(sequence, torch.randn(5, 2), 2)
-    assert values[1].isnan().all() and not values[[0, 2, 3]].isnan().any()
+    torch.manual_seed(0)
+    sequence = torch.randn(4, 6, 1, requires_grad=True)
+    weight = torch.tensor([[2.0, -2.0], [1.0, 1.0], [-1.0, 0.5]])
+    with torch.no_grad():
+        sequence[1, 3] = float("nan")
+        sequence[2, 2:4] = float("inf")  # inf - inf = NaN in two filters
+    values = conv_max_over_time(sequence, weight, 2)
+    windows = sequence.unfold(1, 2, 1).reshape(4, 5, 2)
+    plain = (windows @ weight.T).max(dim=1).values
+    torch.testing.assert_close(values, plain, equal_nan=True)
+    assert values[1].isnan().all() and values[2, [0, 2]].isnan().all() and not values[[0, 3]].isnan().any()
+    grad = torch.randn(4, 3)
+    (fast_grad,) = torch.autograd.grad(values, sequence, grad)
+    (plain_grad,) = torch.autograd.grad(plain, sequence, grad)
+    torch.testing.assert_close(fast_grad, plain_grad, equal_nan=True)  # the same (first) NaN windows win
 
 
 def test_fused_conv_max_weight_gradient_does_not_depend_on_the_thread_count():
