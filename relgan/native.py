@@ -2,10 +2,11 @@
 
 They compute the same functions as the PyTorch code they replace, faster on CPU: the relational memory
 (``models/relational_memory.py``), the cross-entropy of teacher forcing (``models/cross_entropy.py``), the
-discriminator's convolution + max over time (``models/conv_max.py``) and the samplers' Gumbel-softmax and
-inversion (``gumbel.py``). Without a C++ compiler, on other devices, or with ``RELGAN_CPU_KERNELS=0`` the
-PyTorch code runs instead (one warning when the build fails). The same switch turns off the other CPU fast
-path: small matrix products through oneDNN with packed weights (``onednn_for``).
+discriminator's convolution + max over time (``models/conv_max.py``) and highway gating
+(``models/highway.py``), and the samplers' Gumbel-softmax and inversion (``gumbel.py``). Without a C++
+compiler, on other devices, or with ``RELGAN_CPU_KERNELS=0`` the PyTorch code runs instead (one warning when
+the build fails). The same switch turns off the other CPU fast path: small matrix products through oneDNN
+with packed weights (``onednn_for``).
 """
 
 from __future__ import annotations

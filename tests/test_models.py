@@ -362,6 +362,41 @@ def test_conv_max_over_time_propagates_nan_like_torch_max(kernel_path):
     torch.testing.assert_close(fast_grad, plain_grad, equal_nan=True)  # the same (first) NaN windows win
 
 
+@pytest.mark.parametrize("width", [5, 16, 37])  # narrower than a vector, one vector, a partial last vector
+@pytest.mark.parametrize("p", [0.0, 0.25])
+def test_highway_kernel_equals_the_gating_formula_with_gradients(width, p):
+    """t*relu(h) + (1-t)*f with t = sigmoid(gate), then dropout with the mask of the same random bits, against
+    the formula by autograd; the transform's pre-activations include exact zeros (relu's gradient there is 0).
+    The second-order gradient (WGAN-GP) too."""
+    require_cpu_kernels()
+    from relgan.models.highway import highway
+    from relgan.models.layers import dropout_bits
+
+    torch.manual_seed(9)
+    features = torch.randn(33, width, requires_grad=True)
+    both = torch.randn(33, 2 * width)
+    both[::3, width::2] = 0.0
+    both.requires_grad_(True)
+    grad = torch.randn(33, width)
+    torch.manual_seed(1)
+    value = highway(features, both, p)
+    fast = torch.autograd.grad(value, (features, both), grad)
+    torch.manual_seed(1)
+    keep = (dropout_bits(features.shape, features.device) >= round(p * 2**16) - 2**15).float()
+    gate = torch.sigmoid(both[:, :width])
+    plain = (gate * torch.relu(both[:, width:]) + (1 - gate) * features) * keep / (1 - p)
+    expected = torch.autograd.grad(plain, (features, both), grad, create_graph=True)
+    torch.testing.assert_close(value, plain, rtol=1e-5, atol=1e-6)
+    for got, want in zip(fast, expected):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert (value == 0).float().mean() >= p / 2
+
+    torch.manual_seed(1)
+    (first,) = torch.autograd.grad(highway(features, both, p), features, grad, create_graph=True)
+    second = torch.autograd.grad(first.square().sum(), both)[0]
+    torch.testing.assert_close(second, torch.autograd.grad(expected[0].square().sum(), both)[0], rtol=1e-5, atol=1e-6)
+
+
 def test_fused_conv_max_weight_gradient_does_not_depend_on_the_thread_count():
     from relgan.models import conv_max
 

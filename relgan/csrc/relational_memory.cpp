@@ -23,6 +23,7 @@ namespace {
 
 using relgan::lane_sum;
 using relgan::lanes;
+using relgan::sigmoid;
 using relgan::Vec;
 
 // The parameters in the order RelationalMemory.kernel_parameters() passes them.
@@ -74,8 +75,6 @@ inline void axpy(float alpha, const float* x, float* y, int64_t n) {
   for (; j + Vec::size() <= n; j += Vec::size()) (Vec::loadu(y + j) + Vec(alpha) * Vec::loadu(x + j)).store(y + j);
   for (; j < n; ++j) y[j] += alpha * x[j];
 }
-
-inline Vec sigmoid(const Vec& x) { return Vec(1.0f) / (Vec(1.0f) + (Vec(0.0f) - x).exp()); }
 
 // ---------------------------------------------------------------------------------------- joint layer norm
 // tf.contrib.layers.layer_norm on one batch element: statistics over all rows*width values, affine

@@ -45,6 +45,8 @@ inline float row_max(const float* x, int64_t length) {
   return best;
 }
 
+inline Vec sigmoid(const Vec& x) { return Vec(1.0f) / (Vec(1.0f) + (Vec(0.0f) - x).exp()); }
+
 // Element-wise loops go over a row in vectors, the last one partial: lanes(n - j) values from column j
 // (partial loads fill the rest with zeros, partial stores write only those values).
 inline int64_t lanes(int64_t remaining) { return std::min<int64_t>(Vec::size(), remaining); }

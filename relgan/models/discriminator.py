@@ -11,7 +11,8 @@ from torch import Tensor, nn
 from relgan.config import DiscriminatorConfig
 from relgan.errors import ConfigError
 from relgan.models.conv_max import conv_max_over_time
-from relgan.models.layers import dropout, linear, truncated_normal_
+from relgan.models.highway import highway
+from relgan.models.layers import linear, truncated_normal_
 
 
 class Discriminator(nn.Module):
@@ -73,9 +74,7 @@ class Discriminator(nn.Module):
             # relu and the bias commute with the max over time, so pool first: same values, less memory.
             pooled.append(torch.relu(conv_max_over_time(per_rep, weight, size) + bias))
         features = torch.cat(pooled, dim=-1)  # [B*S, filters * len(sizes)]
-        # both highway branches in one matmul; out = t*g + (1-t)*h = h + t*(g - h)
+        # both highway branches in one matmul
         both = F.linear(features, torch.cat([self.highway_gate.weight, self.highway_transform.weight]))
-        gate, transform = both.chunk(2, dim=-1)
-        features = torch.addcmul(features, torch.sigmoid(gate), torch.relu(transform) - features)
-        features = dropout(features, self.config.dropout, self.training)
+        features = highway(features, both, self.config.dropout if self.training else 0.0)
         return self.logit(self.hidden(features)).squeeze(-1)

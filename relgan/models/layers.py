@@ -87,14 +87,28 @@ def unroll_steps(step, inputs: tuple[Tensor, ...], state):
 
 
 def dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    """Inverted dropout; each element is dropped with probability round(p * 2**16) / 2**16.
-
-    The mask comes from 16 random bits per element, drawn as 64-bit words: a quarter of the generator
-    calls of one uniform float per element (CPU ``rand_like`` took twice as long, ``bernoulli_`` longer).
-    """
+    """Inverted dropout; each element is dropped with probability round(p * 2**16) / 2**16."""
     if not training or p == 0:
         return x
-    words = (x.numel() + 3) // 4
-    bits = torch.empty(words, dtype=torch.int64, device=x.device).random_(-(2**63), None)  # all 64 bits
-    keep = bits.view(torch.int16)[: x.numel()].view(x.shape) >= round(p * 2**16) - 2**15
-    return x * torch.where(keep, 1 / (1 - p), 0.0).to(x.dtype)
+    return x * dropout_scale(dropout_bits(x.shape, x.device), p).to(x.dtype)
+
+
+def dropout_bits(shape: torch.Size | tuple[int, ...], device: torch.device) -> Tensor:
+    """16 random bits per element: int16 [shape].
+
+    They are drawn as 64-bit words: a quarter of the generator calls of one uniform float per element (CPU
+    ``rand_like`` took twice as long, ``bernoulli_`` longer).
+    """
+    count = math.prod(shape)
+    words = torch.empty((count + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), None)  # all 64 bits
+    return words.view(torch.int16)[:count].view(shape)
+
+
+def dropout_keep_threshold(p: float) -> int:
+    """Elements whose bits (``dropout_bits``) are at least this are kept."""
+    return round(p * 2**16) - 2**15
+
+
+def dropout_scale(bits: Tensor, p: float) -> Tensor:
+    """The factor of inverted dropout per element of bits [...]: 1 / (1 - p) where kept, 0 where dropped."""
+    return torch.where(bits >= dropout_keep_threshold(p), 1 / (1 - p), 0.0)
