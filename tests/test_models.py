@@ -538,6 +538,26 @@ def test_linear_for_steps_equals_linear(rows, kernel_path):
     torch.testing.assert_close(w.grad, x.sum(0).expand(70, -1))
 
 
+@pytest.mark.parametrize("rows", [5, 130])
+def test_onednn_linear_equals_linear_with_first_and_second_order_gradients(rows, kernel_path):
+    from relgan.models.layers import onednn_linear
+
+    torch.manual_seed(13)
+    x = torch.randn(rows, 48, requires_grad=True)
+    w = torch.randn(72, 48, requires_grad=True)
+    upstream = torch.randn(rows, 72)
+    results = []
+    for product in (onednn_linear, F.linear):
+        out = product(x, w)
+        grad_x, grad_w = torch.autograd.grad(out, (x, w), upstream, create_graph=True)
+        second = torch.autograd.grad(grad_x.square().sum() + grad_w.sum(), w)[0]
+        results.append((out, grad_x, grad_w, second))
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+    out = onednn_linear(x, w)  # first order only: the oneDNN input gradient
+    torch.testing.assert_close(torch.autograd.grad(out, x, upstream)[0], upstream @ w, rtol=1e-5, atol=1e-4)
+
+
 def test_frozen_discriminator_gives_the_same_generator_gradients():
     from relgan.runtime import frozen
 

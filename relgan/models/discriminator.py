@@ -12,7 +12,7 @@ from relgan.config import DiscriminatorConfig
 from relgan.errors import ConfigError
 from relgan.models.conv_max import conv_max_over_time
 from relgan.models.highway import highway
-from relgan.models.layers import linear, truncated_normal_
+from relgan.models.layers import linear, onednn_linear, truncated_normal_
 
 
 class Discriminator(nn.Module):
@@ -75,6 +75,6 @@ class Discriminator(nn.Module):
             pooled.append(torch.relu(conv_max_over_time(per_rep, weight, size) + bias))
         features = torch.cat(pooled, dim=-1)  # [B*S, filters * len(sizes)]
         # both highway branches in one matmul
-        both = F.linear(features, torch.cat([self.highway_gate.weight, self.highway_transform.weight]))
+        both = onednn_linear(features, torch.cat([self.highway_gate.weight, self.highway_transform.weight]))
         features = highway(features, both, self.config.dropout if self.training else 0.0)
         return self.logit(self.hidden(features)).squeeze(-1)
