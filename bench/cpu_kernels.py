@@ -9,7 +9,8 @@ text sampling by inversion over eval.batch_size rows; and, with a paper-size gen
 one MLE batch (relational memory and cross-entropy, forward and backward), the G step's B sentences with
 their backward, the D steps' no-grad fake sentences and one evaluation batch of text samples. Also times the
 relational memory kernel's small per-step products through oneDNN (weights packed once) against torch.mm,
-alone and inside teacher forcing.
+alone and inside teacher forcing, and the G step's sentences with one backward for all recorded steps against
+the graph built step by step.
 Checks that both paths give the same logits.
 """
 
@@ -181,6 +182,19 @@ def main() -> None:
                 products["teacher_forcing", onednn].append(elapsed)
     native.onednn_available = available
 
+    # the G step's sampling with gradients: steps recorded without a graph and one backward for all of them
+    # (the default) against the graph built step by step, both with the C++ kernels
+    recorded = {True: [], False: []}
+    for repeat in range(args.repeats + 1):
+        for one_backward in (True, False):
+            if not one_backward:
+                core.recorder = lambda: None
+            elapsed = seconds(g_step_samples)
+            if not one_backward:
+                del core.recorder
+            if repeat:
+                recorded[one_backward].append(elapsed)
+
     def products_entry(case: str) -> dict[str, float]:
         fast, plain = statistics.median(products[case, True]), statistics.median(products[case, False])
         return {"onednn_seconds": fast, "mm_seconds": plain, "speedup": plain / fast}
@@ -204,6 +218,10 @@ def main() -> None:
         "inversion_sampling_step": entry("inversion_sampling"),
         "generator_teacher_forcing_forward_backward": entry("teacher_forcing"),
         "generator_g_step_samples_forward_backward": entry("g_step_samples"),
+        "generator_g_step_samples_one_backward_vs_step_graph": {
+            "one_backward_seconds": statistics.median(recorded[True]),
+            "step_graph_seconds": statistics.median(recorded[False]),
+            "speedup": statistics.median(recorded[False]) / statistics.median(recorded[True])},
         "generator_d_step_samples_no_grad": entry("d_step_samples"),
         "generator_text_samples_eval_batch": entry("text_samples"),
         "relational_memory_products": ({case: products_entry(case) for case in ("alone", "teacher_forcing")}
