@@ -1,6 +1,6 @@
 // The discriminator's highway gating and the dropout after it, for CPU (see relgan/models/highway.py): one pass
-// over [N, W] forward and one backward instead of PyTorch's nine and eleven element-wise passes, and the gradient
-// of both branches' pre-activations written into one [N, 2W] buffer (no concatenation of the two halves).
+// over [N, W] forward and one backward instead of PyTorch's several element-wise passes each way, and the
+// gradient of both branches' pre-activations written into one [N, 2W] buffer (no concatenation of two halves).
 #include "vectorized.h"
 
 #include <ATen/ATen.h>

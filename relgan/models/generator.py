@@ -118,11 +118,11 @@ class Generator(nn.Module):
         with torch.no_grad():
             tokens, relaxed = self._sample_steps(batch_size, beta, recorder.step)
         hidden = recorder.replay(self._projected_inputs(tokens))  # [B, T, O]
-        weight, bias, rows = self.output.weight, self.output.bias, hidden.detach().flatten(0, 1)
+        weight, bias, rows, shape = self.output.weight, self.output.bias, hidden.detach().flatten(0, 1), hidden.shape
 
         def backward(grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             grad_logits = relaxed_sample_backward(grad, relaxed, beta).flatten(0, 1)  # [B*T, V]
-            return (grad_logits @ weight).view(hidden.shape), grad_logits.t() @ rows, grad_logits.sum(0)
+            return (grad_logits @ weight.detach()).view(shape), grad_logits.t() @ rows, grad_logits.sum(0)
 
         return tokens, replayed(relaxed, backward, hidden, weight, bias)
 
