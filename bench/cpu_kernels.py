@@ -3,7 +3,8 @@
 python bench/cpu_kernels.py [--config configs/coco_relgan100.yaml] [--repeats 5] [--out FILE]
 
 At the config's sizes: the discriminator's conv + max of all filter sizes over B·S rows of real and fake
-sentences (forward and backward) and a whole discriminator forward and backward; one sampling step's
+sentences (forward and backward), its highway gating with dropout and its highway product (oneDNN against
+torch.mm, both forward and backward), and a whole discriminator forward and backward; one sampling step's
 Gumbel-softmax over the D steps' d_steps·B rows (no grad) and over B rows (with its backward); one step of
 text sampling by inversion over eval.batch_size rows; and, with a paper-size generator, teacher forcing of
 one MLE batch (relational memory and cross-entropy, forward and backward), the G step's B sentences with
@@ -39,6 +40,8 @@ from relgan import native  # noqa: E402
 from relgan.config import load_config  # noqa: E402
 from relgan.gumbel import categorical_from_logits, relaxed_sample  # noqa: E402
 from relgan.models import Discriminator, Generator, conv_max  # noqa: E402
+from relgan.models.highway import highway  # noqa: E402
+from relgan.models.layers import onednn_linear  # noqa: E402
 
 
 def path(fused: bool):
@@ -76,6 +79,19 @@ def main() -> None:
     def conv_only() -> None:
         pooled = [conv_max.conv_max_over_time(sequence, w, size) for size, w in zip(d.filter_sizes, d.conv_weights)]
         torch.cat(pooled, -1).sum().backward()
+
+    width = config.num_filters * len(config.filter_sizes)
+    highway_features = torch.randn(rows, width, requires_grad=True)
+    highway_both = torch.randn(rows, 2 * width, requires_grad=True)
+    highway_weight = torch.randn(2 * width, width, requires_grad=True)
+
+    def highway_with_dropout() -> None:
+        out = highway(highway_features, highway_both, config.dropout)
+        torch.autograd.grad(out, (highway_features, highway_both), torch.ones_like(out))
+
+    def highway_product() -> None:
+        out = onednn_linear(highway_features, highway_weight)
+        torch.autograd.grad(out, (highway_features, highway_weight), torch.ones_like(out))
 
     def discriminator_step() -> None:
         d.zero_grad(set_to_none=True)
@@ -121,7 +137,8 @@ def main() -> None:
     def text_samples() -> None:
         generator.sample_tokens(full_config.eval.batch_size)
 
-    cases = {"conv_max": conv_only, "discriminator": discriminator_step,
+    cases = {"conv_max": conv_only, "highway": highway_with_dropout, "highway_product": highway_product,
+             "discriminator": discriminator_step,
              "gumbel_softmax_d_steps": gumbel_softmax_no_grad, "gumbel_softmax_g_step": gumbel_softmax_with_backward,
              "inversion_sampling": inversion, "teacher_forcing": teacher_forcing, "g_step_samples": g_step_samples,
              "d_step_samples": d_step_samples, "text_samples": text_samples}
@@ -212,6 +229,8 @@ def main() -> None:
         "sampling_rows": {"d_steps": fake_rows, "g_step": args.batch_size, "eval": full_config.eval.batch_size},
         "vocab_size": args.vocab_size,
         "conv_max_forward_backward": entry("conv_max"),
+        "highway_with_dropout_forward_backward": entry("highway"),
+        "highway_product_forward_backward_onednn_vs_mm": entry("highway_product"),
         "discriminator_forward_backward": entry("discriminator"),
         "gumbel_softmax_d_steps_no_grad": entry("gumbel_softmax_d_steps"),
         "gumbel_softmax_g_step_forward_backward": entry("gumbel_softmax_g_step"),

@@ -19,85 +19,85 @@ using relgan::Vec;
 
 constexpr int64_t kRowsPerTask = 16;
 
-void check_inputs(const at::Tensor& features, const at::Tensor& both, const std::optional<at::Tensor>& bits) {
+// The inputs, checked and contiguous: features [N, W], both [N, 2W], dropout bits [N, W] or none.
+struct Inputs {
+  at::Tensor features, both;
+  std::optional<at::Tensor> bits;
+};
+
+Inputs prepared(const at::Tensor& features, const at::Tensor& both, const std::optional<at::Tensor>& bits) {
   TORCH_CHECK(features.dim() == 2 && both.dim() == 2 && both.size(0) == features.size(0) &&
                   both.size(1) == 2 * features.size(1),
               "highway: features [N, W] and both branches [N, 2W]");
   TORCH_CHECK(features.scalar_type() == at::kFloat && both.scalar_type() == at::kFloat, "highway: float32 inputs");
   TORCH_CHECK(!bits || (bits->scalar_type() == at::kShort && bits->sizes() == features.sizes()),
               "highway: dropout bits must be int16 [N, W]");
+  const auto contiguous_bits = bits ? std::optional<at::Tensor>(bits->contiguous()) : std::nullopt;
+  return {features.contiguous(), both.contiguous(), contiguous_bits};
 }
 
-// The dropout factor of each element of a row: scale where bits >= threshold, else 0 (all 1 without bits).
-void dropout_factors(const int16_t* bits, int64_t threshold, float scale, int64_t width, float* factors) {
-  for (int64_t c = 0; c < width; ++c) factors[c] = bits == nullptr ? 1.0f : (bits[c] >= threshold ? scale : 0.0f);
+// Calls visit(row, column, lanes, dropout factors) for every vector of [N, W], in parallel over rows. The factor
+// of an element is scale where its bits are >= threshold and 0 elsewhere (1 everywhere without bits).
+template <typename F>
+void for_each_vector(const Inputs& in, int64_t threshold, double scale, F&& visit) {
+  const int64_t rows = in.features.size(0), width = in.features.size(1);
+  const int16_t* bits = in.bits ? in.bits->data_ptr<int16_t>() : nullptr;
+  const float kept = static_cast<float>(scale);
+  at::parallel_for(0, rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
+    std::vector<float> factors(width, 1.0f);
+    for (int64_t r = begin; r < end; ++r) {
+      if (bits != nullptr)
+        for (int64_t c = 0; c < width; ++c) factors[c] = bits[r * width + c] >= threshold ? kept : 0.0f;
+      for (int64_t c = 0; c < width; c += Vec::size()) {
+        const int64_t n = lanes(width - c);
+        visit(r, c, n, Vec::loadu(factors.data() + c, n));
+      }
+    }
+  });
 }
 
 // features [N, W], both [N, 2W] = (gate | transform) pre-activations, dropout bits [N, W] or none ->
 // (f + sigmoid(gate) * (relu(transform) - f)) * dropout factor
-at::Tensor highway_forward(const at::Tensor& features_in, const at::Tensor& both_in,
-                           const std::optional<at::Tensor>& bits_in, int64_t threshold, double scale) {
-  check_inputs(features_in, both_in, bits_in);
-  const auto features = features_in.contiguous();
-  const auto both = both_in.contiguous();
-  const int64_t rows = features.size(0), width = features.size(1);
-  const auto bits = bits_in ? std::optional<at::Tensor>(bits_in->contiguous()) : std::nullopt;
-  auto out = at::empty_like(features);
-  const float* f = features.data_ptr<float>();
-  const float* gt = both.data_ptr<float>();
-  const int16_t* b = bits ? bits->data_ptr<int16_t>() : nullptr;
+at::Tensor highway_forward(const at::Tensor& features, const at::Tensor& both, const std::optional<at::Tensor>& bits,
+                           int64_t threshold, double scale) {
+  const Inputs in = prepared(features, both, bits);
+  const int64_t width = in.features.size(1);
+  auto out = at::empty_like(in.features);
+  const float* f = in.features.data_ptr<float>();
+  const float* gt = in.both.data_ptr<float>();
   float* o = out.data_ptr<float>();
-  at::parallel_for(0, rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
-    std::vector<float> factors(width);
-    for (int64_t r = begin; r < end; ++r) {
-      dropout_factors(b ? b + r * width : nullptr, threshold, static_cast<float>(scale), width, factors.data());
-      for (int64_t c = 0; c < width; c += Vec::size()) {
-        const int64_t n = lanes(width - c);
-        const Vec x = Vec::loadu(f + r * width + c, n);
-        const Vec gate = sigmoid(Vec::loadu(gt + r * 2 * width + c, n));
-        const Vec transform = at::vec::maximum(Vec::loadu(gt + r * 2 * width + width + c, n), Vec(0.0f));
-        ((x + gate * (transform - x)) * Vec::loadu(factors.data() + c, n)).store(o + r * width + c, n);
-      }
-    }
+  for_each_vector(in, threshold, scale, [&](int64_t r, int64_t c, int64_t n, const Vec& factor) {
+    const Vec x = Vec::loadu(f + r * width + c, n);
+    const Vec gate = sigmoid(Vec::loadu(gt + r * 2 * width + c, n));
+    const Vec transform = at::vec::maximum(Vec::loadu(gt + r * 2 * width + width + c, n), Vec(0.0f));
+    ((x + gate * (transform - x)) * factor).store(o + r * width + c, n);
   });
   return out;
 }
 
 // grad [N, W] of the output -> (grad of features [N, W] through the gating alone, grad of both [N, 2W])
-std::tuple<at::Tensor, at::Tensor> highway_backward(const at::Tensor& grad_in, const at::Tensor& features_in,
-                                                    const at::Tensor& both_in, const std::optional<at::Tensor>& bits_in,
+std::tuple<at::Tensor, at::Tensor> highway_backward(const at::Tensor& grad_in, const at::Tensor& features,
+                                                    const at::Tensor& both, const std::optional<at::Tensor>& bits,
                                                     int64_t threshold, double scale) {
-  check_inputs(features_in, both_in, bits_in);
+  const Inputs in = prepared(features, both, bits);
   const auto grad = grad_in.contiguous().to(at::kFloat);
-  const auto features = features_in.contiguous();
-  const auto both = both_in.contiguous();
-  const int64_t rows = features.size(0), width = features.size(1);
-  const auto bits = bits_in ? std::optional<at::Tensor>(bits_in->contiguous()) : std::nullopt;
-  auto grad_features = at::empty_like(features);
-  auto grad_both = at::empty_like(both);
+  const int64_t width = in.features.size(1);
+  auto grad_features = at::empty_like(in.features);
+  auto grad_both = at::empty_like(in.both);
   const float* g = grad.data_ptr<float>();
-  const float* f = features.data_ptr<float>();
-  const float* gt = both.data_ptr<float>();
-  const int16_t* b = bits ? bits->data_ptr<int16_t>() : nullptr;
+  const float* f = in.features.data_ptr<float>();
+  const float* gt = in.both.data_ptr<float>();
   float* gf = grad_features.data_ptr<float>();
   float* gb = grad_both.data_ptr<float>();
-  at::parallel_for(0, rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
-    std::vector<float> factors(width);
-    for (int64_t r = begin; r < end; ++r) {
-      dropout_factors(b ? b + r * width : nullptr, threshold, static_cast<float>(scale), width, factors.data());
-      for (int64_t c = 0; c < width; c += Vec::size()) {
-        const int64_t n = lanes(width - c);
-        const Vec go = Vec::loadu(g + r * width + c, n) * Vec::loadu(factors.data() + c, n);
-        const Vec x = Vec::loadu(f + r * width + c, n);
-        const Vec gate = sigmoid(Vec::loadu(gt + r * 2 * width + c, n));
-        const Vec pre_transform = Vec::loadu(gt + r * 2 * width + width + c, n);
-        const Vec transform = at::vec::maximum(pre_transform, Vec(0.0f));
-        (go * (Vec(1.0f) - gate)).store(gf + r * width + c, n);
-        (go * (transform - x) * gate * (Vec(1.0f) - gate)).store(gb + r * 2 * width + c, n);
-        const Vec d_transform = go * gate;
-        Vec::blendv(Vec(0.0f), d_transform, pre_transform > Vec(0.0f)).store(gb + r * 2 * width + width + c, n);
-      }
-    }
+  for_each_vector(in, threshold, scale, [&](int64_t r, int64_t c, int64_t n, const Vec& factor) {
+    const Vec go = Vec::loadu(g + r * width + c, n) * factor;
+    const Vec x = Vec::loadu(f + r * width + c, n);
+    const Vec gate = sigmoid(Vec::loadu(gt + r * 2 * width + c, n));
+    const Vec pre_transform = Vec::loadu(gt + r * 2 * width + width + c, n);
+    const Vec transform = at::vec::maximum(pre_transform, Vec(0.0f));
+    (go * (Vec(1.0f) - gate)).store(gf + r * width + c, n);
+    (go * (transform - x) * gate * (Vec(1.0f) - gate)).store(gb + r * 2 * width + c, n);
+    Vec::blendv(Vec(0.0f), go * gate, pre_transform > Vec(0.0f)).store(gb + r * 2 * width + width + c, n);
   });
   return {grad_features, grad_both};
 }
