@@ -391,7 +391,7 @@ def test_highway_kernel_equals_the_gating_formula_with_gradients(width, p):
     torch.testing.assert_close(value, plain, rtol=1e-5, atol=1e-6)
     for got, want in zip(fast, expected):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-    assert (value == 0).float().mean() >= p / 2
+    assert abs((1 - keep.mean()).item() - p) < 0.1  # the masks above really drop about a fraction p
 
     torch.manual_seed(1)
     (first,) = torch.autograd.grad(highway(features, both, p), features, grad, create_graph=True)

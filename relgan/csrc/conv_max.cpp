@@ -20,6 +20,10 @@ constexpr int kVectorBytes = 64;
 template <typename scalar_t>
 constexpr int64_t kLanes = kVectorBytes / sizeof(scalar_t);
 
+// The argmax lanes: as wide as the values, so that one index vector pairs with one value vector.
+template <typename scalar_t>
+using IndexOf = std::conditional_t<sizeof(scalar_t) == 4, int32_t, int64_t>;
+
 // Filter vectors per pass over the time steps: two independent max chains hide the latency of compare + blend.
 constexpr int64_t kBlocks = 2;
 
@@ -58,7 +62,7 @@ bool finite_responses(const scalar_t* x, int64_t n, scalar_t weight_bound) {
 template <typename scalar_t, int TAPS, bool NAN_AWARE, typename vec_t, typename ivec_t>
 void filter_maxima(const scalar_t* windows, int64_t steps, int64_t runtime_taps, const scalar_t* wt, int64_t padded,
                    int64_t c0, vec_t* best, ivec_t* arg) {
-  using index_t = std::remove_reference_t<decltype(arg[0][0])>;
+  using index_t = IndexOf<scalar_t>;
   constexpr int64_t lanes = kLanes<scalar_t>;
   const int64_t taps = TAPS > 0 ? TAPS : runtime_taps;
   for (int64_t b = 0; b < kBlocks; ++b) {
@@ -89,7 +93,7 @@ template <typename scalar_t, int SIZE, int WIDTH>
 void forward_rows(const scalar_t* seq, const scalar_t* wt, int64_t padded, scalar_t weight_bound, scalar_t* values,
                   int64_t* index, int64_t begin, int64_t end, int64_t length, int64_t runtime_width,
                   int64_t runtime_size, int64_t filters) {
-  using index_t = std::conditional_t<sizeof(scalar_t) == 4, int32_t, int64_t>;
+  using index_t = IndexOf<scalar_t>;
   typedef scalar_t vec_t __attribute__((vector_size(kVectorBytes)));
   typedef index_t ivec_t __attribute__((vector_size(kVectorBytes)));
   constexpr int64_t lanes = kLanes<scalar_t>;
