@@ -20,10 +20,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from relgan.malloc_tuning import restart_with_malloc_tuning  # noqa: E402
-
-restart_with_malloc_tuning()
-
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from json_output import emit  # noqa: E402

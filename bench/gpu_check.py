@@ -47,13 +47,13 @@ def run(trainer: Trainer, batches: list[torch.Tensor], steps: int) -> dict:
     losses = []
     for step, batch in enumerate(batches):
         seed_step(0, 0, "mle", step)
-        losses.append(trainer.mle_graph(batch)[0].item())
+        losses.append(trainer.mle_step(batch)[0].item())
     torch.cuda.synchronize()
     mle_seconds = (time.perf_counter() - start) / len(batches)
     start = time.perf_counter()
     for step in range(steps):
         seed_step(0, 0, "adversarial", step)
-        out = trainer.adversarial_graph(torch.full((), 5.0, device=trainer.acc.device))
+        out = trainer.adversarial_iteration(torch.full((), 5.0, device=trainer.acc.device))
         losses += [out[0].item(), out[1].item()]
     torch.cuda.synchronize()
     params = torch.cat([p.detach().float().flatten() for p in
@@ -76,7 +76,7 @@ def main() -> None:
     for graphs in (True, False):
         trainer = make_trainer(args.config, graphs, args.dtype, corpus)
         results[graphs] = run(trainer, batches, args.steps)
-        results[graphs]["captured"] = trainer.adversarial_graph.graph is not None
+        results[graphs]["captured"] = trainer.adversarial_iteration.graph is not None
     graph, eager = results[True], results[False]
     report = {
         "device": torch.cuda.get_device_name(),

@@ -30,10 +30,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from relgan.malloc_tuning import restart_with_malloc_tuning  # noqa: E402
-
-restart_with_malloc_tuning()
-
 import torch  # noqa: E402
 
 from relgan.config import load_config  # noqa: E402
@@ -51,7 +47,7 @@ def train(config_path: str, overrides: list[str], resume: bool) -> dict:
     trainer = setup(config, resume="latest" if resume else None, overwrite=not resume)
     full = TextEvaluator.for_corpus(trainer.corpus, "full", config.eval.bleu_orders)
     if full is not None:
-        relgan_report = trainer.evaluation_report
+        relgan_report = trainer.book.evaluation_report
 
         def both_protocols(phase: str, step: int) -> dict:
             report = relgan_report(phase, step)
@@ -60,7 +56,7 @@ def train(config_path: str, overrides: list[str], resume: bool) -> dict:
             report.update({f"full/{k}": v for k, v in extra.items()})
             return report
 
-        trainer.evaluation_report = both_protocols
+        trainer.book.evaluation_report = both_protocols
     trainer.fit()
     lines = (trainer.run_dir / "metrics.jsonl").read_text().splitlines()
     return {"run_dir": str(trainer.run_dir), "records": [json.loads(line) for line in lines]}

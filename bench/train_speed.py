@@ -1,6 +1,7 @@
 """Training and sampling speed at paper sizes, against the machine's measured matmul peak (JSON out).
 
 python bench/train_speed.py [--config configs/coco_relgan100.yaml] [--device cuda] [--dtype bf16]
+                            [--backend auto|reference] [--malloc-tuning]
 
 Times warm MLE batches, adversarial iterations (with their G-step / D-step split) and sampling of 10,000
 sentences through the training code itself; counts each one's FLOPs from the config; measures the fp32
@@ -25,15 +26,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from relgan.malloc_tuning import MALLOC_TUNABLES, restart_with_malloc_tuning  # noqa: E402
-
-restart_with_malloc_tuning()
-
 import torch  # noqa: E402
 from json_output import emit  # noqa: E402
 
 from relgan.config import Config, load_config  # noqa: E402
-from relgan.native import onednn_available  # noqa: E402
+from relgan.fast.malloc import tune_malloc  # noqa: E402
+from relgan.fast.onednn import onednn_available  # noqa: E402
 
 # ----------------------------------------------------------------------------------------- FLOP counts
 
@@ -166,6 +164,7 @@ def build_trainer(args: argparse.Namespace):
     data = Path(os.environ.get("RELGAN_SHARED_DATA", REPO.parent / "shared" / "data")) / "image_coco"
     overrides = [f"adversarial.batch_size={args.batch_size}", f"mle.batch_size={args.batch_size}",
                  "eval.metrics=[nll_gen]", "run.tracker=none", f"run.mixed_precision={args.dtype_flag}",
+                 f"run.backend={args.backend}",
                  f"run.cuda_graphs={not args.no_cuda_graphs}"]
     if (data / "train.txt").is_file() and args.seq_len is None:
         overrides += [f"data.train_file={data / 'train.txt'}", f"data.test_file={data / 'test.txt'}"]
@@ -193,8 +192,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed MLE batches (adversarial: a third of it)")
     parser.add_argument("--samples", type=int, default=10000)
     parser.add_argument("--no-cuda-graphs", action="store_true", help="time eager steps on the GPU")
+    parser.add_argument("--backend", default="auto", choices=("auto", "reference", "fast"))
+    parser.add_argument("--malloc-tuning", action="store_true", help="glibc mallopt tuning (relgan/fast/malloc.py)")
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args()
+    if args.malloc_tuning:
+        tune_malloc()
     args.dtype_flag = "bf16" if args.dtype == "bf16" else "no"
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -207,12 +210,12 @@ def main() -> None:
 
     batch = corpus.train_ids[: args.batch_size].to(device)
     graph_warmup = 5 if trainer.use_graphs else 1  # CUDA graphs: 3 eager calls, 1 capture, then replays
-    mle = timed(lambda: trainer.mle_graph(batch), device, args.repeats, warmup=graph_warmup)
+    mle = timed(lambda: trainer.mle_step(batch), device, args.repeats, warmup=graph_warmup)
 
     beta = torch.full((), 10.0, device=device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    adversarial = timed(lambda: trainer.adversarial_graph(beta), device, max(args.repeats // 3, 1),
+    adversarial = timed(lambda: trainer.adversarial_iteration(beta), device, max(args.repeats // 3, 1),
                         warmup=graph_warmup)
     peak_memory = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
                    else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30
@@ -247,7 +250,8 @@ def main() -> None:
                    else f"cpu ({torch.get_num_threads()} threads)"),
         "dtype": args.dtype,
         "torch": torch.__version__,
-        "malloc_tuned": MALLOC_TUNABLES in os.environ.get("GLIBC_TUNABLES", ""),
+        "malloc_tuned": args.malloc_tuning,
+        "backend": trainer.backend.line(),
         "data": source,
         "vocab_size": corpus.vocab_size,
         "seq_len": corpus.seq_len,

@@ -9,9 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from relgan.config import PROTOCOLS, describe_keys
+from relgan.config import BACKENDS, PROTOCOLS, describe_keys
 from relgan.errors import RelganError, TrainingInterrupted
-from relgan.malloc_tuning import restart_with_malloc_tuning
 
 logger = logging.getLogger("relgan")
 
@@ -84,8 +83,12 @@ def _sample(args: argparse.Namespace) -> int:
     from relgan.sampling import sample_ids
     from relgan.tokenization import decode
 
+    from relgan import fast
+
     generator, tokenizer, card = load_generator(Path(args.run), Path(args.checkpoint) if args.checkpoint else None)
-    generator.to(_device(args.device)).eval()
+    device = _device(args.device)
+    generator.to(device).eval()
+    fast.apply(generator, setting=args.backend, device=device)
     seed = card["seed"] if args.seed is None else args.seed
     with torch.no_grad():
         ids = sample_ids(generator, args.num, args.batch_size or card["sample_batch_size"], seed,
@@ -189,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--batch-size", type=int, help="sampling batch size (default: the run's eval.batch_size)")
     sample.add_argument("--out", help="output file (default: stdout), one sentence per line")
     sample.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    sample.add_argument("--backend", default="auto", choices=BACKENDS,
+                        help="reference: relgan/models as written; auto: verified fast paths (default)")
     sample.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sample.set_defaults(handler=_sample)
 
@@ -240,15 +245,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    restart_with_malloc_tuning()
     sys.exit(main())
 
 
 def train_entry() -> None:
-    restart_with_malloc_tuning()
     sys.exit(main(["train", *sys.argv[1:]]))
 
 
 def evaluate_entry() -> None:
-    restart_with_malloc_tuning()
     sys.exit(main(["evaluate", *sys.argv[1:]]))

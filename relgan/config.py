@@ -22,6 +22,7 @@ SCHEDULES = ("no", "lin", "exp", "log", "sigmoid", "quad", "sqrt", "learned")
 GAN_LOSSES = ("rsgan", "standard", "js", "kl", "hinge", "tv", "ls", "wgan-gp")
 ARCHITECTURES = ("rmc", "lstm")
 PROTOCOLS = ("relgan", "texygen", "full")
+BACKENDS = ("auto", "reference", "fast")
 METRICS = ("bleu", "self_bleu", "nll_gen", "nll_test", "nll_oracle", "diversity", "fed")
 
 
@@ -148,7 +149,11 @@ class RunConfig:
                           choices=("auto", "none", "tensorboard", "wandb", "mlflow"))
     log_every: int = _field(10, "steps between loss logs and NaN checks", min=1)
     keep_checkpoints: int = _field(3, "complete checkpoints kept on disk", min=1)
+    backend: str = _field("auto", "reference = relgan/models as written; auto = verified fast paths where they "
+                          "apply (C++ kernels on CPU), else the reference; fast = auto, but missing kernels are "
+                          "an error", choices=BACKENDS)
     cuda_graphs: bool = _field(True, "replay whole training steps as CUDA graphs (one GPU only; no effect on CPU)")
+    malloc_tuning: bool = _field(False, "keep freed memory for reuse (glibc mallopt; see docs/performance.md)")
     num_threads: int | None = _field(None, "torch CPU threads; null = torch's default", min=1)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from relgan import fast
 from relgan.checkpoint import load_generator, load_run_config
 from relgan.data import load_corpus
 from relgan.errors import RelganError
@@ -44,6 +45,7 @@ class _RunSession:
         self.config = load_run_config(run_dir)
         self.generator, _, _ = load_generator(run_dir, checkpoint)
         self.generator.to(device).eval()
+        fast.apply(self.generator, setting=self.config.run.backend, device=device)
         self.corpus = load_corpus(self.config.data, saved=run_dir)
         if self.corpus.oracle is not None:
             self.corpus.oracle.to(device)

@@ -19,7 +19,7 @@ def digest(tensors) -> str:
 def main() -> None:
     trainer = setup(load_config(sys.argv[1], sys.argv[2:]))
     seen = {"mle": [], "adversarial": []}
-    mle_step, real_batch = trainer.mle_graph.step, trainer._real_batch
+    mle_step, real_batch = trainer.mle_step.step, trainer._real_batch
 
     def recording_mle_step(batch):
         seen["mle"].append(batch.clone())
@@ -30,7 +30,7 @@ def main() -> None:
         seen["adversarial"].append(batch.clone())
         return batch
 
-    trainer.mle_graph.step, trainer._real_batch = recording_mle_step, recording_real_batch
+    trainer.mle_step.step, trainer._real_batch = recording_mle_step, recording_real_batch
     trainer.fit()
     result = {
         "rank": trainer.acc.process_index,

@@ -50,14 +50,14 @@ def test_memory_stays_flat_across_evaluations_and_checkpoints(tmp_path):
     config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "adversarial.steps=200", "adversarial.eval_every=20",
                                  "adversarial.checkpoint_every=20", "run.keep_checkpoints=2"])
     trainer = training.setup(config)
-    evaluate, usage = trainer._evaluate, []
+    evaluate, usage = trainer.book.evaluate, []
 
     def measured(*args):
         evaluate(*args)
         gc.collect()
         usage.append(_rss_mb())
 
-    trainer._evaluate = measured
+    trainer.book.evaluate = measured
     trainer.fit()
     adversarial = usage[2:]  # after the two MLE evaluations: 10 evaluations, 10 checkpoints
     assert len(adversarial) == 10

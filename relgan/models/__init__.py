@@ -1,4 +1,5 @@
-"""Networks: the generator (relational memory or LSTM core) and the multi-representation discriminator."""
+"""The reference networks in plain PyTorch: the generator (relational memory or LSTM core) and the
+multi-representation discriminator. Nothing here depends on the fast backends (``relgan.fast``)."""
 
 from relgan.models.discriminator import Discriminator
 from relgan.models.generator import Generator

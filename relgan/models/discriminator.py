@@ -10,9 +10,7 @@ from torch import Tensor, nn
 
 from relgan.config import DiscriminatorConfig
 from relgan.errors import ConfigError
-from relgan.models.conv_max import conv_max_over_time
-from relgan.models.highway import highway
-from relgan.models.layers import linear, onednn_linear, truncated_normal_
+from relgan.models.layers import linear, truncated_normal_
 
 
 class Discriminator(nn.Module):
@@ -37,6 +35,7 @@ class Discriminator(nn.Module):
         truncated_normal_(self.embedding, 1 / math.sqrt(vocab_size))
         d = self.representation_dim
         self.filter_sizes = list(config.filter_sizes)
+        # filter k of height `size` is conv_weights[i][k].view(d, size): [C, d*size], d-major
         self.conv_weights = nn.ParameterList()
         for size in self.filter_sizes:
             weight = nn.Parameter(torch.empty(config.num_filters, size * d))
@@ -51,12 +50,14 @@ class Discriminator(nn.Module):
         self.hidden = linear(width, config.hidden_size)
         self.logit = linear(config.hidden_size, 1)
 
-    def forward(self, *batches: Tensor) -> tuple[Tensor, ...]:
-        """Each batch: ids [B_i, T] or one-hots [B_i, T, V] -> logits [B_i*S], one tensor per batch."""
-        embedded = [self.embed(batch) for batch in batches]
-        logits = self.classify(torch.cat(embedded) if len(embedded) > 1 else embedded[0])
-        sizes = [e.shape[0] * self.num_representations for e in embedded]
-        return tuple(logits.split(sizes))
+    def forward(self, *batches: Tensor, dropout_mask: Tensor | None = None) -> tuple[Tensor, ...]:
+        """Each batch: ids [B_i, T] or one-hots [B_i, T, V] -> logits [B_i*S], one tensor per batch.
+
+        ``dropout_mask`` [sum_i B_i*S, width]: the dropout multipliers (see :meth:`classify`).
+        """
+        embedded = torch.cat([self.embed(batch) for batch in batches])
+        logits = self.classify(embedded, dropout_mask)
+        return tuple(logits.split([batch.shape[0] * self.num_representations for batch in batches]))
 
     def embed(self, batch: Tensor) -> Tensor:
         """ids [B, T] (looked up: equal to one_hot @ embedding) or one-hots [B, T, V] -> [B, T, S*d]."""
@@ -64,17 +65,28 @@ class Discriminator(nn.Module):
             return F.embedding(batch, self.embedding)
         return batch @ self.embedding
 
-    def classify(self, embedded: Tensor) -> Tensor:
-        """embedded [B, T, S*d] -> logits [B*S] (row b*S + s is representation s of sentence b)."""
+    def classify(self, embedded: Tensor, dropout_mask: Tensor | None = None) -> Tensor:
+        """embedded [B, T, S*d] -> logits [B*S] (row b*S + s is representation s of sentence b).
+
+        In training mode the highway's output [B*S, width] is multiplied by ``dropout_mask`` (0 for a dropped
+        element, 1/(1-p) for a kept one; drawn by :meth:`dropout_mask` when None).
+        """
         batch, length, _ = embedded.shape
         s, d = self.num_representations, self.representation_dim
-        per_rep = embedded.view(batch, length, s, d).permute(0, 2, 1, 3).reshape(batch * s, length, d)
+        per_rep = embedded.view(batch, length, s, d).permute(0, 2, 3, 1).reshape(batch * s, d, length)
         pooled = []
         for size, weight, bias in zip(self.filter_sizes, self.conv_weights, self.conv_biases):
-            # relu and the bias commute with the max over time, so pool first: same values, less memory.
-            pooled.append(torch.relu(conv_max_over_time(per_rep, weight, size) + bias))
-        features = torch.cat(pooled, dim=-1)  # [B*S, filters * len(sizes)]
-        # both highway branches in one matmul
-        both = onednn_linear(features, torch.cat([self.highway_gate.weight, self.highway_transform.weight]))
-        features = highway(features, both, self.config.dropout if self.training else 0.0)
+            responses = F.conv1d(per_rep, weight.view(-1, d, size), bias)  # [B*S, C, T - size + 1]
+            pooled.append(torch.relu(responses).max(dim=-1).values)
+        features = torch.cat(pooled, dim=-1)  # [B*S, width]
+        gate = torch.sigmoid(self.highway_gate(features))
+        features = gate * torch.relu(self.highway_transform(features)) + (1 - gate) * features
+        if self.training and self.config.dropout > 0:
+            features = features * (self.dropout_mask(features.shape, features.device) if dropout_mask is None
+                                   else dropout_mask)
         return self.logit(self.hidden(features)).squeeze(-1)
+
+    def dropout_mask(self, shape: torch.Size | tuple[int, ...], device: torch.device | str) -> Tensor:
+        """Inverted dropout's multipliers [shape]: 0 with probability p, else 1/(1-p)."""
+        p = self.config.dropout
+        return torch.bernoulli(torch.full(shape, 1 - p, device=device)) / (1 - p)

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from relgan.config import GeneratorConfig
-from relgan.gumbel import categorical_from_logits, relaxed_sample, relaxed_sample_backward, straight_through
-from relgan.models.cross_entropy import padded_cross_entropy
-from relgan.models.layers import linear, linear_for_steps, pad_output_rows, padded_linear, truncated_normal_
+from relgan.gumbel import categorical_from_logits, relaxed_sample
+from relgan.models.layers import linear, truncated_normal_
 from relgan.models.lstm import LSTMCore
-from relgan.models.relational_memory import RecordedSteps, RelationalMemory
-from relgan.models.replay import replayed
-
-# a core's step: (time slice of its input projections, state) -> (output [B, O], next state)
-CoreStep = Callable[[tuple[Tensor, ...], Any], tuple[Tensor, Any]]
+from relgan.models.relational_memory import RelationalMemory
 
 
 class Generator(nn.Module):
@@ -46,114 +39,68 @@ class Generator(nn.Module):
         self.output = linear(self.core.output_size, vocab_size)
 
     def forward(self, tokens: Tensor | None = None, *, mode: str = "logits", batch_size: int | None = None,
-                beta: float | Tensor = 1.0, hard: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+                beta: float | Tensor = 1.0, hard: bool = False,
+                noise: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         if mode == "logits":
             return self.logits(tokens)
         if mode == "nll":
             return self.token_nll(tokens)
         if mode == "sample":
-            return self.sample(batch_size, beta, hard=hard)
+            return self.sample(batch_size, beta, hard=hard, noise=noise)
         raise ValueError(f"unknown generator mode {mode!r}")
 
     def logits(self, tokens: Tensor) -> Tensor:
         """Teacher forcing: tokens [B, T] -> logits [B, T, V] predicting each token from the ones before it."""
-        return self._logits(self._teacher_forced(tokens))
+        return self.output_logits(self.teacher_forced(tokens))
 
     def token_nll(self, tokens: Tensor, temperature: float = 1.0) -> Tensor:
         """Teacher forcing: tokens [B, T] -> -log p(token | the ones before it) [B, T] in float32, under
-        softmax(logits / temperature).
+        softmax(logits / temperature)."""
+        logits = self.logits(tokens).float() / temperature
+        return F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), reduction="none").view(tokens.shape)
 
-        The cross-entropy reads the padded output layer's logits in place (see ``padded_linear``).
-        """
-        weight, bias = pad_output_rows(self.output.weight, self.output.bias)
-        logits = F.linear(self._teacher_forced(tokens), weight, bias)
-        if temperature != 1.0:
-            logits = logits / temperature
-        return padded_cross_entropy(logits.flatten(0, 1), tokens.flatten(), self.vocab_size).view(tokens.shape)
-
-    def _teacher_forced(self, tokens: Tensor) -> Tensor:
+    def teacher_forced(self, tokens: Tensor) -> Tensor:
         """tokens [B, T] -> the core's outputs [B, T, O], step t having read the start token and tokens < t."""
-        return self.core.unroll(self._projected_inputs(tokens), self.core.initial_state(tokens.shape[0], tokens.device))
-
-    def _projected_inputs(self, tokens: Tensor) -> tuple[Tensor, ...]:
-        """The core's time-major input projections ([T, B, ...]) of the start token and tokens [B, T] but the last."""
         start = tokens.new_full((tokens.shape[0], 1), self.start_id)
         inputs = torch.cat([start, tokens[:, :-1]], dim=1)
-        return self.core.project_inputs(F.embedding(inputs.t(), self.embedding))
+        projected = self.core.project_inputs(F.embedding(inputs.t(), self.embedding))  # time-major [T, B, ...]
+        return self.core.unroll(projected, self.core.initial_state(tokens.shape[0], tokens.device))
 
-    def _logits(self, hidden: Tensor) -> Tensor:
-        """Output projection [..., core output] -> [..., V]."""
-        return padded_linear(hidden, self.output.weight, self.output.bias)
+    def output_logits(self, hidden: Tensor) -> Tensor:
+        """The output layer: the core's outputs [..., O] -> logits [..., V]."""
+        return self.output(hidden)
 
-    def sample(self, batch_size: int, beta: float | Tensor, *, hard: bool = False) -> tuple[Tensor, Tensor]:
+    def sample(self, batch_size: int, beta: float | Tensor, *, hard: bool = False,
+               noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Differentiable sampling: (tokens [B, T], relaxed one-hots softmax(beta*(o+g)) [B, T, V]).
 
-        The sampled (hard) token is fed back; gradients reach the weights through the relaxed vectors.
+        The sampled (hard) token argmax(o+g) is fed back; gradients reach the weights (and a learned beta)
+        through the relaxed vectors. ``noise`` [B, T, V] is the Gumbel noise g (drawn when None).
         """
-        learned_beta = isinstance(beta, Tensor) and beta.requires_grad
-        recorder = self.core.recorder() if torch.is_grad_enabled() and not learned_beta else None
-        if recorder is not None:
-            tokens, relaxed = self._sample_then_attach_backward(batch_size, float(beta), recorder)
-        else:
-            tokens, relaxed = self._sample_steps(batch_size, beta, self.core.step)
-        return tokens, straight_through(tokens, relaxed) if hard else relaxed
-
-    def _sample_steps(self, batch_size: int, beta: float | Tensor, step: CoreStep) -> tuple[Tensor, Tensor]:
-        """(tokens [B, T], relaxed one-hots [B, T, V]) with ``step`` as the core's step."""
         tokens, relaxed = [], []
-        for logits in self._unroll(batch_size, tokens, step):
-            token, soft = relaxed_sample(logits, beta)
+        state = self.core.initial_state(batch_size, self.embedding.device)
+        token = torch.full((batch_size,), self.start_id, dtype=torch.long, device=self.embedding.device)
+        for t in range(self.seq_len):
+            output, state = self.core.step(self.core.project_inputs(F.embedding(token, self.embedding)), state)
+            token, soft = relaxed_sample(self.output_logits(output), beta, None if noise is None else noise[:, t],
+                                         hard=hard)
             tokens.append(token)
             relaxed.append(soft)
         return torch.stack(tokens, dim=1), torch.stack(relaxed, dim=1)
 
-    def _sample_then_attach_backward(self, batch_size: int, beta: float,
-                                     recorder: RecordedSteps) -> tuple[Tensor, Tensor]:
-        """Differentiable sampling as a no-grad loop, then one backward for all steps (``models/replay.py``).
-
-        The fed-back tokens carry no gradient, so the graph of the steps is a chain through the memory alone:
-        the kernel's sequence backward and one output-layer backward over all T*B rows replace T backwards of
-        B rows. The input projections are recomputed for all steps at once, with gradients.
-        """
-        with torch.no_grad():
-            tokens, relaxed = self._sample_steps(batch_size, beta, recorder.step)
-        hidden = recorder.replay(self._projected_inputs(tokens))  # [B, T, O]
-        weight, bias, rows, shape = self.output.weight, self.output.bias, hidden.detach().flatten(0, 1), hidden.shape
-
-        def backward(grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-            grad_logits = relaxed_sample_backward(grad, relaxed, beta).flatten(0, 1)  # [B*T, V]
-            return (grad_logits @ weight.detach()).view(shape), grad_logits.t() @ rows, grad_logits.sum(0)
-
-        return tokens, replayed(relaxed, backward, hidden, weight, bias)
-
     @torch.no_grad()
     def sample_tokens(self, batch_size: int, *, temperature: float = 1.0,
                       generator: torch.Generator | None = None) -> Tensor:
-        """Fast path for text: tokens [B, T] ~ softmax(o / temperature), no relaxation, no graph.
+        """Sampling for text: tokens [B, T] ~ softmax(o / temperature), no relaxation, no graph.
 
-        Exact categorical draws by inversion (one uniform per row) instead of Gumbel noise on all V
-        logits: the same distribution as the training path's Gumbel-Max, several times cheaper.
+        Exact categorical draws by inversion (one uniform per row from ``generator``): the same distribution
+        as the training path's Gumbel-Max.
         """
-        tokens: list[Tensor] = []
-        for logits in self._unroll(batch_size, tokens, self.core.step):
-            tokens.append(categorical_from_logits(logits, temperature, generator))
-        return torch.stack(tokens, dim=1)
-
-    def _unroll(self, batch_size: int, fed_back: list[Tensor], step: CoreStep):
-        """Yield logits [B, V] step by step with ``step`` (the core's, or its recorder's); the caller appends each
-        step's token to ``fed_back``."""
-        device = self.embedding.device
-        output_layer = linear_for_steps(*pad_output_rows(self.output.weight, self.output.bias), batch_size)
-        state = self.core.initial_state(batch_size, device)
-        token = torch.full((batch_size,), self.start_id, dtype=torch.long, device=device)
-        # A step's input projections depend on its token alone. When the batch feeds more tokens than the
-        # vocabulary has, project every token once and look rows up: the same values, fewer FLOPs.
-        table = self.core.project_inputs(self.embedding) if batch_size * self.seq_len > self.vocab_size else None
+        tokens = []
+        state = self.core.initial_state(batch_size, self.embedding.device)
+        token = torch.full((batch_size,), self.start_id, dtype=torch.long, device=self.embedding.device)
         for _ in range(self.seq_len):
-            if table is None:
-                step_inputs = self.core.project_inputs(F.embedding(token, self.embedding))
-            else:
-                step_inputs = tuple(F.embedding(token, rows) for rows in table)
-            output, state = step(step_inputs, state)
-            yield output_layer(output)[:, : self.vocab_size]
-            token = fed_back[-1]
+            output, state = self.core.step(self.core.project_inputs(F.embedding(token, self.embedding)), state)
+            token = categorical_from_logits(self.output_logits(output), temperature, generator)
+            tokens.append(token)
+        return torch.stack(tokens, dim=1)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from relgan.models.layers import linear, truncated_normal_, unroll_steps
+from relgan.models.layers import linear, truncated_normal_
 
 
 class LSTMCore(nn.Module):
@@ -22,21 +22,13 @@ class LSTMCore(nn.Module):
         self.recurrent_weight = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
         truncated_normal_(self.recurrent_weight, 1 / math.sqrt(hidden_size))
 
-    def initial_state(self, batch_size: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        zeros = torch.zeros(batch_size, self.hidden_size, device=device)
+    def initial_state(self, batch_size: int, device: torch.device | str) -> tuple[Tensor, Tensor]:
+        zeros = torch.zeros(batch_size, self.hidden_size, device=device, dtype=self.recurrent_weight.dtype)
         return zeros, zeros.clone()
 
     def project_inputs(self, embedded: Tensor) -> tuple[Tensor]:
-        """embedded [..., E] -> (input part of the gates [..., 4H],); leading dimensions [T, B] or [V]."""
+        """embedded [..., E] -> (input part of the gates [..., 4H],); leading dimensions [T, B] or [B]."""
         return (self.input_projection(embedded),)
-
-    def unroll(self, inputs: tuple[Tensor], state: tuple[Tensor, Tensor]) -> Tensor:
-        """All steps of time-major inputs ([T, B, 4H],): outputs h [B, T, H]."""
-        return unroll_steps(self.step, inputs, state)
-
-    def recorder(self) -> None:
-        """No kernel records LSTM steps: its sampling builds the step-by-step graph (see RelationalMemory)."""
-        return None
 
     def step(self, inputs: tuple[Tensor], state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """inputs ([B, 4H],), state ([B, H], [B, H]) -> (h [B, H], (h, c))."""
@@ -46,3 +38,11 @@ class LSTMCore(nn.Module):
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, (h, c)
+
+    def unroll(self, inputs: tuple[Tensor], state: tuple[Tensor, Tensor]) -> Tensor:
+        """All steps of time-major inputs ([T, B, 4H],): outputs h [B, T, H]."""
+        outputs = []
+        for (step_input,) in zip(inputs[0].unbind(0)):
+            output, state = self.step((step_input,), state)
+            outputs.append(output)
+        return torch.stack(outputs, dim=1)

@@ -1,11 +1,11 @@
-// The discriminator's highway gating and the dropout after it, for CPU (see relgan/models/highway.py): one pass
+// The discriminator's highway gating and the dropout after it, for CPU (see relgan/fast/discriminator.py): one pass
 // over [N, W] forward and one backward instead of PyTorch's several element-wise passes each way, and the
 // gradient of both branches' pre-activations written into one [N, 2W] buffer (no concatenation of two halves).
 #include "vectorized.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <torch/library.h>
+#include "library.h"
 
 #include <optional>
 #include <tuple>
@@ -104,7 +104,7 @@ std::tuple<at::Tensor, at::Tensor> highway_backward(const at::Tensor& grad_in, c
 
 }  // namespace
 
-TORCH_LIBRARY(relgan_highway, m) {
+RELGAN_LIBRARY(highway, m) {
   m.def("forward(Tensor features, Tensor both, Tensor? bits, int threshold, float scale) -> Tensor", &highway_forward);
   m.def("backward(Tensor grad, Tensor features, Tensor both, Tensor? bits, int threshold, float scale) -> "
         "(Tensor, Tensor)",

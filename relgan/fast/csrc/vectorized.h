@@ -1,5 +1,5 @@
-// ATen's vector type compiled for the widest instruction set the compiler targets (-march=native), shared by
-// the kernels that use SLEEF's exp, log and tanh.
+// ATen's vector type compiled for the instruction set the build targets (relgan/fast/build.py: baseline x86-64,
+// AVX2 or AVX-512), shared by the kernels that use SLEEF's exp, log and tanh.
 #pragma once
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
@@ -8,6 +8,8 @@
 #elif defined(__AVX2__) && defined(__FMA__)
 #define CPU_CAPABILITY AVX2
 #define CPU_CAPABILITY_AVX2
+#else
+#define CPU_CAPABILITY DEFAULT
 #endif
 
 #include <ATen/cpu/vec/vec.h>

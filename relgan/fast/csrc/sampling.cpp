@@ -1,13 +1,13 @@
-// Fused CPU sampling kernels (see relgan/gumbel.py): one pass over each row of logits instead of the PyTorch
-// path's tensor-wide passes (uniforms, two logs, add, argmax, scale, softmax; or softmax, cumsum, search).
-// exp and log come from ATen's vector types (SLEEF, 1-ulp), compiled for the widest instruction set the
-// compiler targets; the Gumbel noise from SplitMix64 applied to a counter, so every value depends on (seed,
+// Fused CPU sampling kernels (see relgan/fast/gumbel.py; the reference is relgan/gumbel.py): one pass over each
+// row of logits instead of the PyTorch path's tensor-wide passes (uniforms, two logs, add, argmax, scale,
+// softmax; or softmax, cumsum, search). exp and log come from ATen's vector types (SLEEF, 1-ulp), compiled for
+// the instruction set of the build; the Gumbel noise from SplitMix64 applied to a counter, so every value depends on (seed,
 // row, column) alone, not on the number of threads.
 #include "vectorized.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <torch/library.h>
+#include "library.h"
 
 #include <cmath>
 #include <cstdint>
@@ -213,7 +213,7 @@ at::Tensor categorical_by_inversion(const at::Tensor& logits, const at::Tensor& 
 
 }  // namespace
 
-TORCH_LIBRARY(relgan_sampling, m) {
+RELGAN_LIBRARY(sampling, m) {
   m.def("gumbel_softmax(Tensor logits, float beta, int seed, bool keep_perturbed) -> (Tensor, Tensor, Tensor)",
         &gumbel_softmax);
   m.def("gumbel_noise(int rows, int length, int seed) -> Tensor", &gumbel_noise);

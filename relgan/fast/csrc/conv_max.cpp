@@ -1,10 +1,11 @@
-// Fused valid 1-D convolution + max over time for CPU (see conv_max.py).
+// Fused valid 1-D convolution + max over time for CPU (the reference: Discriminator.classify in
+// relgan/models/discriminator.py; the wrapper: relgan/fast/discriminator.py).
 // The filter responses of a time step live in registers only: the [rows, time, filters] responses are never
 // written to memory, which is what made the unfused version memory-bound. GCC vector types keep it portable
 // (64-byte vectors are one AVX-512 register, two AVX2 ones).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <torch/library.h>
+#include "library.h"
 
 #include <algorithm>
 #include <cmath>
@@ -212,7 +213,7 @@ std::tuple<at::Tensor, at::Tensor> conv_max_backward(const at::Tensor& grad, con
 
 }  // namespace
 
-TORCH_LIBRARY(relgan_conv_max, m) {
+RELGAN_LIBRARY(conv_max, m) {
   m.def("forward(Tensor sequence, Tensor weight, int size) -> (Tensor, Tensor)", &conv_max_forward);
   m.def("backward(Tensor grad, Tensor sequence, Tensor weight, Tensor index, int size) -> (Tensor, Tensor)",
         &conv_max_backward);

@@ -9,7 +9,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
-#include <torch/library.h>
+#include "library.h"
 
 #include <algorithm>
 #include <cmath>
@@ -26,7 +26,7 @@ using relgan::lanes;
 using relgan::sigmoid;
 using relgan::Vec;
 
-// The parameters in the order RelationalMemory.kernel_parameters() passes them.
+// The parameters in the order relgan/fast/relational_memory.py (KERNEL_PARAMETERS) passes them.
 enum Parameter {
   kQkvWeight,            // [H*Q, F]
   kQkvNormWeight,        // [H*Q]
@@ -321,10 +321,12 @@ void check_inputs(const at::Tensor& x, const at::Tensor& qkv_x, const at::Tensor
 // order.
 std::vector<at::Tensor> sequence_forward(const at::Tensor& x, const at::Tensor& qkv_x, const at::Tensor& gates_x,
                                          const at::Tensor& memory, const std::vector<at::Tensor>& params,
-                                         int64_t heads, double eps_value, bool save, bool onednn) {
+                                         int64_t heads, double eps_value, double forget_bias_value, bool save,
+                                         bool onednn) {
   const Shape s = shape_of(x.size(0), x.size(1), memory.size(1), memory.size(2), heads);
   check_inputs(x, qkv_x, gates_x, memory, params, s);
   const float eps = static_cast<float>(eps_value);
+  const float forget_bias = static_cast<float>(forget_bias_value);
   const int64_t kept = save ? s.T : 1;
   const auto options = x.options();
   Forward f;
@@ -409,7 +411,7 @@ std::vector<at::Tensor> sequence_forward(const at::Tensor& x, const at::Tensor& 
             const int64_t w = lanes(s.F - c);
             const Vec value =
                 sigmoid(Vec::loadu(in_gate + c, w)) * Vec::loadu(candidate.data() + o + c, w).tanh() +
-                sigmoid(Vec::loadu(forget_gate + c, w) + Vec(1.0f)) * Vec::loadu(m + o + c, w);
+                sigmoid(Vec::loadu(forget_gate + c, w) + Vec(forget_bias)) * Vec::loadu(m + o + c, w);
             value.store(m_next + o + c, w);
             value.store(out + o + c, w);
           }
@@ -432,7 +434,9 @@ std::vector<at::Tensor> sequence_forward(const at::Tensor& x, const at::Tensor& 
 // grads of x [T, B, F], qkv_x [T, B, H*Q], gates_x [T, B, 2F], memory [B, N, F], then of the parameters in
 // their order.
 std::vector<at::Tensor> sequence_backward(const at::Tensor& grad_outputs_in, const std::vector<at::Tensor>& saved,
-                                          const std::vector<at::Tensor>& params, int64_t heads, bool onednn) {
+                                          const std::vector<at::Tensor>& params, int64_t heads,
+                                          double forget_bias_value, bool onednn) {
+  const float forget_bias = static_cast<float>(forget_bias_value);
   TORCH_CHECK(saved.size() == 12, "relational memory backward: expected the 12 saved buffers");
   Forward f{saved[0], saved[1], saved[2], saved[3], saved[4], saved[5],
             saved[6], saved[7], saved[8], saved[9], saved[10], saved[11]};
@@ -486,7 +490,7 @@ std::vector<at::Tensor> sequence_backward(const at::Tensor& grad_outputs_in, con
             const Vec candidate = Vec::loadu(xhat3 + o + c, w) * Vec::loadu(p[kMlpNormWeight] + c, w) +
                                   Vec::loadu(p[kMlpNormBias] + c, w);
             const Vec tc = candidate.tanh(), si = sigmoid(Vec::loadu(in_gate + c, w)),
-                      sf = sigmoid(Vec::loadu(forget_gate + c, w) + Vec(1.0f));
+                      sf = sigmoid(Vec::loadu(forget_gate + c, w) + Vec(forget_bias));
             const Vec d_in_c = d_next * tc * si * (Vec(1.0f) - si);
             const Vec d_forget_c = d_next * Vec::loadu(m + o + c, w) * sf * (Vec(1.0f) - sf);
             (d_next * si * (Vec(1.0f) - tc * tc)).store(d_cand + o + c, w);
@@ -564,10 +568,11 @@ std::vector<at::Tensor> sequence_backward(const at::Tensor& grad_outputs_in, con
 
 }  // namespace
 
-TORCH_LIBRARY(relgan_relational_memory, m) {
+RELGAN_LIBRARY(relational_memory, m) {
   m.def("forward(Tensor x, Tensor qkv_x, Tensor gates_x, Tensor memory, Tensor[] params, int heads, float eps, "
-        "bool save, bool onednn) -> Tensor[]",
+        "float forget_bias, bool save, bool onednn) -> Tensor[]",
         &sequence_forward);
-  m.def("backward(Tensor grad_outputs, Tensor[] saved, Tensor[] params, int heads, bool onednn) -> Tensor[]",
+  m.def("backward(Tensor grad_outputs, Tensor[] saved, Tensor[] params, int heads, float forget_bias, "
+        "bool onednn) -> Tensor[]",
         &sequence_backward);
 }

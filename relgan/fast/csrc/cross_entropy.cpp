@@ -7,7 +7,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <torch/library.h>
+#include "library.h"
 
 #include <algorithm>
 #include <cmath>
@@ -81,7 +81,7 @@ at::Tensor backward(const at::Tensor& grad_nll_in, const at::Tensor& logits, con
 
 }  // namespace
 
-TORCH_LIBRARY(relgan_cross_entropy, m) {
+RELGAN_LIBRARY(cross_entropy, m) {
   m.def("forward(Tensor logits, Tensor targets, int vocab) -> (Tensor, Tensor)", &forward);
   m.def("backward(Tensor grad_nll, Tensor logits, Tensor logsumexp, Tensor targets, int vocab) -> Tensor",
         &backward);

@@ -1,0 +1,275 @@
+"""Run bookkeeping beside the training loop: counters, per-step seeds, NaN-checked logs, progress bars, stop
+signals, evaluations and atomic checkpoints of one run directory. The learning algorithm is in training.py."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from relgan.checkpoint import CHECKPOINTS, checkpoint_name, publish_checkpoint, read_trainer_state, verify_checkpoint
+from relgan.config import Config
+from relgan.errors import CheckpointError, NonFiniteLossError, TrainingInterrupted
+from relgan.io_utils import append_jsonl, atomic_write_text
+from relgan.runtime import StopSignals, seed_step
+
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class Progress:
+    """Counters saved with every checkpoint."""
+
+    epoch: int = 0  # completed MLE epochs
+    batch_in_epoch: int = 0  # MLE batches done in the current epoch
+    mle_step: int = 0  # MLE batches done
+    adv_step: int = 0  # adversarial iterations done
+
+    @property
+    def global_step(self) -> int:
+        return self.mle_step + self.adv_step
+
+
+class RunBook:
+    """Everything of a run that is not the learning algorithm.
+
+    The trainer calls :meth:`step_done` after every step and :meth:`phase_point_done` after every MLE epoch or
+    adversarial iteration; the book logs, evaluates, checkpoints and stops when due.
+    """
+
+    def __init__(self, config: Config, run_dir: Path, accelerator: Accelerator,
+                 evaluation_report: Callable[[str, int], dict[str, Any]]) -> None:
+        self.config, self.run_dir, self.acc = config, run_dir, accelerator
+        self.evaluation_report = evaluation_report
+        self.progress = Progress()
+        self.stop = StopSignals()
+        self.last_checkpoint: Path | None = None
+        self.last_losses: dict[str, float] = {}
+        self._pending: list[tuple[str, int, dict[str, Tensor]]] = []
+        self._bar: tqdm | None = None
+
+    # ------------------------------------------------------------------------------------------- phases
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Trackers started, stop signals turned into a flag; pending logs written at the end."""
+        self.acc.init_trackers(self.config.run.name or "relgan", config=_flat(self.config.to_dict()))
+        with self.stop.installed():
+            yield
+        self.flush()
+
+    @contextlib.contextmanager
+    def phase(self, name: str, total: int, done: int, unit: str) -> Iterator[None]:
+        """A progress bar for one phase."""
+        self._bar = tqdm(total=total, initial=done, desc=name, unit=unit, disable=not self.acc.is_main_process,
+                         dynamic_ncols=True)
+        try:
+            yield
+        finally:
+            self._bar.close()
+            self._bar = None
+
+    def epoch_batches(self, loader) -> Iterator[Tensor]:
+        """The MLE batches left in the current epoch (resumed mid-epoch after a checkpoint), each step seeded."""
+        p = self.progress
+        loader.set_epoch(p.epoch)
+        if p.batch_in_epoch:
+            loader = self.acc.skip_first_batches(loader, p.batch_in_epoch)
+        self._bar.set_description(f"MLE epoch {p.epoch + 1}/{self.config.mle.epochs}")
+        for (batch,) in loader:
+            self.seed("mle", p.mle_step)
+            yield batch
+
+    def seed(self, phase: str, step: int) -> None:
+        """Reseed every RNG from (run seed, rank, phase, step): resumed runs continue exactly."""
+        seed_step(self.config.run.seed, self.acc.process_index, phase, step)
+
+    def step_done(self, phase: str, **values: Tensor) -> None:
+        """Count one MLE batch or adversarial iteration, queue its values, and stop if a signal arrived."""
+        p = self.progress
+        if phase == "mle":
+            p.mle_step += 1
+            p.batch_in_epoch += 1
+        else:
+            p.adv_step += 1
+        self._record(phase, p.mle_step if phase == "mle" else p.adv_step, values)
+        self._bar.update()
+        self._check_stop()
+
+    def epoch_done(self) -> None:
+        """After an MLE epoch: evaluate and checkpoint when due."""
+        p, cfg = self.progress, self.config.mle
+        p.epoch += 1
+        p.batch_in_epoch = 0
+        self._evaluate_and_checkpoint("mle", p.epoch, cfg.epochs, cfg.eval_every, cfg.checkpoint_every)
+
+    def iteration_done(self) -> None:
+        """After an adversarial iteration: evaluate and checkpoint when due."""
+        cfg = self.config.adversarial
+        self._evaluate_and_checkpoint("adversarial", self.progress.adv_step, cfg.steps, cfg.eval_every,
+                                      cfg.checkpoint_every)
+
+    # ------------------------------------------------------------------------------- logs and NaN checks
+
+    def _record(self, phase: str, step: int, values: dict[str, Tensor]) -> None:
+        """Queue detached step values; they are checked and logged together (no host sync per step)."""
+        device = self.acc.device
+        scalars = {k: torch.as_tensor(v, device=device).detach().float().reshape(()) for k, v in values.items()}
+        self._pending.append((phase, step, scalars))
+        if len(self._pending) >= self.config.run.log_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Stop on the first non-finite loss (on any rank); log means to the trackers and the progress bar."""
+        if not self._pending:
+            return
+        rows, self._pending = self._pending, []  # one phase: every phase ends with an evaluation, which flushes
+        names = list(rows[-1][2])
+        table = torch.stack([torch.stack(list(values.values())) for _, _, values in rows]).cpu()
+        losses = [i for i, name in enumerate(names) if name.endswith("loss")]
+        bad = ~torch.isfinite(table[:, losses])
+        anywhere = torch.tensor(float(bad.any()), device=self.acc.device)
+        if self.acc.num_processes > 1:
+            anywhere = self.acc.reduce(anywhere, reduction="sum")
+        if anywhere.item():
+            if bad.any():
+                row, col = (int(i) for i in bad.nonzero()[0])
+                phase, step, _ = rows[row]
+                what = f"{names[losses[col]]} = {table[row, losses[col]].item()}"
+            else:
+                phase, step, _ = rows[0]
+                what = "a loss on another process"
+            where = self.last_checkpoint or "none was written yet"
+            raise NonFiniteLossError(
+                f"non-finite {what} in the {phase} phase at step {step}; training stopped; "
+                f"last good checkpoint: {where} (try a lower learning rate)"
+            )
+        means = dict(zip(names, table.mean(dim=0).tolist()))
+        self.last_losses = means
+        self.acc.log({f"{rows[-1][0]}/{k}": v for k, v in means.items()}, step=self.progress.global_step)
+        if self._bar is not None:
+            self._bar.set_postfix({k: f"{v:.3g}" for k, v in means.items() if not k.endswith("norm")}, refresh=False)
+
+    def _check_stop(self) -> None:
+        """After a stop signal: write a checkpoint and leave. Ranks agree at log intervals."""
+        requested = self.stop.received
+        if self.acc.num_processes > 1:
+            if self.progress.global_step % self.config.run.log_every:
+                return
+            flag = torch.tensor(float(requested or 0), device=self.acc.device)
+            requested = int(self.acc.reduce(flag, reduction="max").item()) or None
+        if requested:
+            self.save_checkpoint()
+            raise TrainingInterrupted(
+                f"stopped by {signal.Signals(requested).name} at step {self.progress.global_step}; checkpoint "
+                f"written to {self.last_checkpoint}; continue with --resume", requested
+            )
+
+    # -------------------------------------------------------------------------- evaluation, checkpoints
+
+    def _evaluate_and_checkpoint(self, phase: str, done: int, total: int, eval_every: int,
+                                 checkpoint_every: int) -> None:
+        last = done == total
+        if done % eval_every == 0 or last:
+            self.evaluate(phase, done, total)
+        if done % checkpoint_every == 0 or last:
+            self.save_checkpoint()
+
+    def evaluate(self, phase: str, step: int, total: int) -> None:
+        """Write one evaluation (main process) to metrics.jsonl, the trackers and the console."""
+        self.flush()
+        if self.acc.is_main_process:
+            report = {"phase": phase, "step": step, "global_step": self.progress.global_step,
+                      **{k: v for k, v in self.last_losses.items() if k != "beta"}}
+            report.update(self.evaluation_report(phase, step))
+            append_jsonl(self.run_dir / METRICS_FILE, report)
+            self.acc.log({f"eval/{k}": v for k, v in report.items() if isinstance(v, (int, float))},
+                         step=self.progress.global_step)
+            (self._bar.write if self._bar is not None else print)(_summary_line(report, total))
+        self.acc.wait_for_everyone()
+
+    def save_checkpoint(self) -> None:
+        """Write a complete checkpoint of the current step atomically (all ranks take part)."""
+        self.flush()
+        root = self.run_dir / CHECKPOINTS
+        name = checkpoint_name(self.progress.global_step)
+        final, tmp = root / name, root / f".tmp-{name}"
+        if final == self.last_checkpoint:
+            return
+        if self.acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        self.acc.wait_for_everyone()
+        self.acc.save_state(str(tmp))
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            publish_checkpoint(tmp, final, {"progress": asdict(self.progress)}, self.config.run.keep_checkpoints)
+        self.acc.wait_for_everyone()
+        self.last_checkpoint = final
+
+    def restore(self, checkpoint: Path) -> None:
+        """Load networks, optimisers, RNG states and counters from a complete checkpoint."""
+        verify_checkpoint(checkpoint)
+        try:
+            self.acc.load_state(str(checkpoint))
+        except Exception as exc:  # shape mismatches and foreign files surface as many exception types
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(
+                f"{checkpoint}: does not fit the model the config asks for ({reason[:200]}); "
+                "it was trained with another architecture or vocabulary"
+            ) from None
+        self.progress = Progress(**read_trainer_state(checkpoint)["progress"])
+        self.last_checkpoint = checkpoint
+        if self.acc.is_main_process:
+            _drop_metrics_after(self.run_dir / METRICS_FILE, self.progress.global_step)
+
+
+def last_reports(path: Path) -> dict[str, Any]:
+    """The last evaluation of each phase (and the oracle reference line) from metrics.jsonl."""
+    last: dict[str, Any] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                last[record["phase"]] = record
+    return last
+
+
+def _drop_metrics_after(path: Path, global_step: int) -> None:
+    """On resume, forget evaluations newer than the checkpoint: they will be redone."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("global_step", 0) <= global_step]
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+_SUMMARY_KEYS = ("beta", "g_loss", "d_loss", "nll_oracle", "nll_gen", "nll_test", "bleu-2", "bleu-3", "bleu-4",
+                 "bleu-5", "self-bleu-4")
+
+
+def _summary_line(report: dict[str, Any], total: int) -> str:
+    parts = [f"[{report['phase']} {report['step']}/{total}]"]
+    parts += [f"{k}={report[k]:.4g}" for k in _SUMMARY_KEYS if isinstance(report.get(k), (int, float))]
+    return " ".join(parts)
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten a nested config for trackers (lists become strings)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = str(value) if isinstance(value, list) or value is None else value
+    return flat

@@ -1,0 +1,137 @@
+"""Building and loading the C++ CPU kernels (``csrc/``), one build per instruction set.
+
+Each build is compiled for one instruction set explicitly (never ``-march=native``), so that a build made on
+one CPU runs on every CPU that has that set, and every set the machine can execute can be tested on it:
+
+* ``baseline`` - x86-64 (SSE2), runs on every x86-64 CPU;
+* ``avx2``     - x86-64-v3 (AVX2, FMA);
+* ``avx512``   - x86-64-v4 (AVX-512 F/BW/CD/DQ/VL);
+* ``generic``  - on other architectures: the compiler's default target.
+
+A build's name (and the namespace of its ops, ``torch.ops.relgan_<isa>_<op>``) holds the instruction set and a
+hash of the sources, the flags and the torch version: two checkouts share a build when their kernels are the
+same and never rebuild each other's. torch caches builds in ``$TORCH_EXTENSIONS_DIR`` (default
+``~/.cache/torch_extensions``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger("relgan")
+
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = sorted(CSRC.glob("*.cpp"))
+HEADERS = sorted(CSRC.glob("*.h"))
+ISA_VARIABLE = "RELGAN_CPU_ISA"
+OP_LIBRARIES = ("relational_memory", "conv_max", "highway", "cross_entropy", "sampling")
+
+# instruction set -> (compiler flags, CPU flags of /proc/cpuinfo it needs)
+X86_ISAS: dict[str, tuple[list[str], tuple[str, ...]]] = {
+    "baseline": (["-march=x86-64", "-mtune=generic"], ()),
+    "avx2": (["-march=x86-64-v3", "-mtune=generic"], ("avx", "avx2", "fma", "bmi1", "bmi2", "f16c", "movbe", "abm")),
+    "avx512": (["-march=x86-64-v4", "-mtune=generic"],
+               ("avx2", "fma", "avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl")),
+}
+
+
+class KernelsUnavailable(RuntimeError):
+    """The kernels of an instruction set could not be built or loaded here."""
+
+
+def _is_x86() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
+def _cpu_flags() -> set[str]:
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return set()
+    line = next((line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
+
+
+def executable_isas() -> list[str]:
+    """The instruction sets this CPU can execute, narrowest first."""
+    if not _is_x86():
+        return ["generic"]
+    flags = _cpu_flags()
+    return [isa for isa, (_, needs) in X86_ISAS.items() if all(flag in flags for flag in needs)]
+
+
+def default_isa() -> str:
+    """``$RELGAN_CPU_ISA`` if set (it must be executable here), else the widest set the CPU executes."""
+    chosen = os.environ.get(ISA_VARIABLE)
+    available = executable_isas()
+    if chosen:
+        if chosen not in available:
+            raise KernelsUnavailable(f"{ISA_VARIABLE}={chosen}: this CPU executes {', '.join(available)}")
+        return chosen
+    return available[-1]
+
+
+def _flags(isa: str) -> list[str]:
+    target = X86_ISAS[isa][0] if isa in X86_ISAS else []
+    return ["-O3", *target, "-fopenmp", "-fvisibility=hidden", f"-DRELGAN_OPS_PREFIX=relgan_{isa}"]
+
+
+def build_name(isa: str) -> str:
+    """relgan_<isa>_<hash of the sources, headers, flags and torch version>."""
+    digest = hashlib.sha256()
+    for path in [*SOURCES, *HEADERS]:
+        digest.update(path.name.encode() + path.read_bytes())
+    digest.update(" ".join([*_flags(isa), torch.__version__, sys.version.split()[0]]).encode())
+    return f"relgan_{isa}_{digest.hexdigest()[:12]}"
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """The ops of one instruction-set build: ``kernels.relational_memory.forward(...)`` and so on."""
+
+    isa: str
+    name: str
+    build_dir: Path
+
+    def __getattr__(self, library: str):
+        if library not in OP_LIBRARIES:
+            raise AttributeError(library)
+        return getattr(torch.ops, f"relgan_{self.isa}_{library}")
+
+
+@functools.cache
+def load(isa: str) -> Kernels:
+    """Build (once per machine and source version) and load the kernels of ``isa``; KernelsUnavailable if that
+    fails (no compiler, no ninja, a CPU without the instruction set)."""
+    if isa not in executable_isas():
+        raise KernelsUnavailable(f"this CPU does not execute {isa} (it executes {', '.join(executable_isas())})")
+    from torch.utils.cpp_extension import _get_build_directory, load as load_extension
+
+    name = build_name(isa)
+    cached = True
+    try:
+        build_dir = Path(_get_build_directory(name, verbose=False))
+        cached = (build_dir / f"{name}.so").is_file()
+        if not cached:
+            print(f"relgan: building the C++ CPU kernels for {isa} (once per machine and kernel version) ...",
+                  end="", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        load_extension(name=name, sources=[str(s) for s in SOURCES], extra_cflags=_flags(isa),
+                       extra_ldflags=["-fopenmp"], extra_include_paths=[str(CSRC)], is_python_module=False)
+        if not cached:
+            print(f" done in {time.perf_counter() - start:.0f} s ({build_dir})", file=sys.stderr, flush=True)
+    except Exception as exc:  # no compiler, no ninja, a read-only cache: all mean "no kernels here"
+        if not cached:
+            print(" failed", file=sys.stderr, flush=True)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise KernelsUnavailable(f"building the {isa} kernels failed: {reason[:200]}") from None
+    return Kernels(isa, name, build_dir)
