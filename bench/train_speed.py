@@ -1,7 +1,7 @@
 """Training and sampling speed at paper sizes, against the machine's measured matmul peak (JSON out).
 
 python bench/train_speed.py [--config configs/coco_relgan100.yaml] [--device cuda] [--dtype bf16]
-                            [--backend auto|reference] [--malloc-tuning]
+                            [--backend auto|reference]
 
 Times warm MLE batches, adversarial iterations (with their G-step / D-step split) and sampling of 10,000
 sentences through the training code itself; counts each one's FLOPs from the config; measures the fp32
@@ -30,7 +30,6 @@ import torch  # noqa: E402
 from json_output import emit  # noqa: E402
 
 from relgan.config import Config, load_config  # noqa: E402
-from relgan.fast.malloc import tune_malloc  # noqa: E402
 from relgan.fast.onednn import onednn_available  # noqa: E402
 
 # ----------------------------------------------------------------------------------------- FLOP counts
@@ -193,11 +192,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10000)
     parser.add_argument("--no-cuda-graphs", action="store_true", help="time eager steps on the GPU")
     parser.add_argument("--backend", default="auto", choices=("auto", "reference", "fast"))
-    parser.add_argument("--malloc-tuning", action="store_true", help="glibc mallopt tuning (relgan/fast/malloc.py)")
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args()
-    if args.malloc_tuning:
-        tune_malloc()
+
     args.dtype_flag = "bf16" if args.dtype == "bf16" else "no"
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -250,7 +247,7 @@ def main() -> None:
                    else f"cpu ({torch.get_num_threads()} threads)"),
         "dtype": args.dtype,
         "torch": torch.__version__,
-        "malloc_tuned": args.malloc_tuning,
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         "backend": trainer.backend.line(),
         "data": source,
         "vocab_size": corpus.vocab_size,

@@ -199,9 +199,10 @@ def load_generator(run_dir: Path, checkpoint: Path | None = None) -> tuple[Gener
     else:
         weights_dir = run_dir / EXPORT
         if not weights_dir.is_dir():
-            raise CheckpointError(
-                f"{run_dir}: no final generator export yet (the run has not finished); pass --checkpoint"
-            )
+            found = complete_checkpoints(run_dir)
+            hint = f"pass --checkpoint {found[-1]} (its latest complete checkpoint)" if found else \
+                "it has no complete checkpoint either"
+            raise CheckpointError(f"{run_dir}: no final generator export yet (the run has not finished); {hint}")
     verify_checkpoint(weights_dir)
     try:
         generator.load_state_dict(strip_wrapper_prefixes(load_file(str(weights_dir / GENERATOR_WEIGHTS))))

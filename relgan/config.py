@@ -153,7 +153,6 @@ class RunConfig:
                           "apply (C++ kernels on CPU), else the reference; fast = auto, but missing kernels are "
                           "an error", choices=BACKENDS)
     cuda_graphs: bool = _field(True, "replay whole training steps as CUDA graphs (one GPU only; no effect on CPU)")
-    malloc_tuning: bool = _field(False, "keep freed memory for reuse (glibc mallopt; see docs/performance.md)")
     num_threads: int | None = _field(None, "torch CPU threads; null = torch's default", min=1)
 
 
@@ -299,7 +298,10 @@ def _coerce(value: Any, kind: Any, key: str, where: str) -> Any:
             value = [yaml.safe_load(part) for part in value.split(",") if part.strip()]
         elif not isinstance(value, list):
             value = [value]
-        return [_coerce(item, item_kind, key, where) for item in value]
+        try:
+            return [_coerce(item, item_kind, key, where) for item in value]
+        except ConfigError:
+            raise fail() from None
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -365,8 +367,52 @@ def _check_constraints(value: Any, meta: typing.Mapping[str, Any], key: str, whe
             raise ConfigError(f"{where}: {key} = {value!r} is out of range; it must be < {meta['lt']}")
 
 
+# Keys that only count under some setting: (section, keys, the setting, when it counts, what makes them count)
+CONDITIONAL_KEYS: tuple[tuple[str, tuple[str, ...], str, Any, str], ...] = (
+    ("data", ("train_file", "test_file"), "data.source", lambda c: c.data.source == "files", "data.source=files"),
+    ("data", ("dataset", "dataset_config", "text_column", "train_split", "test_split"), "data.source",
+     lambda c: c.data.source == "hub", "data.source=hub"),
+    ("data", ("tokenization", "min_frequency", "max_vocab_size", "seq_len"), "data.source",
+     lambda c: c.data.source != "oracle", "data.source=files or hub (the oracle's length is data.oracle.seq_len)"),
+    ("data.oracle", tuple(f.name for f in dataclasses.fields(OracleConfig)), "data.source",
+     lambda c: c.data.source == "oracle", "data.source=oracle"),
+    ("generator", ("mem_slots", "num_heads", "head_size"), "generator.architecture",
+     lambda c: c.generator.architecture == "rmc", "generator.architecture=rmc"),
+    ("generator", ("hidden_size",), "generator.architecture", lambda c: c.generator.architecture == "lstm",
+     "generator.architecture=lstm"),
+    ("adversarial", ("gp_weight",), "adversarial.loss", lambda c: c.adversarial.loss == "wgan-gp",
+     "adversarial.loss=wgan-gp"),
+    ("gumbel", ("horizon",), "gumbel.schedule", lambda c: c.gumbel.schedule not in ("no", "learned"),
+     "a schedule that rises (lin, exp, log, sigmoid, quad, sqrt)"),
+)
+
+
+def _check_effect(config: Config) -> None:
+    """A key set away from its default where it has no effect is an error, not silence."""
+    defaults = Config()
+    for section, keys, setting, counts, remedy in CONDITIONAL_KEYS:
+        if counts(config):
+            continue
+        current = _dotted(config, setting)
+        for key in keys:
+            value, default = _dotted(config, f"{section}.{key}"), _dotted(defaults, f"{section}.{key}")
+            if value != default:
+                raise ConfigError(
+                    f"{section}.{key} = {value!r} has no effect with {setting} = {current!r}; it counts with "
+                    f"{remedy}: set that, or remove the key"
+                )
+
+
+def _dotted(config: Config, key: str) -> Any:
+    value: Any = config
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
 def _validate(config: Config) -> None:
     """Checks that involve more than one key."""
+    _check_effect(config)
     data = config.data
     if data.source == "files":
         for key in ("train_file", "test_file"):

@@ -101,8 +101,12 @@ def _text_corpus(config: DataConfig, saved: Path | None) -> Corpus:
     seq_len = config.seq_len or max(len(words) for words in train_words)
     train_ids, train_cut = encode(tokenizer, train_words, seq_len)
     test_ids, test_cut = encode(tokenizer, test_words, seq_len)
-    for split, cut in (("training", train_cut), ("test", test_cut)):
-        if cut:
+    for split, cut, total in (("training", train_cut, len(train_words)), ("test", test_cut, len(test_words))):
+        if cut == total:
+            logger.warning("all %d %s sentences are longer than seq_len = %d and were truncated: NLL_test and BLEU "
+                           "then measure cut sentences, not the %s data; raise data.seq_len", cut, split, seq_len,
+                           split)
+        elif cut:
             logger.warning("%d %s sentences are longer than seq_len = %d and were truncated", cut, split, seq_len)
     return Corpus(
         tokenizer=tokenizer,

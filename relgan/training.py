@@ -9,7 +9,6 @@ official code trains iteration k with beta(k-1) and iteration 0 with 1; the diff
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ from relgan.data import Corpus, load_corpus, save_corpus_artifacts
 from relgan.errors import CheckpointError, DataError
 from relgan.evaluation import TextEvaluator, generator_report
 from relgan.fast.cuda_graphs import StepGraph
-from relgan.fast.malloc import VARIABLE as MALLOC_VARIABLE, tune_malloc
 from relgan.gumbel import LearnedInverseTemperature, inverse_temperature
 from relgan.io_utils import append_jsonl, atomic_write_text
 from relgan.losses import gan_losses, gradient_penalty
@@ -229,8 +227,6 @@ def setup(config: Config, *, resume: str | None = None, overwrite: bool = False,
     """Accelerator, corpus and trainer of a run; with ``write`` the run directory is created or resumed."""
     run_dir = run_dir_of(config)
     configure_threads(config.run)
-    if config.run.malloc_tuning or os.environ.get(MALLOC_VARIABLE) == "1":
-        tune_malloc()
     accelerator = build_accelerator(config.run, run_dir)
     set_seed(config.run.seed)
     checkpoint = None

@@ -18,6 +18,7 @@ torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "configs" / "smoke.yaml"
+SMOKE_TEXT = REPO / "tests" / "smoke_text.yaml"  # the same sizes, for text files
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,6 @@ code (fingerprints) and on the machine (parity probe), and a changed model runs 
 import ast
 import json
 import logging
-from pathlib import Path
 
 import pytest
 import torch

@@ -85,3 +85,25 @@ def test_coco_training_captions_against_the_test_set(shared_data):
     refs = [reference_words(line) for line in test]
     for line in train[:3]:
         assert evaluator.index.scores([reference_words(line)], [4])[4][0] == _nltk(refs, reference_words(line), 4)
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_a_tie_in_the_closest_reference_length_goes_to_the_shorter_reference(n):
+    """References of 3 and 5 words only: a 4-word hypothesis is one word from both. nltk takes the shorter
+    (brevity penalty 1); the longer would give exp(1 - 5/4)."""
+    references = [["tie", "a", "b"], ["tie", "c", "d", "e", "f"], ["a", "the", "man"]]
+    hypotheses = [["tie", "a", "b", "c"], ["a", "the", "man", "dog"], ["tie", "c", "d", "e", "f", "g"]]
+    ours = sentence_bleu_scores(hypotheses, references, n)
+    assert ours == [_nltk(references, hypothesis, n) for hypothesis in hypotheses]
+    assert all(score > 0 for score in ours)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_self_bleu_of_samples_whose_length_no_other_sample_has(n):
+    """A sample of a length no other sample has takes its closest length among the others (ties to the
+    shorter), the path that copies of one length never run: ["dog"] is measured against 2 words (brevity
+    penalty exp(1 - 2)), not against its own length."""
+    samples = [["a", "dog"], ["a", "dog", "on", "the"], ["the", "dog", "on", "a", "table", "red"],
+               ["a", "man", "sits"], ["a", "man", "sits", "on", "the"], ["a", "man"], ["dog"]]
+    ours = self_bleu_scores(samples, n)
+    assert ours == [_nltk(samples[:i] + samples[i + 1:], samples[i], n) for i in range(len(samples))]

@@ -7,9 +7,9 @@ import pytest
 from relgan.checkpoint import complete_checkpoints
 from relgan.cli import main
 
-from conftest import REPO, SMOKE, run_cli
+from conftest import REPO, SMOKE, SMOKE_TEXT, run_cli
 
-SMALL_TEXT = ["data.source=files", "mle.batch_size=2", "adversarial.batch_size=2", "adversarial.steps=2",
+SMALL_TEXT = ["mle.batch_size=2", "adversarial.batch_size=2", "adversarial.steps=2",
               "mle.epochs=1", "discriminator.filter_sizes=2", "eval.num_samples=4", "eval.metrics=[bleu]"]
 
 
@@ -39,20 +39,20 @@ def test_bad_training_data(tmp_path, capsys, train, expected):
     files = _text_files(tmp_path, train=b"x" if train is None else train)
     if train is None:
         (tmp_path / "train.txt").unlink()
-    _one_line_error(capsys, ["train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", *SMALL_TEXT, *files,
+    _one_line_error(capsys, ["train", "--config", str(SMOKE_TEXT), f"run.output_dir={tmp_path}", *SMALL_TEXT, *files,
                              "--dry-run"], expected)
 
 
 def test_blank_lines_and_long_test_sentences_are_counted_not_fatal(tmp_path, capsys):
     files = _text_files(tmp_path, train=b"a b c\n\n  \nb c d\nc d e\n", test=b"a b c d e f\n")
-    assert main(["train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", *SMALL_TEXT, *files, "--dry-run"]) == 0
+    assert main(["train", "--config", str(SMOKE_TEXT), f"run.output_dir={tmp_path}", *SMALL_TEXT, *files, "--dry-run"]) == 0
     err = capsys.readouterr().err
     assert "warning: data.train_file: skipped 2 blank lines" in err
-    assert "warning: 1 test sentences are longer than seq_len = 3 and were truncated" in err
+    assert "warning: all 1 test sentences are longer than seq_len = 3 and were truncated" in err
 
 
 def test_unreachable_hub_dataset(tmp_path, capsys):
-    _one_line_error(capsys, ["train", "--config", str(SMOKE), "data.source=hub", "data.dataset=nobody/missing-xyz",
+    _one_line_error(capsys, ["train", "--config", str(SMOKE_TEXT), "data.source=hub", "data.dataset=nobody/missing-xyz",
                              "--dry-run"], "data.source=files data.train_file=PATH")
 
 
@@ -65,6 +65,8 @@ def test_unreachable_hub_dataset(tmp_path, capsys):
     ("adversarial.loss=wasserstein", "choose one of: rsgan, standard"),
     ("generator.architecture=transformer", "choose one of: rmc, lstm"),
     ("mle.epochs=0 adversarial.steps=0", "nothing to train"),
+    ("discriminator.filter_sizes=[2,x]", "discriminator.filter_sizes must be a list of integers, got [2, 'x']"),
+    ("data.train_file=mine.txt", "data.train_file = 'mine.txt' has no effect with data.source = 'oracle'"),
 ])
 def test_bad_config_values(tmp_path, capsys, override, expected):
     _one_line_error(capsys, ["train", "--config", str(SMOKE), *override.split(), "--dry-run"], expected)
@@ -119,12 +121,26 @@ def test_weights_of_another_architecture_are_refused(smoke_run, tmp_path, capsys
     _one_line_error(capsys, ["sample", "--run", str(run), "--num", "2"], "weights do not fit the generator")
 
 
-def test_sample_errors(tmp_path, capsys):
+def test_sample_errors(smoke_run, tmp_path, capsys):
     _one_line_error(capsys, ["sample", "--run", str(tmp_path / "none"), "--num", "2"], "not a relgan run")
+    run = _copy(smoke_run, tmp_path)
+    shutil.rmtree(run / "generator")
+    latest = complete_checkpoints(run)[-1]
+    _one_line_error(capsys, ["sample", "--run", str(run), "--num", "2"],
+                    f"no final generator export yet (the run has not finished); pass --checkpoint {latest}")
+
+
+def test_test_sentences_all_longer_than_seq_len_are_named(tmp_path, capsys):
+    files = _text_files(tmp_path, train=b"a b\nb c\nc d\n", test=b"a b c d\nb c d e\n")
+    assert main(["train", "--config", str(SMOKE_TEXT), f"run.output_dir={tmp_path}", *SMALL_TEXT, *files,
+                 "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "all 2 test sentences are longer than seq_len = 2 and were truncated" in err and "raise data.seq_len" in err
 
 
 @pytest.mark.parametrize("samples, references, expected", [
     (b"", b"a b\n", "--samples: file is empty"),
+    (b"\n  \n\n", b"a b\n", "--samples: file is empty"),
     (b"a b\n", None, "--references: file not found"),
     ("caf\u00e9 noir\n".encode("latin-1"), b"a b\n", "--samples: "),
 ])
@@ -138,7 +154,7 @@ def test_evaluate_file_errors(tmp_path, capsys, samples, references, expected):
 
 def test_real_process_exit_code_and_single_line(tmp_path):
     (tmp_path / "t.txt").write_bytes("na\u00efve\n".encode("utf-16"))
-    result = run_cli("train", "--config", str(SMOKE), "data.source=files", f"data.train_file={tmp_path / 't.txt'}",
+    result = run_cli("train", "--config", str(SMOKE_TEXT), f"data.train_file={tmp_path / 't.txt'}",
                      f"data.test_file={tmp_path / 't.txt'}", "--dry-run", cwd=REPO)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr

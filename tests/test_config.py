@@ -107,3 +107,31 @@ def test_help_lists_every_key():
     assert len(keys) > 50 and "data.oracle.vocab_size" in keys
     for key in keys:
         assert f"  {key} (" in text
+
+
+@pytest.mark.parametrize("overrides, key, remedy", [
+    (["data.train_file=mine.txt", "data.test_file=mine_test.txt"], "data.train_file", "data.source=files"),
+    (["data.dataset=ptb_text_only"], "data.dataset", "data.source=hub"),
+    (["data.source=files", "data.train_file=a", "data.test_file=b", "data.oracle.vocab_size=7"],
+     "data.oracle.vocab_size", "data.source=oracle"),
+    (["data.seq_len=30"], "data.seq_len", "data.source=files or hub"),
+    (["generator.architecture=lstm", "generator.head_size=64"], "generator.head_size", "generator.architecture=rmc"),
+    (["generator.hidden_size=64"], "generator.hidden_size", "generator.architecture=lstm"),
+    (["adversarial.gp_weight=5"], "adversarial.gp_weight", "adversarial.loss=wgan-gp"),
+    (["gumbel.schedule=no", "gumbel.horizon=5000"], "gumbel.horizon", "a schedule that rises"),
+])
+def test_a_key_without_effect_is_an_error_that_names_what_would_make_it_count(overrides, key, remedy):
+    with pytest.raises(ConfigError) as info:
+        load_config(REPO / "configs" / "demo.yaml", overrides)
+    message = str(info.value)
+    assert message.startswith(f"{key} = ") and "has no effect with" in message and remedy in message
+
+
+def test_keys_at_their_defaults_and_keys_that_count_are_accepted(tmp_path):
+    # a saved run's config lists every key; those of other settings sit at their defaults
+    config = load_config(REPO / "configs" / "demo.yaml", ["gumbel.schedule=no", "adversarial.loss=wgan-gp",
+                                                          "adversarial.gp_weight=5"])
+    save_config(config, tmp_path / "resolved.yaml")
+    assert load_config(tmp_path / "resolved.yaml").adversarial.gp_weight == 5.0
+    files = load_config(None, ["data.source=files", "data.train_file=a.txt", "data.test_file=b.txt", "data.seq_len=9"])
+    assert files.data.train_file == "a.txt" and files.data.seq_len == 9

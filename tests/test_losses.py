@@ -38,8 +38,15 @@ def test_losses_by_hand(kind):
 
 
 def test_rsgan_pairs_logits_elementwise():
-    d_loss, _ = gan_losses("rsgan", torch.tensor(R), torch.tensor(F[::-1]))
-    assert d_loss.item() != pytest.approx(EXPECTED["rsgan"][0])
+    """Real logit i with fake logit i, by hand: not every pair, and not the difference of the means."""
+    real, fake = [1.0, -2.0, 0.5], [4.0, -1.0, 0.0]
+    d_loss, g_loss = gan_losses("rsgan", torch.tensor(real), torch.tensor(fake))
+    elementwise = mean([sp(4.0 - 1.0), sp(-1.0 + 2.0), sp(0.0 - 0.5)])
+    assert d_loss.item() == pytest.approx(elementwise, rel=1e-6)
+    assert g_loss.item() == pytest.approx(mean([sp(1.0 - 4.0), sp(-2.0 + 1.0), sp(0.5 - 0.0)]), rel=1e-6)
+    all_pairs = mean([sp(f - r) for r in real for f in fake])
+    of_means = sp(mean(fake) - mean(real))
+    assert abs(elementwise - all_pairs) > 0.1 and abs(elementwise - of_means) > 0.1
 
 
 class LinearCritic(nn.Module):

@@ -1,6 +1,7 @@
 """End-to-end runs of the smoke config through the CLI: run directory, sampling, resume, interruption."""
 
 import json
+import math
 import random
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from relgan.checkpoint import complete_checkpoints, verify_checkpoint
 from relgan.cli import main
 from relgan.tokenization import load_tokenizer
 
-from conftest import REPO, SMOKE, run_cli
+from conftest import REPO, SMOKE, SMOKE_TEXT, run_cli
 
 LONGER = ["adversarial.steps=60", "adversarial.eval_every=30", "adversarial.checkpoint_every=5"]
 
@@ -82,7 +83,10 @@ def test_dry_run_prints_sizes_and_writes_nothing(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert (summary["vocab_size"], summary["seq_len"]) == (50, 8)
-    assert summary["generator_parameters"] > 0 and summary["discriminator_parameters"] > 0
+    # by hand, V=50, E=8, F=2*16, qkv 2*48: 400 + (256+32) + (3072+192) + 64 + 2*(1024+32) + 64 + 2*2048 + (1600+50)
+    assert summary["generator_parameters"] == 11938
+    # 50*8 embedding, convolutions (2+1)*16 + (3+1)*16, highway 2*32*32, hidden 32*16+16, logit 16+1
+    assert summary["discriminator_parameters"] == 3105
     assert not (tmp_path / "smoke").exists()
 
 
@@ -133,26 +137,71 @@ def _wait_for_checkpoint(run_dir, process, timeout=120):
 
 
 def test_learned_beta_and_bf16_autocast_train_on_cpu(tmp_path):
+    """One adversarial iteration: Adam's first step moves rho = log(beta) by the learning rate (m / sqrt(v) =
+    +-1), so the D steps use beta = exp(+-0.05)."""
     from relgan.config import load_config
     from relgan.training import setup
 
-    config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "gumbel.schedule=learned", "adversarial.steps=4",
+    config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "gumbel.schedule=learned", "adversarial.steps=1",
                                  "adversarial.g_lr=0.05", "run.mixed_precision=bf16", "mle.epochs=1"])
     trainer = setup(config)
     reports = trainer.fit()
-    beta = reports["adversarial"]["beta"]
-    assert beta != 1.0 and beta > 0  # trained by the generator's loss from exp(0) = 1
+    assert abs(math.log(reports["adversarial"]["beta"])) == pytest.approx(0.05, rel=1e-3)
+    assert trainer.beta_module().item() == pytest.approx(reports["adversarial"]["beta"], rel=1e-6)
     assert all(torch.isfinite(p).all() for p in trainer.gen.parameters())
+
+
+def test_learned_beta_is_read_anew_by_every_generator_step(tmp_path):
+    """Two G steps per iteration: each step's graph has its own beta (no backward through a freed graph), and
+    the D steps use the beta after both updates."""
+    from relgan.config import load_config
+    from relgan.training import setup
+
+    config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "gumbel.schedule=learned", "adversarial.steps=2",
+                                 "adversarial.g_steps=2", "adversarial.g_lr=0.05", "mle.epochs=1"])
+    trainer = setup(config)
+    betas = []
+    generator_step = trainer._generator_step
+    trainer._generator_step = lambda beta: (betas.append(beta.item()), generator_step(beta))[1]
+    reports = trainer.fit()
+    assert len(betas) == 4 and len(set(betas)) == 4  # every G step saw the beta the step before left
+    assert reports["adversarial"]["beta"] == pytest.approx(trainer.beta_module().item())
+    assert reports["adversarial"]["beta"] != pytest.approx(betas[-1])
 
 
 def test_resuming_text_data_with_another_vocabulary_is_refused(tmp_path, capsys):
     train, test = tmp_path / "train.txt", tmp_path / "test.txt"
     train.write_text("a b c d\nb c d e\nc d e f\nd e f g\n")
     test.write_text("a b c\n")
-    args = ["train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "data.source=files",
+    args = ["train", "--config", str(SMOKE_TEXT), f"run.output_dir={tmp_path}",
             f"data.train_file={train}", f"data.test_file={test}", "mle.batch_size=2", "adversarial.batch_size=2",
             "discriminator.filter_sizes=2", "eval.metrics=[bleu]", "eval.num_samples=4", "adversarial.steps=2"]
     assert main(args) == 0
     train.write_text("x y z w\ny z w v\nz w v u\nw v u t\n")
     assert main([*args, "--resume"]) == 2
     assert "the run was trained with another vocabulary" in capsys.readouterr().err
+
+
+def test_mle_loss_includes_the_padding_positions(tmp_path):
+    """RelGAN's convention: the mean NLL over all T positions of every row, padding after the first <eos>
+    included (the generator is made to favour <eos>, so that masking the padding would change the mean)."""
+    from relgan.config import load_config
+    from relgan.training import setup
+
+    train, test = tmp_path / "train.txt", tmp_path / "test.txt"
+    train.write_text("a b c d e\nb c\nc d e\nd\n" * 4)
+    test.write_text("a b c\n")
+    config = load_config(SMOKE_TEXT, [f"data.train_file={train}", f"data.test_file={test}", "mle.batch_size=8",
+                                      "adversarial.batch_size=8", "discriminator.filter_sizes=2",
+                                      f"run.output_dir={tmp_path}"])
+    trainer = setup(config, write=False)
+    batch, eos = trainer.corpus.train_ids[:8], trainer.corpus.eos_id
+    with torch.no_grad():
+        trainer.gen.output.bias[eos] += 3.0
+        nll = trainer.gen.token_nll(batch)
+    is_eos = (batch == eos).long()
+    padding = (is_eos.cumsum(1) - is_eos) > 0
+    assert padding.any() and (~padding).any()
+    loss, _ = trainer._mle_step(batch)
+    assert loss.item() == pytest.approx(nll.mean().item(), rel=1e-5)
+    assert abs(nll.mean() - nll[~padding].mean()) > 0.1

@@ -21,7 +21,6 @@ import functools
 import json
 import logging
 import os
-import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,8 +49,8 @@ class BackendError(ConfigError):
 
 @dataclass
 class BackendReport:
-    """What :func:`apply` did: the backend, the instruction set, the methods replaced, and why any unit kept its
-    reference code."""
+    """What :func:`apply` did: the backend in effect (``fast`` or ``reference``), the instruction set, the methods
+    replaced, and why any unit kept its reference code."""
 
     backend: str
     device: str
@@ -99,7 +98,7 @@ def apply(*modules: nn.Module, setting: str = "auto", device: torch.device | str
         report.backend = "reference"
         _log(report, log)
         return report
-    report.isa = kernels.isa
+    report.backend, report.isa = "fast", kernels.isa
     for module in modules:
         for unit_module in _units(module):
             _apply_unit(unit_module, kernels, report)
@@ -186,7 +185,7 @@ def _probe(unit: str, module: nn.Module, kernels: build.Kernels, record: bool) -
     """The parity probe of ``unit`` at ``module``'s sizes, cached per machine, build and fingerprint."""
     cache = probe_cache(kernels)
     key = " ".join([unit, fingerprint.fingerprint(module), _shape_key(module), f"record={record}",
-                    f"threads={torch.get_num_threads()}", _cpu_name()])
+                    f"threads={torch.get_num_threads()}", build.cpu_model()])
     results = _read_json(cache)
     if key not in results:
         problems = parity.probe(unit, module, kernels, **({"record": record} if unit == "generator" else {}))
@@ -205,14 +204,6 @@ def probe_cache(kernels: build.Kernels) -> Path:
 
 def _shape_key(module: nn.Module) -> str:
     return ",".join(f"{name}{tuple(p.shape)}" for name, p in module.named_parameters())
-
-
-@functools.cache
-def _cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-                platform.processor())
 
 
 def _read_json(path: Path) -> dict:
