@@ -30,19 +30,12 @@ from torch import nn
 from relgan.config import BACKENDS
 from relgan.errors import ConfigError
 from relgan.fast import build, fingerprint, parity
+from relgan.io_utils import atomic_write_text
 
 logger = logging.getLogger("relgan")
 
 DISABLE_VARIABLE = "RELGAN_CPU_KERNELS"
 REQUIRE_VARIABLE = "RELGAN_REQUIRE_KERNELS"
-REPLACED = {
-    "relational_memory": ("unroll", "step"),
-    "generator": ("token_nll", "sample", "sample_tokens"),
-    "discriminator": ("classify",),
-}
-CLASS_NAMES = {"relational_memory": "RelationalMemory", "generator": "Generator", "discriminator": "Discriminator"}
-
-
 class BackendError(ConfigError):
     """``run.backend=fast`` where the kernels cannot be had."""
 
@@ -144,7 +137,8 @@ def _apply_unit(module: nn.Module, kernels: build.Kernels, report: BackendReport
         core = module.core
         recorder = (functools.partial(fast_rmc.RecordedSteps, core, kernels) if "step" in fast_paths(core)
                     else None)
-        functions = {"token_nll": fast_generator.token_nll, "sample": _with_recorder(fast_generator.sample, recorder),
+        functions = {"token_nll": fast_generator.token_nll,
+                     "sample": functools.partial(fast_generator.sample, recorder=recorder),
                      "sample_tokens": fast_generator.sample_tokens}
     else:
         functions = {"classify": fast_discriminator.classify}
@@ -154,13 +148,6 @@ def _apply_unit(module: nn.Module, kernels: build.Kernels, report: BackendReport
         module.__dict__[method] = bound
     module.__dict__["_fast_paths"] = tuple(functions)
     report.replaced.append(f"{name}.{'/'.join(functions)}")
-
-
-def _with_recorder(sample, recorder):
-    """``fast.generator.sample`` with its recorder argument bound after (module, kernels)."""
-    def bound(module, kernels, batch_size, beta, *, hard=False, noise=None):
-        return sample(module, kernels, recorder, batch_size, beta, hard=hard, noise=noise)
-    return bound
 
 
 def _why_reference(unit: str, module: nn.Module, kernels: build.Kernels) -> str | None:
@@ -190,8 +177,8 @@ def _probe(unit: str, module: nn.Module, kernels: build.Kernels, record: bool) -
     if key not in results:
         problems = parity.probe(unit, module, kernels, **({"record": record} if unit == "generator" else {}))
         results[key] = problems
-        try:
-            cache.write_text(json.dumps(results, indent=1))
+        try:  # atomic: several processes of one run may probe at once
+            atomic_write_text(cache, json.dumps(results, indent=1))
         except OSError:  # a read-only cache: probe again next time
             pass
     return results[key]

@@ -50,8 +50,8 @@ def token_nll(generator: Generator, kernels: Kernels, tokens: Tensor, temperatur
     return _PaddedCrossEntropy.apply(kernels, logits, tokens.flatten(), generator.vocab_size).view(tokens.shape)
 
 
-def sample(generator: Generator, kernels: Kernels, recorder: Recorder | None, batch_size: int,
-           beta: float | Tensor, *, hard: bool = False, noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def sample(generator: Generator, kernels: Kernels, batch_size: int, beta: float | Tensor, *, hard: bool = False,
+           noise: Tensor | None = None, recorder: Recorder | None = None) -> tuple[Tensor, Tensor]:
     """``Generator.sample``: (tokens [B, T], relaxed one-hots [B, T, V]). ``recorder`` makes the core's
     recorded steps (None where the core does not run on its kernel)."""
     if not applies(generator):

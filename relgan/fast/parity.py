@@ -130,7 +130,7 @@ def check_generator(generator: Generator, kernels: Kernels, batch: int = 3, seed
 
     def fast_sample(module, *args, **kwargs):
         recorder = (lambda: RecordedSteps(module.core, kernels)) if recordable else None
-        return fast.sample(module, kernels, recorder, *args, **kwargs)
+        return fast.sample(module, kernels, *args, recorder=recorder, **kwargs)
 
     reference = run(Generator.token_nll, Generator.sample, Generator.sample_tokens)
     fast_run = run(lambda m, t: fast.token_nll(m, kernels, t), fast_sample,
