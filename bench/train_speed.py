@@ -1,9 +1,10 @@
 """Training and sampling speed at paper sizes, against the machine's measured matmul peak (JSON out).
 
-python bench/train_speed.py [--config configs/coco_relgan100.yaml] [--device cuda] [--dtype bf16]
-                            [--backend auto|reference]
+python bench/train_speed.py [--config configs/coco_relgan100.yaml [--config configs/coco_transformer.yaml]]
+                            [--device cuda] [--dtype bf16] [--backend auto|reference]
 
-Times warm MLE batches, adversarial iterations (with their G-step / D-step split) and sampling of 10,000
+For each config, in one run (side by side, with the ratios of each config's times to the first's): times warm
+MLE batches, adversarial iterations (with their G-step / D-step split) and sampling of 10,000
 sentences through the training code itself; counts each one's FLOPs from the config; measures the fp32
 (or bf16) matmul peak in the same run (the better of its start and its end, and of torch.mm and oneDNN);
 prints achieved GFLOP/s, the fraction of peak and the floor (seconds at the measured peak). Uses COCO from
@@ -35,14 +36,18 @@ from relgan.fast.onednn import onednn_available  # noqa: E402
 # ----------------------------------------------------------------------------------------- FLOP counts
 
 
-def generator_token_flops(config: Config, vocab: int) -> tuple[float, float]:
+def generator_token_flops(config: Config, vocab: int, seq_len: int) -> tuple[float, float]:
     """Forward FLOPs per generated token (multiply-add = 2): (input projections, recurrence + output layer).
 
     The input projections depend on the token alone (the sampler computes them per vocabulary entry when a
-    batch feeds more tokens than the vocabulary has; see ``generator_forward_flops``).
+    batch feeds more tokens than the vocabulary has; see ``generator_forward_flops``). A transformer's token
+    attends over seq_len / 2 positions on average.
     """
     g = config.generator
     e = g.embedding_dim
+    if g.architecture == "transformer":
+        attention = 2 * (seq_len / 2) * e  # scores and weighted values per layer
+        return 0.0, 2 * (g.num_layers * (12 * e * e + attention) + e * vocab)
     if g.architecture == "lstm":
         h = g.hidden_size
         return 2 * e * 4 * h, 2 * (h * 4 * h + h * vocab)
@@ -66,7 +71,7 @@ def generator_forward_flops(config: Config, vocab: int, seq_len: int, batch: int
     Teacher forcing projects every input token; sampling projects the whole vocabulary once instead
     when batch * seq_len > vocab (``Generator._unroll``).
     """
-    inputs, recurrent = generator_token_flops(config, vocab)
+    inputs, recurrent = generator_token_flops(config, vocab, seq_len)
     tokens = batch * seq_len
     projected = vocab if sampling and tokens > vocab else tokens
     return tokens * recurrent + projected * inputs
@@ -182,7 +187,8 @@ def build_trainer(args: argparse.Namespace):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(REPO / "configs" / "coco_relgan100.yaml"))
+    parser.add_argument("--config", action="append", help="repeat to compare configs in one run "
+                        "(default: configs/coco_relgan100.yaml)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seq-len", type=int, help="use random ids of this length instead of COCO")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -198,6 +204,20 @@ def main() -> None:
     args.dtype_flag = "bf16" if args.dtype == "bf16" else "no"
     if args.threads:
         torch.set_num_threads(args.threads)
+    configs = args.config or [str(REPO / "configs" / "coco_relgan100.yaml")]
+    runs = [measure(argparse.Namespace(**{**vars(args), "config": config})) for config in configs]
+    timings = ("mle_batch", "adversarial_iteration", "sample_10k")
+    result = runs[0] if len(runs) == 1 else {
+        "configs": configs,
+        "ratio_to_first": {run["config"]: {key: run[key]["seconds"] / runs[0][key]["seconds"] for key in timings}
+                           for run in runs},
+        "runs": runs,
+    }
+    emit(result, args.out)
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """The timings of the config ``args.config``."""
     device = torch.device(args.device)
     trainer, source = build_trainer(args)
     corpus, config = trainer.corpus, trainer.config
@@ -240,7 +260,10 @@ def main() -> None:
                 "fraction_of_peak": gflop / seconds / peak, "floor_seconds": gflop / peak,
                 "ratio_to_floor": seconds / (gflop / peak)}
 
-    result = {
+    return {
+        "config": args.config,
+        "architecture": config.generator.architecture,
+        "generator_parameters": trainer.parameter_counts["generator_parameters"],
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
         "cpu_model": cpu_model(),
         "device": (torch.cuda.get_device_name(device) if device.type == "cuda"
@@ -269,7 +292,6 @@ def main() -> None:
         "sample_10k": {**entry(min(sampling), flops["sample_10k"]), "num_samples": args.samples,
                        "sampling_batch_size": config.eval.batch_size},
     }
-    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shutil
 import signal
 from collections.abc import Callable, Iterator
@@ -24,6 +25,17 @@ from relgan.io_utils import append_jsonl, atomic_write_text
 from relgan.runtime import StopSignals, seed_step
 
 METRICS_FILE = "metrics.jsonl"
+
+
+class _TiedWeightNotice(logging.Filter):
+    """accelerate warns at every checkpoint that it saved a tied weight (the transformer's input and output
+    embedding) under one name; its own ``load_state`` and :func:`relgan.checkpoint.load_weights` restore both."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Removed shared tensor" not in record.getMessage()
+
+
+logging.getLogger("accelerate.utils.other").addFilter(_TiedWeightNotice())
 
 
 @dataclass

@@ -26,12 +26,13 @@ from typing import Any
 
 import yaml
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from relgan.config import Config, GeneratorConfig, config_from_dict
 from relgan.data import TOKENIZER_DIR
 from relgan.errors import CheckpointError, ConfigError
 from relgan.io_utils import atomic_write_json
-from relgan.models import Generator
+from relgan.models import SequenceGenerator, TransformerGenerator, build_generator
 from relgan.tokenization import load_tokenizer
 
 logger = logging.getLogger("relgan")
@@ -153,8 +154,20 @@ def strip_wrapper_prefixes(state: dict[str, Any]) -> dict[str, Any]:
 MODEL_CARD = "model.json"
 
 
-def write_model_card(run_dir: Path, generator: Generator, extra: dict[str, Any]) -> None:
-    """What is needed to rebuild the generator without the training code: run_dir/model.json."""
+def load_weights(module: nn.Module, state: dict[str, Any]) -> None:
+    """``module.load_state_dict(state)``, strict except for tied aliases: accelerate saves a weight shared by
+    two names (a transformer's input and output embedding) under one of them only."""
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    loaded = {id(param) for name, param in module.named_parameters(remove_duplicate=False) if name in state}
+    aliases = {name for name, param in module.named_parameters(remove_duplicate=False) if id(param) in loaded}
+    missing = [name for name in missing if name not in aliases]
+    if missing or unexpected:
+        raise RuntimeError(f"missing keys {missing[:3]}, unexpected keys {unexpected[:3]}")
+
+
+def write_model_card(run_dir: Path, generator: SequenceGenerator, extra: dict[str, Any]) -> None:
+    """What is needed to rebuild the generator without the training code (or a pretrained directory):
+    run_dir/model.json."""
     card = {
         "generator": asdict(generator.config),
         "vocab_size": generator.vocab_size,
@@ -162,16 +175,19 @@ def write_model_card(run_dir: Path, generator: Generator, extra: dict[str, Any])
         "start_id": generator.start_id,
         **extra,
     }
+    if isinstance(generator, TransformerGenerator):
+        card["transformer"] = generator.model.config.to_dict()
     atomic_write_json(run_dir / MODEL_CARD, card)
 
 
-def export_generator(generator: Generator, run_dir: Path) -> Path:
+def export_generator(generator: SequenceGenerator, run_dir: Path) -> Path:
     """Write the generator weights with the model card and tokenizer atomically to ``run_dir/generator``."""
     target = run_dir / EXPORT
     tmp = run_dir / f".{EXPORT}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in generator.state_dict().items()}
+    # clone: tied weights (a transformer's input and output embedding) share storage, which safetensors refuses
+    state = {k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}
     save_file(state, str(tmp / GENERATOR_WEIGHTS))
     shutil.copy(run_dir / MODEL_CARD, tmp / MODEL_CARD)
     shutil.copytree(run_dir / TOKENIZER_DIR, tmp / TOKENIZER_DIR)
@@ -182,7 +198,7 @@ def export_generator(generator: Generator, run_dir: Path) -> Path:
     return target
 
 
-def load_generator(run_dir: Path, checkpoint: Path | None = None) -> tuple[Generator, Any, dict[str, Any]]:
+def load_generator(run_dir: Path, checkpoint: Path | None = None) -> tuple[SequenceGenerator, Any, dict[str, Any]]:
     """(generator on the CPU, tokenizer, model card) of a run: its final export, or one of its checkpoints.
 
     ``run_dir`` may also be an export directory itself (it holds the model card and tokenizer too).
@@ -191,7 +207,8 @@ def load_generator(run_dir: Path, checkpoint: Path | None = None) -> tuple[Gener
     if not card_path.is_file():
         raise CheckpointError(f"{run_dir}: not a relgan run or export directory (no {MODEL_CARD})")
     card = json.loads(card_path.read_text())
-    generator = Generator(GeneratorConfig(**card["generator"]), card["vocab_size"], card["seq_len"], card["start_id"])
+    generator = build_generator(GeneratorConfig(**card["generator"]), card["vocab_size"], card["seq_len"],
+                                card["start_id"], transformer=card.get("transformer"))
     if checkpoint is not None:
         weights_dir = checkpoint
     elif (run_dir / GENERATOR_WEIGHTS).is_file():
@@ -205,7 +222,7 @@ def load_generator(run_dir: Path, checkpoint: Path | None = None) -> tuple[Gener
             raise CheckpointError(f"{run_dir}: no final generator export yet (the run has not finished); {hint}")
     verify_checkpoint(weights_dir)
     try:
-        generator.load_state_dict(strip_wrapper_prefixes(load_file(str(weights_dir / GENERATOR_WEIGHTS))))
+        load_weights(generator, strip_wrapper_prefixes(load_file(str(weights_dir / GENERATOR_WEIGHTS))))
     except Exception as exc:  # another architecture or vocabulary shows up as missing keys or bad shapes
         reason = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"{weights_dir}: weights do not fit the generator of {card_path} ({reason})") from None

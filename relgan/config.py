@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,9 +19,11 @@ import yaml
 
 from relgan.errors import ConfigError
 
+logger = logging.getLogger("relgan")
+
 SCHEDULES = ("no", "lin", "exp", "log", "sigmoid", "quad", "sqrt", "learned")
 GAN_LOSSES = ("rsgan", "standard", "js", "kl", "hinge", "tv", "ls", "wgan-gp")
-ARCHITECTURES = ("rmc", "lstm")
+ARCHITECTURES = ("rmc", "lstm", "transformer")
 PROTOCOLS = ("relgan", "texygen", "full")
 BACKENDS = ("auto", "reference", "fast")
 METRICS = ("bleu", "self_bleu", "nll_gen", "nll_test", "nll_oracle", "diversity", "fed")
@@ -71,12 +74,18 @@ class DataConfig:
 
 @dataclass
 class GeneratorConfig:
-    architecture: str = _field("rmc", "relational memory core or LSTM", choices=ARCHITECTURES)
-    embedding_dim: int = _field(32, "token embedding width", min=1)
+    architecture: str = _field("rmc", "relational memory core, LSTM or GPT-2 transformer", choices=ARCHITECTURES)
+    embedding_dim: int = _field(32, "token embedding width (transformer: the model width)", min=1)
     mem_slots: int = _field(1, "relational memory slots (rmc)", min=1)
-    num_heads: int = _field(2, "attention heads (rmc)", min=1)
+    num_heads: int = _field(2, "attention heads (rmc, transformer)", min=1)
     head_size: int = _field(256, "width of each head; memory width = num_heads * head_size (rmc)", min=1)
     hidden_size: int = _field(32, "LSTM hidden size (lstm)", min=1)
+    num_layers: int = _field(2, "transformer blocks (transformer)", min=1)
+    context_length: int | None = _field(None, "positions the transformer can attend over; null = the sentence "
+                                        "length T (transformer)", min=1)
+    dropout: float = _field(0.1, "dropout of embeddings, attention and residuals (transformer)", min=0.0, lt=1.0)
+    pretrained: str | None = _field(None, "local directory of a saved GPT-2 model and its tokenizer to start from "
+                                    "(transformer; never downloaded)")
 
 
 @dataclass
@@ -179,13 +188,15 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     """Read a YAML config (or the defaults when ``path`` is None), apply ``key=value`` overrides, validate."""
     where = str(path) if path is not None else "defaults"
     raw = _read_yaml(Path(path)) if path is not None else {}
+    overridden = set()
     for item in overrides:
         key, value = _parse_override(item)
         _set_dotted(raw, key, value, where="command line")
+        overridden.add(key)
     config = _build(Config, raw, prefix="", where=where)
     if config.run.name is None and path is not None:
         config.run.name = Path(path).stem
-    _validate(config)
+    _validate(config, overridden)
     return config
 
 
@@ -376,10 +387,18 @@ CONDITIONAL_KEYS: tuple[tuple[str, tuple[str, ...], str, Any, str], ...] = (
      lambda c: c.data.source != "oracle", "data.source=files or hub (the oracle's length is data.oracle.seq_len)"),
     ("data.oracle", tuple(f.name for f in dataclasses.fields(OracleConfig)), "data.source",
      lambda c: c.data.source == "oracle", "data.source=oracle"),
-    ("generator", ("mem_slots", "num_heads", "head_size"), "generator.architecture",
+    ("generator", ("mem_slots", "head_size"), "generator.architecture",
      lambda c: c.generator.architecture == "rmc", "generator.architecture=rmc"),
+    ("generator", ("num_heads",), "generator.architecture",
+     lambda c: c.generator.architecture in ("rmc", "transformer"), "generator.architecture=rmc or transformer"),
     ("generator", ("hidden_size",), "generator.architecture", lambda c: c.generator.architecture == "lstm",
      "generator.architecture=lstm"),
+    ("generator", ("num_layers", "context_length", "dropout", "pretrained"), "generator.architecture",
+     lambda c: c.generator.architecture == "transformer", "generator.architecture=transformer"),
+    ("generator", ("embedding_dim", "num_heads", "num_layers", "context_length", "dropout"), "generator.pretrained",
+     lambda c: c.generator.pretrained is None, "generator.pretrained=null (a pretrained model keeps its own sizes)"),
+    ("data", ("min_frequency", "max_vocab_size"), "generator.pretrained", lambda c: c.generator.pretrained is None,
+     "generator.pretrained=null (a pretrained model brings its tokenizer)"),
     ("adversarial", ("gp_weight",), "adversarial.loss", lambda c: c.adversarial.loss == "wgan-gp",
      "adversarial.loss=wgan-gp"),
     ("gumbel", ("horizon",), "gumbel.schedule", lambda c: c.gumbel.schedule not in ("no", "learned"),
@@ -387,20 +406,29 @@ CONDITIONAL_KEYS: tuple[tuple[str, tuple[str, ...], str, Any, str], ...] = (
 )
 
 
-def _check_effect(config: Config) -> None:
-    """A key set away from its default where it has no effect is an error, not silence."""
+def _check_effect(config: Config, overridden: set[str]) -> None:
+    """A key set away from its default where it has no effect is an error, not silence. One exception: where
+    the command line changes the setting (say generator.architecture) that makes a key of the config file
+    ineffective, the key is reset to its default with a warning, so that any config can switch setting."""
     defaults = Config()
     for section, keys, setting, counts, remedy in CONDITIONAL_KEYS:
         if counts(config):
             continue
         current = _dotted(config, setting)
         for key in keys:
-            value, default = _dotted(config, f"{section}.{key}"), _dotted(defaults, f"{section}.{key}")
-            if value != default:
-                raise ConfigError(
-                    f"{section}.{key} = {value!r} has no effect with {setting} = {current!r}; it counts with "
-                    f"{remedy}: set that, or remove the key"
-                )
+            name = f"{section}.{key}"
+            value, default = _dotted(config, name), _dotted(defaults, name)
+            if value == default:
+                continue
+            if setting in overridden and name not in overridden:
+                logger.warning("%s = %r (config file) has no effect with %s = %r (command line) and is reset "
+                               "to its default", name, value, setting, current)
+                setattr(_dotted(config, section), key, default)
+                continue
+            raise ConfigError(
+                f"{name} = {value!r} has no effect with {setting} = {current!r}; it counts with "
+                f"{remedy}: set that, or remove the key"
+            )
 
 
 def _dotted(config: Config, key: str) -> Any:
@@ -410,9 +438,9 @@ def _dotted(config: Config, key: str) -> Any:
     return value
 
 
-def _validate(config: Config) -> None:
-    """Checks that involve more than one key."""
-    _check_effect(config)
+def _validate(config: Config, overridden: set[str] = frozenset()) -> None:
+    """Checks that involve more than one key (``overridden``: the keys set on the command line)."""
+    _check_effect(config, overridden)
     data = config.data
     if data.source == "files":
         for key in ("train_file", "test_file"):
@@ -425,6 +453,7 @@ def _validate(config: Config) -> None:
             f"data.oracle.start_token = {data.oracle.start_token} must be < data.oracle.vocab_size "
             f"= {data.oracle.vocab_size}"
         )
+    _validate_transformer(config)
     disc = config.discriminator
     if disc.embedding_dim % disc.num_representations:
         raise ConfigError(
@@ -439,6 +468,25 @@ def _validate(config: Config) -> None:
         )
     if config.mle.epochs == 0 and config.adversarial.steps == 0:
         raise ConfigError("nothing to train: mle.epochs and adversarial.steps are both 0")
+
+
+def _validate_transformer(config: Config) -> None:
+    gen = config.generator
+    if gen.architecture != "transformer":
+        return
+    if gen.pretrained is not None:
+        if config.data.source == "oracle":
+            raise ConfigError("generator.pretrained needs text data (data.source=files or hub); the synthetic "
+                              "oracle has its own vocabulary")
+        return
+    if gen.embedding_dim % gen.num_heads:
+        raise ConfigError(f"generator.num_heads = {gen.num_heads} must divide generator.embedding_dim = "
+                          f"{gen.embedding_dim} (the transformer's width)")
+    length = config.data.oracle.seq_len if config.data.source == "oracle" else config.data.seq_len
+    where = "data.oracle.seq_len" if config.data.source == "oracle" else "data.seq_len"
+    if gen.context_length is not None and length is not None and gen.context_length < length:
+        raise ConfigError(f"generator.context_length = {gen.context_length} is shorter than {where} = {length}; "
+                          "raise it or use null (= the sentence length)")
 
 
 def schedule_horizon(config: Config) -> int:

@@ -7,15 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from torch import Tensor
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase
 
 from relgan.config import DataConfig
 from relgan.errors import CheckpointError, DataError
 from relgan.io_utils import read_text_lines
 from relgan.oracle import OracleLSTM, build_oracle_corpus, load_oracle_corpus, save_oracle_corpus
 from relgan.tokenization import (
-    BOS,
-    EOS,
     build_identity_tokenizer,
     build_word_tokenizer,
     decode,
@@ -35,7 +33,7 @@ ORACLE_FILE = "oracle.safetensors"
 class Corpus:
     """Everything training and evaluation need to know about the data."""
 
-    tokenizer: PreTrainedTokenizerFast
+    tokenizer: PreTrainedTokenizerBase
     train_ids: Tensor  # [N, T] int64
     test_ids: Tensor  # [M, T] int64
     start_id: int  # generator input at the first step
@@ -57,11 +55,15 @@ class Corpus:
         return decode(self.tokenizer, ids, self.eos_id)
 
 
-def load_corpus(config: DataConfig, saved: Path | None = None) -> Corpus:
-    """Build the corpus; tokenizer and oracle are reused from the run directory ``saved`` when present there."""
+def load_corpus(config: DataConfig, saved: Path | None = None,
+                tokenizer: PreTrainedTokenizerBase | None = None) -> Corpus:
+    """Build the corpus; tokenizer and oracle are reused from the run directory ``saved`` when present there.
+
+    ``tokenizer`` (a pretrained model's) replaces the word vocabulary built from the training split.
+    """
     if config.source == "oracle":
         return _oracle_corpus(config, saved)
-    return _text_corpus(config, saved)
+    return _text_corpus(config, saved, tokenizer)
 
 
 def save_corpus_artifacts(corpus: Corpus, run_dir: Path) -> None:
@@ -87,9 +89,10 @@ def _oracle_corpus(config: DataConfig, saved: Path | None) -> Corpus:
     )
 
 
-def _text_corpus(config: DataConfig, saved: Path | None) -> Corpus:
+def _text_corpus(config: DataConfig, saved: Path | None, tokenizer: PreTrainedTokenizerBase | None) -> Corpus:
     (train_text, train_words), (test_text, test_words) = read_splits(config)
-    tokenizer = build_word_tokenizer(train_words, config.min_frequency, config.max_vocab_size)
+    if tokenizer is None:
+        tokenizer = build_word_tokenizer(train_words, config.min_frequency, config.max_vocab_size)
     if saved is not None and (saved / TOKENIZER_DIR).exists():
         stored = load_tokenizer(saved / TOKENIZER_DIR)
         if stored.get_vocab() != tokenizer.get_vocab():
@@ -98,8 +101,8 @@ def _text_corpus(config: DataConfig, saved: Path | None) -> Corpus:
                 f"than the data gives now ({len(tokenizer)}); use the run's original data or a new run.name"
             )
         tokenizer = stored
-    seq_len = config.seq_len or max(len(words) for words in train_words)
-    train_ids, train_cut = encode(tokenizer, train_words, seq_len)
+    train_ids, train_cut = encode(tokenizer, train_words, config.seq_len)
+    seq_len = train_ids.shape[1]
     test_ids, test_cut = encode(tokenizer, test_words, seq_len)
     for split, cut, total in (("training", train_cut, len(train_words)), ("test", test_cut, len(test_words))):
         if cut == total:
@@ -112,8 +115,8 @@ def _text_corpus(config: DataConfig, saved: Path | None) -> Corpus:
         tokenizer=tokenizer,
         train_ids=train_ids,
         test_ids=test_ids,
-        start_id=tokenizer.convert_tokens_to_ids(BOS),
-        eos_id=tokenizer.convert_tokens_to_ids(EOS),
+        start_id=tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id,
+        eos_id=tokenizer.eos_token_id,
         train_text=train_text,
         test_text=test_text,
     )

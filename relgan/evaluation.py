@@ -21,7 +21,7 @@ from relgan.metrics.bleu import ReferenceIndex, self_bleu_scores_by_order
 from relgan.metrics.diversity import diversity_metrics
 from relgan.metrics.embedding import embed_sentences, frechet_distance, load_minilm
 from relgan.metrics.nll import nll_gen, nll_test
-from relgan.models import Generator
+from relgan.models import SequenceGenerator
 from relgan.sampling import sample_ids
 from relgan.tokenization import reference_words
 
@@ -101,7 +101,7 @@ class TextEvaluator:
         return {"fed-minilm": distance, "fed_samples": n}
 
 
-def generator_report(generator: Generator, corpus: Corpus, metrics: Sequence[str], *, num_samples: int,
+def generator_report(generator: SequenceGenerator, corpus: Corpus, metrics: Sequence[str], *, num_samples: int,
                      batch_size: int, seed: int, nll_batch_size: int, text_evaluator: TextEvaluator | None = None,
                      temperature: float = 1.0) -> tuple[dict, list[str]]:
     """Metrics of a generator (those in ``metrics`` that apply to the corpus) and its decoded samples.

@@ -43,10 +43,12 @@ class _RunSession:
 
     def __init__(self, run_dir: Path, checkpoint: Path | None, protocol: str, device: str) -> None:
         self.config = load_run_config(run_dir)
-        self.generator, _, _ = load_generator(run_dir, checkpoint)
+        self.generator, tokenizer, _ = load_generator(run_dir, checkpoint)
         self.generator.to(device).eval()
         fast.apply(self.generator, setting=self.config.run.backend, device=device)
-        self.corpus = load_corpus(self.config.data, saved=run_dir)
+        # a pretrained model's tokenizer is the run's (its copy in the run directory)
+        self.corpus = load_corpus(self.config.data, saved=run_dir,
+                                  tokenizer=tokenizer if self.config.generator.pretrained else None)
         if self.corpus.oracle is not None:
             self.corpus.oracle.to(device)
         self.evaluator = TextEvaluator.for_corpus(self.corpus, protocol, self.config.eval.bleu_orders)

@@ -22,7 +22,7 @@ import torch
 from nltk.tokenize import NLTKWordTokenizer
 from tokenizers import Tokenizer, models, pre_tokenizers
 from torch import Tensor
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from relgan.errors import CheckpointError
 
@@ -75,35 +75,39 @@ def build_identity_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
     return _wrap({str(i): i for i in range(vocab_size)}, with_specials=False)
 
 
-def save_tokenizer(tokenizer: PreTrainedTokenizerFast, directory: Path) -> None:
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, directory: Path) -> None:
     tokenizer.save_pretrained(str(directory))
 
 
-def load_tokenizer(directory: Path) -> PreTrainedTokenizerFast:
+def load_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
     """Reload a saved tokenizer with ``AutoTokenizer`` (offline)."""
     if not (Path(directory) / "tokenizer.json").is_file():
         raise CheckpointError(f"{directory}: no tokenizer.json; is this a relgan run directory?")
     return AutoTokenizer.from_pretrained(str(directory))
 
 
-def encode(tokenizer: PreTrainedTokenizerFast, sentences: Sequence[Sequence[str]], seq_len: int) -> tuple[Tensor, int]:
-    """Word lists -> ids [N, seq_len], padded with <eos> and truncated; also returns how many were truncated."""
-    if not sentences:
-        return torch.empty(0, seq_len, dtype=torch.long), 0
-    truncated = sum(len(words) > seq_len for words in sentences)
-    batch = tokenizer(
-        [" ".join(words) for words in sentences],
-        padding="max_length",
-        truncation=True,
-        max_length=seq_len,
-        return_attention_mask=False,
-    )
-    return torch.tensor(batch["input_ids"], dtype=torch.long), truncated
+def encode(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[Sequence[str]],
+           seq_len: int | None = None) -> tuple[Tensor, int]:
+    """Word lists -> ids [N, T]: each sentence's tokens, then <eos> up to T = ``seq_len`` (None = the longest
+    sentence in tokens), longer ones truncated; also returns how many were truncated."""
+    rows = tokenizer([" ".join(words) for words in sentences], add_special_tokens=False,
+                     return_attention_mask=False)["input_ids"] if sentences else []
+    length = seq_len if seq_len is not None else max(map(len, rows), default=0)
+    ids = torch.full((len(rows), length), tokenizer.eos_token_id, dtype=torch.long)
+    for row, tokens in zip(ids, rows):
+        kept = tokens[:length]
+        row[: len(kept)] = torch.tensor(kept, dtype=torch.long)
+    return ids, sum(len(tokens) > length for tokens in rows)
 
 
-def decode(tokenizer: PreTrainedTokenizerFast, ids: Tensor, eos_id: int | None) -> list[str]:
-    """ids [N, T] -> sentences: cut at the first <eos> (end of sentence), drop the padding after it."""
+def decode(tokenizer: PreTrainedTokenizerBase, ids: Tensor, eos_id: int | None) -> list[str]:
+    """ids [N, T] -> sentences: cut at the first <eos> (end of sentence), drop the padding after it.
+
+    Whitespace is normalised to single spaces: a subword tokenizer can decode a newline inside a sentence,
+    and samples are written one sentence per line.
+    """
     rows = ids.tolist()
     if eos_id is not None:
         rows = [row[: row.index(eos_id)] if eos_id in row else row for row in rows]
-    return tokenizer.batch_decode(rows, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    texts = tokenizer.batch_decode(rows, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    return [" ".join(text.split()) for text in texts]

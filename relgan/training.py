@@ -30,8 +30,9 @@ from relgan.fast.cuda_graphs import StepGraph
 from relgan.gumbel import LearnedInverseTemperature, inverse_temperature
 from relgan.io_utils import append_jsonl, atomic_write_text
 from relgan.losses import gan_losses, gradient_penalty
-from relgan.models import Discriminator, Generator, count_parameters
-from relgan.runtime import build_accelerator, configure_threads, frozen
+from relgan.models import Discriminator, build_generator, count_parameters
+from relgan.pretrained import load_pretrained_tokenizer
+from relgan.runtime import build_accelerator, configure_threads, evaluating, frozen
 
 logger = logging.getLogger("relgan")
 
@@ -45,7 +46,7 @@ class Trainer:
 
     def __init__(self, config: Config, corpus: Corpus, run_dir: Path, accelerator: Accelerator) -> None:
         self.config, self.corpus, self.run_dir, self.acc = config, corpus, run_dir, accelerator
-        generator = Generator(config.generator, corpus.vocab_size, corpus.seq_len, corpus.start_id)
+        generator = build_generator(config.generator, corpus.vocab_size, corpus.seq_len, corpus.start_id)
         discriminator = Discriminator(config.discriminator, corpus.vocab_size, corpus.seq_len)
         self.parameter_counts = {"generator_parameters": count_parameters(generator),
                                  "discriminator_parameters": count_parameters(discriminator)}
@@ -56,8 +57,10 @@ class Trainer:
         self.g_params = list(generator.parameters()) + (list(beta_module.parameters()) if beta_module else [])
         loader = DataLoader(TensorDataset(corpus.train_ids), batch_size=config.mle.batch_size,
                             shuffle=config.mle.shuffle, drop_last=True)
+        # the transformer's steps run eagerly: capturing transformers' attention code is not verified yet
         self.use_graphs = (config.run.cuda_graphs and accelerator.device.type == "cuda"
-                           and accelerator.num_processes == 1 and config.run.mixed_precision != "fp16")
+                           and accelerator.num_processes == 1 and config.run.mixed_precision != "fp16"
+                           and config.generator.architecture != "transformer")
         adam = {"capturable": True} if self.use_graphs else {}
         (self.generator, self.discriminator, self.mle_optimizer, self.g_optimizer, self.d_optimizer,
          self.mle_loader) = accelerator.prepare(
@@ -203,7 +206,7 @@ class Trainer:
         """Samples (written to samples/) and metrics of the current generator; main process only."""
         cfg, corpus = self.config.eval, self.corpus
         report: dict[str, Any] = {"beta": float(self.current_beta)} if phase == "adversarial" else {}
-        with torch.no_grad(), self.acc.autocast():
+        with torch.no_grad(), self.acc.autocast(), evaluating(self.gen):
             metrics_report, texts = generator_report(
                 self.gen, corpus, cfg.metrics, num_samples=cfg.num_samples, batch_size=cfg.batch_size,
                 seed=self.config.run.seed, nll_batch_size=self.config.mle.batch_size,
@@ -237,8 +240,10 @@ def setup(config: Config, *, resume: str | None = None, overwrite: bool = False,
     elif write and accelerator.is_main_process:
         _fresh_run_dir(run_dir, overwrite)
     accelerator.wait_for_everyone()
+    pretrained = config.generator.pretrained if config.generator.architecture == "transformer" else None
     with accelerator.main_process_first():
-        corpus = load_corpus(config.data, saved=run_dir if resume is not None else None)
+        corpus = load_corpus(config.data, saved=run_dir if resume is not None else None,
+                             tokenizer=load_pretrained_tokenizer(pretrained) if pretrained else None)
     _check_corpus_size(corpus, config, accelerator.num_processes)
     trainer = Trainer(config, corpus, run_dir, accelerator)
     if write and accelerator.is_main_process:

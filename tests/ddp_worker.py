@@ -1,5 +1,6 @@
 """Run by test_distributed.py under `accelerate launch`: train the smoke config and report, per rank, a hash
-of every parameter and of the data the rank trained on."""
+of every parameter and of the data the rank trained on, as run_dir/result-rank<r>.json (a file per rank: two
+ranks printing to one pipe can interleave their lines)."""
 
 import hashlib
 import json
@@ -42,7 +43,7 @@ def main() -> None:
         "adversarial_data": digest(seen["adversarial"]),
         "batches": {k: len(v) for k, v in seen.items()},
     }
-    print("RESULT " + json.dumps(result), flush=True)
+    (trainer.run_dir / f"result-rank{trainer.acc.process_index}.json").write_text(json.dumps(result))
 
 
 if __name__ == "__main__":

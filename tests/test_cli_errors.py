@@ -63,7 +63,7 @@ def test_unreachable_hub_dataset(tmp_path, capsys):
     ("gumbel.beta_max=0", "gumbel.beta_max = 0.0 is out of range"),
     ("gumbel.schedule=cos", "choose one of: no, lin, exp"),
     ("adversarial.loss=wasserstein", "choose one of: rsgan, standard"),
-    ("generator.architecture=transformer", "choose one of: rmc, lstm"),
+    ("generator.architecture=gru", "choose one of: rmc, lstm, transformer"),
     ("mle.epochs=0 adversarial.steps=0", "nothing to train"),
     ("discriminator.filter_sizes=[2,x]", "discriminator.filter_sizes must be a list of integers, got [2, 'x']"),
     ("data.train_file=mine.txt", "data.train_file = 'mine.txt' has no effect with data.source = 'oracle'"),

@@ -95,3 +95,41 @@ def test_unreachable_hub_dataset_suggests_local_files():
     config = load_config(None, ["data.source=hub", "data.dataset=nobody/no-such-dataset-relgan"])
     with pytest.raises(DataError, match="cannot load 'nobody/no-such-dataset-relgan'.*data.source=files"):
         load_corpus(config.data)
+
+
+def test_the_word_tokenizer_splits_only_the_lines_final_period_unlike_punkt_first():
+    """The documented difference from nltk.word_tokenize: without punkt, a period inside the line stays on its
+    word; an (untrained) punkt in front splits it off."""
+    from nltk.tokenize.punkt import PunktSentenceTokenizer
+
+    line = "a cat on a mat. a dog on a rug."
+    assert split_words(line, "nltk") == ["a", "cat", "on", "a", "mat.", "a", "dog", "on", "a", "rug", "."]
+    punkt_first = [w for s in PunktSentenceTokenizer().tokenize(line) for w in split_words(s, "nltk")]
+    assert punkt_first == ["a", "cat", "on", "a", "mat", ".", "a", "dog", "on", "a", "rug", "."]
+
+
+def test_official_tokenisation_differences_on_the_benchmark_splits(shared_data, monkeypatch):
+    """The figures docs/metrics.md reports (bench/official_conventions.py on the current nltk)."""
+    import importlib.util
+
+    from conftest import REPO
+
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    spec = importlib.util.spec_from_file_location("official_conventions", REPO / "bench" / "official_conventions.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    train = bench.tokenisation_report(shared_data / "image_coco" / "train.txt", True, None)
+    test = bench.tokenisation_report(shared_data / "image_coco" / "test.txt", False, None)
+    assert (train["vocabulary_line"], train["lines_differing_punkt"]) == (4659, 6)
+    assert (test["lines_differing_punkt"], test["lines"]) == (5, 10000)
+
+
+def test_decoding_normalises_whitespace_a_subword_tokenizer_produces():
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["a cat\non a mat"], vocab_size=260, special_tokens=["<|endoftext|>"])
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>")
+    ids = torch.tensor([tok("a cat\n on  a mat")["input_ids"] + [tok.eos_token_id]])
+    assert decode(tok, ids, tok.eos_token_id) == ["a cat on a mat"]

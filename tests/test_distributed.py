@@ -19,7 +19,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_keep_both_networks_identical(tmp_path):
+@pytest.mark.parametrize("config", [SMOKE, REPO / "configs" / "smoke_transformer.yaml"], ids=["rmc", "transformer"])
+def test_two_processes_keep_both_networks_identical(tmp_path, config):
     launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
     if launcher is None:
         pytest.skip("accelerate launcher not found")
@@ -27,13 +28,12 @@ def test_two_processes_keep_both_networks_identical(tmp_path):
                HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     command = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-               str(REPO / "tests" / "ddp_worker.py"), str(SMOKE), f"run.output_dir={tmp_path}", "run.name=ddp",
+               str(REPO / "tests" / "ddp_worker.py"), str(config), f"run.output_dir={tmp_path}", "run.name=ddp",
                "mle.epochs=1", "mle.batch_size=16", "adversarial.steps=4", "adversarial.batch_size=16",
                "adversarial.loss=wgan-gp"]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
-    ranks = sorted((json.loads(line[len("RESULT "):]) for line in result.stdout.splitlines()
-                    if line.startswith("RESULT ")), key=lambda r: r["rank"])
+    ranks = [json.loads(path.read_text()) for path in sorted((tmp_path / "ddp").glob("result-rank*.json"))]
     assert [r["rank"] for r in ranks] == [0, 1]
     assert all(r["num_processes"] == 2 and r["distributed_type"].endswith("MULTI_CPU") for r in ranks)
     assert ranks[0]["generator"] == ranks[1]["generator"]

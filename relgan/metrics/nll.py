@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from relgan.models import Generator
+from relgan.models import SequenceGenerator
 
 
 @torch.no_grad()
-def nll_gen(generator: Generator, ids: Tensor, batch_size: int, chunk_size: int | None = None) -> float:
+def nll_gen(generator: SequenceGenerator, ids: Tensor, batch_size: int, chunk_size: int | None = None) -> float:
     """RelGAN's NLL_gen: mean per-token NLL over full batches of ``batch_size`` only, padding included.
 
     With equal batch sizes the official mean of batch means equals this global mean, so the sentences
@@ -25,7 +25,7 @@ def nll_gen(generator: Generator, ids: Tensor, batch_size: int, chunk_size: int 
 
 
 @torch.no_grad()
-def nll_test(generator: Generator, ids: Tensor, eos_id: int | None, batch_size: int,
+def nll_test(generator: SequenceGenerator, ids: Tensor, eos_id: int | None, batch_size: int,
              temperature: float = 1.0) -> float:
     """Mean per-token NLL over every sentence's words and its end of sentence, padding excluded.
 

@@ -1,8 +1,10 @@
-"""The generator: token embedding, a recurrent core (relational memory or LSTM) and an output projection."""
+"""The generators: one interface (teacher forcing, differentiable sampling, text sampling) and the RelGAN
+generator on it: token embedding, a recurrent core (relational memory or LSTM) and an output projection."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -15,28 +17,22 @@ from relgan.models.lstm import LSTMCore
 from relgan.models.relational_memory import RelationalMemory
 
 
-class Generator(nn.Module):
+class SequenceGenerator(nn.Module):
     """Autoregressive generator over ``vocab_size`` tokens for ``seq_len`` steps, starting from ``start_id``.
 
     Call through ``forward`` (so that a DDP wrapper synchronises gradients):
     ``forward(tokens)`` -> teacher-forced logits [B, T, V];
     ``forward(tokens, mode="nll")`` -> teacher-forced negative log-likelihood of each token [B, T] (nats);
     ``forward(mode="sample", batch_size=B, beta=beta)`` -> (tokens [B, T], relaxed one-hots [B, T, V]).
+
+    A subclass defines teacher forcing (:meth:`logits`) and one decoding step (:meth:`initial_state`,
+    :meth:`next_logits`); sampling is written once, here.
     """
 
     def __init__(self, config: GeneratorConfig, vocab_size: int, seq_len: int, start_id: int) -> None:
         super().__init__()
         self.config = config
         self.vocab_size, self.seq_len, self.start_id = vocab_size, seq_len, start_id
-        self.embedding = nn.Parameter(torch.empty(vocab_size, config.embedding_dim))
-        truncated_normal_(self.embedding, 1 / math.sqrt(vocab_size))
-        if config.architecture == "rmc":
-            self.core: RelationalMemory | LSTMCore = RelationalMemory(
-                config.embedding_dim, config.mem_slots, config.num_heads, config.head_size
-            )
-        else:
-            self.core = LSTMCore(config.embedding_dim, config.hidden_size)
-        self.output = linear(self.core.output_size, vocab_size)
 
     def forward(self, tokens: Tensor | None = None, *, mode: str = "logits", batch_size: int | None = None,
                 beta: float | Tensor = 1.0, hard: bool = False,
@@ -49,26 +45,27 @@ class Generator(nn.Module):
             return self.sample(batch_size, beta, hard=hard, noise=noise)
         raise ValueError(f"unknown generator mode {mode!r}")
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
     def logits(self, tokens: Tensor) -> Tensor:
         """Teacher forcing: tokens [B, T] -> logits [B, T, V] predicting each token from the ones before it."""
-        return self.output_logits(self.teacher_forced(tokens))
+        raise NotImplementedError
+
+    def initial_state(self, batch_size: int) -> Any:
+        """The decoding state before the first step."""
+        raise NotImplementedError
+
+    def next_logits(self, token: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """One decoding step: the last token [B] and the state -> (logits of the next token [B, V], new state)."""
+        raise NotImplementedError
 
     def token_nll(self, tokens: Tensor, temperature: float = 1.0) -> Tensor:
         """Teacher forcing: tokens [B, T] -> -log p(token | the ones before it) [B, T] in float32, under
         softmax(logits / temperature)."""
         logits = self.logits(tokens).float() / temperature
         return F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), reduction="none").view(tokens.shape)
-
-    def teacher_forced(self, tokens: Tensor) -> Tensor:
-        """tokens [B, T] -> the core's outputs [B, T, O], step t having read the start token and tokens < t."""
-        start = tokens.new_full((tokens.shape[0], 1), self.start_id)
-        inputs = torch.cat([start, tokens[:, :-1]], dim=1)
-        projected = self.core.project_inputs(F.embedding(inputs.t(), self.embedding))  # time-major [T, B, ...]
-        return self.core.unroll(projected, self.core.initial_state(tokens.shape[0], tokens.device))
-
-    def output_logits(self, hidden: Tensor) -> Tensor:
-        """The output layer: the core's outputs [..., O] -> logits [..., V]."""
-        return self.output(hidden)
 
     def sample(self, batch_size: int, beta: float | Tensor, *, hard: bool = False,
                noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -78,12 +75,11 @@ class Generator(nn.Module):
         through the relaxed vectors. ``noise`` [B, T, V] is the Gumbel noise g (drawn when None).
         """
         tokens, relaxed = [], []
-        state = self.core.initial_state(batch_size, self.embedding.device)
-        token = torch.full((batch_size,), self.start_id, dtype=torch.long, device=self.embedding.device)
+        state = self.initial_state(batch_size)
+        token = torch.full((batch_size,), self.start_id, dtype=torch.long, device=self.device)
         for t in range(self.seq_len):
-            output, state = self.core.step(self.core.project_inputs(F.embedding(token, self.embedding)), state)
-            token, soft = relaxed_sample(self.output_logits(output), beta, None if noise is None else noise[:, t],
-                                         hard=hard)
+            logits, state = self.next_logits(token, state)
+            token, soft = relaxed_sample(logits, beta, None if noise is None else noise[:, t], hard=hard)
             tokens.append(token)
             relaxed.append(soft)
         return torch.stack(tokens, dim=1), torch.stack(relaxed, dim=1)
@@ -97,10 +93,47 @@ class Generator(nn.Module):
         as the training path's Gumbel-Max.
         """
         tokens = []
-        state = self.core.initial_state(batch_size, self.embedding.device)
-        token = torch.full((batch_size,), self.start_id, dtype=torch.long, device=self.embedding.device)
+        state = self.initial_state(batch_size)
+        token = torch.full((batch_size,), self.start_id, dtype=torch.long, device=self.device)
         for _ in range(self.seq_len):
-            output, state = self.core.step(self.core.project_inputs(F.embedding(token, self.embedding)), state)
-            token = categorical_from_logits(self.output_logits(output), temperature, generator)
+            logits, state = self.next_logits(token, state)
+            token = categorical_from_logits(logits, temperature, generator)
             tokens.append(token)
         return torch.stack(tokens, dim=1)
+
+
+class Generator(SequenceGenerator):
+    """RelGAN's generator: embedding -> relational memory core (or LSTM) -> linear output layer."""
+
+    def __init__(self, config: GeneratorConfig, vocab_size: int, seq_len: int, start_id: int) -> None:
+        super().__init__(config, vocab_size, seq_len, start_id)
+        self.embedding = nn.Parameter(torch.empty(vocab_size, config.embedding_dim))
+        truncated_normal_(self.embedding, 1 / math.sqrt(vocab_size))
+        if config.architecture == "rmc":
+            self.core: RelationalMemory | LSTMCore = RelationalMemory(
+                config.embedding_dim, config.mem_slots, config.num_heads, config.head_size
+            )
+        else:
+            self.core = LSTMCore(config.embedding_dim, config.hidden_size)
+        self.output = linear(self.core.output_size, vocab_size)
+
+    def logits(self, tokens: Tensor) -> Tensor:
+        return self.output_logits(self.teacher_forced(tokens))
+
+    def teacher_forced(self, tokens: Tensor) -> Tensor:
+        """tokens [B, T] -> the core's outputs [B, T, O], step t having read the start token and tokens < t."""
+        start = tokens.new_full((tokens.shape[0], 1), self.start_id)
+        inputs = torch.cat([start, tokens[:, :-1]], dim=1)
+        projected = self.core.project_inputs(F.embedding(inputs.t(), self.embedding))  # time-major [T, B, ...]
+        return self.core.unroll(projected, self.core.initial_state(tokens.shape[0], tokens.device))
+
+    def output_logits(self, hidden: Tensor) -> Tensor:
+        """The output layer: the core's outputs [..., O] -> logits [..., V]."""
+        return self.output(hidden)
+
+    def initial_state(self, batch_size: int) -> Any:
+        return self.core.initial_state(batch_size, self.embedding.device)
+
+    def next_logits(self, token: Tensor, state: Any) -> tuple[Tensor, Any]:
+        output, state = self.core.step(self.core.project_inputs(F.embedding(token, self.embedding)), state)
+        return self.output_logits(output), state

@@ -1,0 +1,54 @@
+"""A GPT-2 generator (``transformers``) in RelGAN's game: the same interface as the RMC and LSTM generators.
+
+Teacher forcing is the model's own forward on [start, x_0 .. x_{T-2}]; sampling decodes one token at a time
+through the key/value cache, so in the G step gradients reach every weight through the cached keys and
+values of earlier positions as well as through the current one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from relgan.config import GeneratorConfig
+from relgan.models.generator import SequenceGenerator
+
+
+def gpt2_config(config: GeneratorConfig, vocab_size: int, seq_len: int, start_id: int) -> GPT2Config:
+    """The GPT-2 architecture of the config keys (width = embedding_dim; context null = seq_len)."""
+    dropout = config.dropout
+    return GPT2Config(
+        vocab_size=vocab_size, n_positions=config.context_length or seq_len, n_embd=config.embedding_dim,
+        n_layer=config.num_layers, n_head=config.num_heads, resid_pdrop=dropout, embd_pdrop=dropout,
+        attn_pdrop=dropout, bos_token_id=start_id, eos_token_id=None, pad_token_id=None,
+    )
+
+
+class TransformerGenerator(SequenceGenerator):
+    """A causal transformer LM (``GPT2LMHeadModel``, randomly initialised or ``model`` as given) as generator.
+
+    The decoding state is the model's key/value cache (None before the first step). ``model`` must have
+    ``vocab_size`` output tokens and at least ``seq_len`` positions (:func:`relgan.models.build_generator`
+    checks both).
+    """
+
+    def __init__(self, config: GeneratorConfig, vocab_size: int, seq_len: int, start_id: int,
+                 model: GPT2LMHeadModel | None = None) -> None:
+        super().__init__(config, vocab_size, seq_len, start_id)
+        self.model = model if model is not None else GPT2LMHeadModel(gpt2_config(config, vocab_size, seq_len,
+                                                                                  start_id))
+
+    def logits(self, tokens: Tensor) -> Tensor:
+        start = tokens.new_full((tokens.shape[0], 1), self.start_id)
+        inputs = torch.cat([start, tokens[:, :-1]], dim=1)
+        return self.model(input_ids=inputs, use_cache=False).logits
+
+    def initial_state(self, batch_size: int) -> Any:
+        return None  # the first call creates the cache
+
+    def next_logits(self, token: Tensor, state: Any) -> tuple[Tensor, Any]:
+        output = self.model(input_ids=token[:, None], cache=state, use_cache=True)
+        return output.logits[:, -1], output.cache
