@@ -124,12 +124,15 @@ def test_context_shorter_than_the_measured_sentence_length_is_a_config_error(tmp
         "raise the context or lower data.seq_len")
 
 
-def test_switching_architecture_on_the_command_line_resets_the_files_rmc_keys(caplog):
+def test_switching_architecture_on_the_command_line_resets_the_files_rmc_keys(tmp_path, caplog):
     config = load_config(SMOKE, ["generator.architecture=transformer"])
     assert config.generator.head_size == GeneratorConfig().head_size
     assert "generator.head_size = 16 (config file) has no effect" in caplog.text
     with pytest.raises(ConfigError, match="generator.head_size = 16 has no effect"):
         load_config(SMOKE_TRANSFORMER, ["generator.head_size=16"])
+    assert main(["train", "--config", str(SMOKE), "generator.architecture=transformer",
+                 f"run.output_dir={tmp_path}", "run.name=switched", "adversarial.steps=2"]) == 0
+    assert json.loads((tmp_path / "switched" / "model.json").read_text())["transformer"]["n_embd"] == 8
 
 
 def _text_files(tmp_path):
