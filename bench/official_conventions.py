@@ -56,15 +56,18 @@ def legacy_word_tokenizer(source: Path):
 
 
 def tokenisation_report(path: Path, lower: bool, legacy) -> dict:
+    """Lines and vocabulary of one split under each tokenisation: the word tokenizer on the whole line (here),
+    after punkt, and the same with ``legacy``'s word tokenizer."""
     lines = [line.lower() if lower else line for line in read_text_lines(path, str(path)) if line.strip()]
-    current, punkt = NLTKWordTokenizer(), PunktSentenceTokenizer()
-    tokenizers = {"line": current.tokenize, "punkt": lambda s: [w for p in punkt.tokenize(s) for w in current.tokenize(p)]}
-    if legacy is not None:
-        tokenizers["legacy_line"] = legacy.tokenize
-        tokenizers["legacy_punkt"] = lambda s: [w for p in punkt.tokenize(s) for w in legacy.tokenize(p)]
-    tokens = {name: [fn(line) for line in lines] for name, fn in tokenizers.items()}
+    punkt = PunktSentenceTokenizer()
+    sentences = [punkt.tokenize(line) for line in lines]
+    words = {"": NLTKWordTokenizer().tokenize, **({"legacy_": legacy.tokenize} if legacy is not None else {})}
+    tokens = {}
+    for prefix, split in words.items():
+        tokens[f"{prefix}line"] = [split(line) for line in lines]
+        tokens[f"{prefix}punkt"] = [[w for part in parts for w in split(part)] for parts in sentences]
     report = {"lines": len(lines), "lower_cased": lower,
-              "lines_with_several_punkt_sentences": sum(len(punkt.tokenize(line)) > 1 for line in lines)}
+              "lines_with_several_punkt_sentences": sum(len(parts) > 1 for parts in sentences)}
     for name, rows in tokens.items():
         report[f"vocabulary_{name}"] = len({word for row in rows for word in row})
         if name != "line":

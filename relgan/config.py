@@ -471,6 +471,8 @@ def _validate(config: Config, overridden: set[str] = frozenset()) -> None:
 
 
 def _validate_transformer(config: Config) -> None:
+    """What a transformer needs of the config alone (its context against the sentence length T is checked by
+    relgan.models.build_generator, once T is known)."""
     gen = config.generator
     if gen.architecture != "transformer":
         return
@@ -482,11 +484,6 @@ def _validate_transformer(config: Config) -> None:
     if gen.embedding_dim % gen.num_heads:
         raise ConfigError(f"generator.num_heads = {gen.num_heads} must divide generator.embedding_dim = "
                           f"{gen.embedding_dim} (the transformer's width)")
-    length = config.data.oracle.seq_len if config.data.source == "oracle" else config.data.seq_len
-    where = "data.oracle.seq_len" if config.data.source == "oracle" else "data.seq_len"
-    if gen.context_length is not None and length is not None and gen.context_length < length:
-        raise ConfigError(f"generator.context_length = {gen.context_length} is shorter than {where} = {length}; "
-                          "raise it or use null (= the sentence length)")
 
 
 def schedule_horizon(config: Config) -> int:

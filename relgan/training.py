@@ -240,7 +240,7 @@ def setup(config: Config, *, resume: str | None = None, overwrite: bool = False,
     elif write and accelerator.is_main_process:
         _fresh_run_dir(run_dir, overwrite)
     accelerator.wait_for_everyone()
-    pretrained = config.generator.pretrained if config.generator.architecture == "transformer" else None
+    pretrained = config.generator.pretrained
     with accelerator.main_process_first():
         corpus = load_corpus(config.data, saved=run_dir if resume is not None else None,
                              tokenizer=load_pretrained_tokenizer(pretrained) if pretrained else None)

@@ -1,5 +1,6 @@
 """The fast backends against the reference models: every parity case on every instruction-set build this CPU
-executes and on 1 and 2 threads, and the kernels' own properties (noise, sampling, NaN, double backward)."""
+executes and on 1 and 2 threads, the builds it cannot execute compiled, and the kernels' own properties (noise,
+sampling, NaN, double backward)."""
 
 import math
 
@@ -8,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from relgan.config import DiscriminatorConfig
+from relgan.fast import build
 from relgan.fast import discriminator as fast_discriminator
 from relgan.fast import gumbel as fast_gumbel
 from relgan.fast import parity
@@ -15,6 +17,16 @@ from relgan.fast.onednn import linear_for_steps, onednn_linear
 from relgan.gumbel import categorical_from_logits, relaxed_sample
 from relgan.losses import gradient_penalty
 from relgan.models import Discriminator, Generator
+
+
+UNEXECUTABLE_ISAS = [isa for isa in build.X86_ISAS if isa not in build.executable_isas()] if build._is_x86() else []
+
+
+@pytest.mark.skipif(not UNEXECUTABLE_ISAS, reason="this CPU executes every instruction-set build")
+@pytest.mark.parametrize("isa", UNEXECUTABLE_ISAS)
+def test_builds_this_cpu_cannot_execute_still_compile(isa, default_kernels):
+    """Another machine of this kind may have AVX-512: its build (ATen's 16-lane vectors) must compile here."""
+    build.compile_only(isa)
 
 
 @pytest.mark.parametrize("case", parity.COVERAGE, ids=lambda case: f"{case.unit}: {case.label}")

@@ -147,3 +147,32 @@ def load(isa: str) -> Kernels:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise KernelsUnavailable(f"building the {isa} kernels failed: {reason[:200]}") from None
     return Kernels(isa, name, build_dir)
+
+
+def compile_only(isa: str) -> None:
+    """Compile every source for ``isa`` to object code, without linking or loading: a CPU that cannot execute
+    an instruction set (AVX-512 on an AVX2 machine) still checks that its build compiles. Remembered per build
+    name; KernelsUnavailable with the compiler's first error if it does not compile."""
+    import subprocess
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    from torch.utils.cpp_extension import _get_build_directory, include_paths
+
+    name = build_name(isa)
+    marker = Path(_get_build_directory(name, verbose=False)) / "compiles"
+    if marker.is_file():
+        return
+    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    includes = [f"-I{path}" for path in [str(CSRC), *include_paths()]]
+    command = [os.environ.get("CXX", "c++"), "-std=c++17", "-fPIC", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+               f"-DTORCH_EXTENSION_NAME={name}", "-DTORCH_API_INCLUDE_EXTENSION_H", *_flags(isa), *includes, "-c"]
+    with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        results = list(pool.map(lambda source: subprocess.run(
+            [*command, str(source), "-o", str(Path(scratch) / f"{source.stem}.o")], capture_output=True, text=True),
+            SOURCES))
+    for source, result in zip(SOURCES, results):
+        if result.returncode != 0:
+            error = next((line for line in result.stderr.splitlines() if "error" in line), result.stderr.strip())
+            raise KernelsUnavailable(f"the {isa} build of {source.name} does not compile: {error[:300]}")
+    marker.write_text(f"{name}\n")

@@ -115,9 +115,7 @@ def _sample_then_attach_backward(generator: Generator, kernels: Kernels, recorde
 
 def _projected_inputs(generator: Generator, tokens: Tensor) -> tuple[Tensor, ...]:
     """The core's time-major input projections ([T, B, ...]) of the start token and tokens [B, T] but the last."""
-    start = tokens.new_full((tokens.shape[0], 1), generator.start_id)
-    inputs = torch.cat([start, tokens[:, :-1]], dim=1)
-    return generator.core.project_inputs(F.embedding(inputs.t(), generator.embedding))
+    return generator.core.project_inputs(F.embedding(generator.teacher_inputs(tokens).t(), generator.embedding))
 
 
 def _logit_steps(generator: Generator, batch_size: int, fed_back: list[Tensor], step) -> Iterator[Tensor]:

@@ -37,7 +37,7 @@ def build_generator(config: GeneratorConfig, vocab_size: int, seq_len: int, star
     key = "generator.pretrained" if config.pretrained is not None else "generator.context_length"
     if positions < seq_len:
         raise ConfigError(f"{key}: the transformer has {positions} positions, fewer than the sentence length "
-                          f"T = {seq_len}; raise the context or lower data.seq_len")
+                          f"T = {seq_len}; raise the context or shorten the sentences (data.seq_len)")
     if outputs != vocab_size:
         raise ConfigError(f"{key}: the transformer predicts {outputs} tokens but the tokenizer has {vocab_size}")
     return generator

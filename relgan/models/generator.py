@@ -53,6 +53,11 @@ class SequenceGenerator(nn.Module):
         """Teacher forcing: tokens [B, T] -> logits [B, T, V] predicting each token from the ones before it."""
         raise NotImplementedError
 
+    def teacher_inputs(self, tokens: Tensor) -> Tensor:
+        """tokens [B, T] -> the inputs that predict them [B, T]: the start token, then tokens 0 .. T-2."""
+        start = tokens.new_full((tokens.shape[0], 1), self.start_id)
+        return torch.cat([start, tokens[:, :-1]], dim=1)
+
     def initial_state(self, batch_size: int) -> Any:
         """The decoding state before the first step."""
         raise NotImplementedError
@@ -122,9 +127,7 @@ class Generator(SequenceGenerator):
 
     def teacher_forced(self, tokens: Tensor) -> Tensor:
         """tokens [B, T] -> the core's outputs [B, T, O], step t having read the start token and tokens < t."""
-        start = tokens.new_full((tokens.shape[0], 1), self.start_id)
-        inputs = torch.cat([start, tokens[:, :-1]], dim=1)
-        projected = self.core.project_inputs(F.embedding(inputs.t(), self.embedding))  # time-major [T, B, ...]
+        projected = self.core.project_inputs(F.embedding(self.teacher_inputs(tokens).t(), self.embedding))  # time-major [T, B, ...]
         return self.core.unroll(projected, self.core.initial_state(tokens.shape[0], tokens.device))
 
     def output_logits(self, hidden: Tensor) -> Tensor:

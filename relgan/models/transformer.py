@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -42,9 +41,7 @@ class TransformerGenerator(SequenceGenerator):
                                                                                   start_id))
 
     def logits(self, tokens: Tensor) -> Tensor:
-        start = tokens.new_full((tokens.shape[0], 1), self.start_id)
-        inputs = torch.cat([start, tokens[:, :-1]], dim=1)
-        return self.model(input_ids=inputs, use_cache=False).logits
+        return self.model(input_ids=self.teacher_inputs(tokens), use_cache=False).logits
 
     def initial_state(self, batch_size: int) -> Any:
         return None  # the first call creates the cache
