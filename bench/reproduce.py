@@ -1,17 +1,21 @@
-"""Reproduce the paper's tables: MLE pretraining once, then RelGAN at each beta_max from that checkpoint.
+"""Reproduce the paper's tables over seeds and ask whether adversarial training helped.
 
-python bench/reproduce.py --config configs/coco_relgan100.yaml --beta-max 100,1000 \
-    --mle-epochs 20 --adversarial-steps 150 --eval-every 50 --seeds 171 --name coco-cpu
+python bench/reproduce.py --config configs/demo.yaml --seeds 1,2,3 --beta-max 10 --name synthetic-verdict
+
+For each seed: MLE pretraining once, then RelGAN at each beta_max from that checkpoint. Runs that already
+exist under --output-dir are read (and resumed where they stopped short of the budget), not retrained.
 
 Every evaluation reports the ``relgan`` protocol (first 200 samples vs the whole test set) and the
-``full`` protocol (all samples vs the whole test set, Self-BLEU over up to 5,000 samples). The table
-(results/<name>.json and .md) gives, per seed and row, the last evaluation and the best one by a rule
-fixed in advance: the adversarial evaluation with the largest full-protocol BLEU-4 minus Self-BLEU-4
-(quality not bought with diversity; test BLEU alone never chooses). Synthetic configs report NLL_oracle
-and its gap to the oracle's NLL on its own data; the best step there is the lowest NLL_oracle (the
-benchmark's own metric, computed on samples, not on test data).
+``full`` protocol (all samples vs the whole test set, Self-BLEU over up to 5,000 samples). Per seed and
+model the table gives the last evaluation and the best one by a rule fixed in advance: the adversarial
+evaluation with the largest full-protocol BLEU-4 minus Self-BLEU-4 (quality not bought with diversity; test
+BLEU alone never chooses); on the synthetic benchmark the lowest NLL_oracle (its own metric, computed on
+samples). The chosen evaluations get the LM judges (lm_score, reverse_lm_score) and, with the 'fed' extra,
+FED and MAUVE, computed from their saved samples.
 
-The MLE row is the pretrained generator at the same budget; RelGAN rows continue from it.
+The verdict (relgan.compare): each seed's MLE generator is sampled at every --temperatures value; seeds are
+aggregated (mean, std, 95% t interval, n) and each GAN row is checked for domination by some MLE temperature
+on each quality-diversity plane. Writes results/<name>.json, <name>.md and <name>-<plane>.png.
 """
 
 from __future__ import annotations
@@ -32,18 +36,29 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from relgan.checkpoint import complete_checkpoints, load_run_config  # noqa: E402
+from relgan.compare import (SYNTHETIC_PLANES, TEXT_PLANES, aggregate, kendall_tau, plot_planes,  # noqa: E402
+                            verdict_line, verdicts)
 from relgan.config import load_config  # noqa: E402
-from relgan.evaluation import TextEvaluator  # noqa: E402
+from relgan.data import load_corpus  # noqa: E402
+from relgan.evaluation import TextEvaluator, corpus_judges  # noqa: E402
 from relgan.io_utils import atomic_write_json, atomic_write_text  # noqa: E402
+from relgan.metrics.embedding import fed_available  # noqa: E402
+from relgan.report import temperature_sweep  # noqa: E402
 from relgan.training import setup  # noqa: E402
 
 TEXT_KEYS = [f"bleu-{n}" for n in (2, 3, 4, 5)] + [f"self-bleu-{n}" for n in (2, 3, 4, 5)]
 NLL_KEYS = ["nll_gen", "nll_test"]
+JUDGE_KEYS = ["lm_score", "reverse_lm_score", "fed-minilm", "mauve"]
 
 
-def train(config_path: str, overrides: list[str], resume: bool) -> dict:
-    """Train (or continue) one run; every evaluation also gets the full protocol. Returns metrics records."""
+def train(config_path: str, overrides: list[str]) -> dict:
+    """Train one run, or continue it where it exists (a finished run returns at once); every evaluation also
+    gets the full protocol. Returns the run directory and its metrics records."""
     config = load_config(config_path, overrides)
+    run_dir = Path(config.run.output_dir) / config.run.name
+    resume = run_dir.is_dir() and bool(complete_checkpoints(run_dir))
+    started = time.time()
     trainer = setup(config, resume="latest" if resume else None, overwrite=not resume)
     full = TextEvaluator.for_corpus(trainer.corpus, "full", config.eval.bleu_orders)
     if full is not None:
@@ -52,14 +67,48 @@ def train(config_path: str, overrides: list[str], resume: bool) -> dict:
         def both_protocols(phase: str, step: int) -> dict:
             report = relgan_report(phase, step)
             samples = (trainer.run_dir / "samples" / f"{phase}-{step:06d}.txt").read_text().splitlines()
-            extra = full(samples, ["bleu", "self_bleu"] + (["fed"] if "fed" in config.eval.metrics else []))
+            extra = full(samples, ["bleu", "self_bleu"])
             report.update({f"full/{k}": v for k, v in extra.items()})
             return report
 
         trainer.book.evaluation_report = both_protocols
+    before = trainer.progress.global_step
     trainer.fit()
+    if trainer.progress.global_step != before:  # time spent training this run, summed over invocations
+        add_seconds(trainer.run_dir / "train-seconds.json", time.time() - started)
     lines = (trainer.run_dir / "metrics.jsonl").read_text().splitlines()
-    return {"run_dir": str(trainer.run_dir), "records": [json.loads(line) for line in lines]}
+    return {"run_dir": trainer.run_dir, "records": [json.loads(line) for line in lines]}
+
+
+def add_seconds(path: Path, seconds: float) -> None:
+    total = json.loads(path.read_text())["seconds"] if path.exists() else 0.0
+    atomic_write_json(path, {"seconds": total + seconds})
+
+
+def recorded_seconds(path: Path) -> float:
+    return json.loads(path.read_text())["seconds"] if path.exists() else 0.0
+
+
+class Judging:
+    """LM judges (and FED/MAUVE with the 'fed' extra) of saved evaluation samples, cached beside them."""
+
+    def __init__(self, run_dir: Path) -> None:
+        corpus = load_corpus(load_run_config(run_dir).data, saved=run_dir)
+        self.judges = corpus_judges(corpus)
+        self.full = TextEvaluator.for_corpus(corpus, "full", [4]) if fed_available() else None
+
+    def __call__(self, run_dir: Path, record: dict) -> dict:
+        cached = run_dir / "samples" / f"{record['phase']}-{record['step']:06d}.judged.json"
+        if cached.exists():
+            return {**record, **json.loads(cached.read_text())}
+        started = time.time()
+        samples = (run_dir / "samples" / f"{record['phase']}-{record['step']:06d}.txt").read_text().splitlines()
+        extra = self.judges(samples)
+        if self.full is not None:
+            extra.update({f"full/{k}": v for k, v in self.full.fed(samples).items()})
+        atomic_write_json(cached, extra)
+        add_seconds(run_dir / "judge-seconds.json", time.time() - started)
+        return {**record, **extra}
 
 
 def pick(records: list[dict], phase: str, synthetic: bool) -> dict[str, dict]:
@@ -84,24 +133,76 @@ def summarise(record: dict, synthetic: bool, reference: float | None) -> dict:
         row.update({f"full/{k}": record.get(f"full/{k}") for k in TEXT_KEYS})
         row["full/num_samples"] = record.get("full/num_samples")
         row["fed-minilm"] = record.get("full/fed-minilm")
+        row["mauve"] = record.get("full/mauve")
+    row.update({k: record.get(k) for k in ("lm_score", "reverse_lm_score")})
     row["step"] = record["step"]
     if "beta" in record:
         row["beta"] = record["beta"]
     return row
 
 
+def plane_metrics(row: dict) -> dict:
+    """A table row (or a full-protocol sweep point) in the keys of the verdict's planes."""
+    keys = ["nll_oracle", "nll_test", "lm_score", "reverse_lm_score"]
+    point = {k: row[k] for k in keys if row.get(k) is not None}
+    for key in ("bleu-4", "self-bleu-4"):  # the full protocol's (a sweep point's are full already)
+        value = row.get(f"full/{key}") if row.get(f"full/{key}") is not None else row.get(key)
+        if value is not None:
+            point[key] = value
+    for key in ("fed-minilm", "mauve"):
+        if row.get(key) is not None:
+            point[key] = row[key]
+    return point
+
+
+def fmt(summary: dict | None) -> str:
+    if not summary:
+        return "–"
+    if summary["ci95"] is None:
+        return f"{summary['mean']:.3f}"
+    return f"{summary['mean']:.3f} ± {summary['ci95']:.3f}"
+
+
 def markdown(result: dict) -> str:
     synthetic = result["synthetic"]
-    keys = (["nll_oracle", "nll_oracle_gap", "nll_gen", "nll_test"] if synthetic
-            else ["bleu-2", "bleu-3", "bleu-4", "bleu-5", "self-bleu-4", "full/bleu-4", "full/self-bleu-4",
-                  "nll_gen", "nll_test"])
+    planes = SYNTHETIC_PLANES if synthetic else TEXT_PLANES
+    keys = (["nll_oracle", "nll_oracle_gap", "nll_gen", "nll_test", "lm_score", "reverse_lm_score"] if synthetic
+            else ["bleu-4", "full/bleu-4", "full/self-bleu-4", "nll_gen", "nll_test", "lm_score",
+                  "reverse_lm_score", "fed-minilm", "mauve"])
+    budget = result["budget"]
     lines = [f"### {result['name']}", "",
-             f"Budget: {result['budget']['mle_epochs']} MLE epochs, {result['budget']['adversarial_steps']} "
-             f"adversarial iterations; seeds {result['seeds']}; machine: {result['machine']}"
-             + (f"; {result['minutes']:.0f} min." if result["minutes"] is not None else "."), "",
+             f"Budget: {budget['mle_epochs']} MLE epochs, {budget['adversarial_steps']} adversarial iterations"
+             f"{' (reduced: ' + result['reduced'] + ')' if result.get('reduced') else ''}; seeds {result['seeds']}; "
+             f"{result['num_samples']} samples per evaluation; machine: {result['machine']}"
+             + f"; {result['minutes']:.0f} min of training, judging and sweeps (all runs, summed).", "",
              f"Command: `{result['command']}`", "",
-             "| model | seed | row | step | " + " | ".join(keys) + " |",
-             "|---|---|---|---|" + "---|" * len(keys)]
+             f"LM judges: {result['lm_judge']}; lm_score of the real test split: {result['lm_score_of_test']:.3f}.",
+             "",
+             "#### Verdict", "",
+             "Dominated: some MLE temperature is at least as good on both axes and better on one, beyond the 95% "
+             "intervals of the seeds.", ""]
+    lines += [f"- {line}" for line in result["verdict_lines"]]
+    lines += ["", "Do the LM judges order the evaluated points (every seed's rows and temperatures) as the reference "
+              "metrics do? Kendall's tau: " + "; ".join(f"{k}: {v:+.2f}" for k, v in result["judge_agreement"].items()
+                                                       if v is not None)
+              + " (lower lm_score should go with lower NLL_oracle, +1, or higher BLEU, -1)."]
+    lines += ["", "#### Mean ± 95% interval over seeds", "",
+              "| model | row | n | " + " | ".join(keys) + " |", "|---|---|---|" + "---|" * len(keys)]
+    for group in result["aggregate"]:
+        stats = group["metrics"]
+        n = max((s["n"] for s in stats.values()), default=0)
+        cells = " | ".join(fmt(stats.get(k)) for k in keys)
+        lines.append(f"| {group['model']} | {group['row']} | {n} | {cells} |")
+    sweep_keys = sorted({k for plane in planes for k in (plane.quality.key, plane.diversity.key)})
+    lines += ["", "#### MLE at each temperature (full protocol), mean ± 95% interval", "",
+              "| T | " + " | ".join(sweep_keys) + " |", "|---|" + "---|" * len(sweep_keys)]
+    for point in result["sweep"]:
+        lines.append(f"| {point['temperature']:g} | " + " | ".join(fmt(point["metrics"].get(k)) for k in sweep_keys)
+                     + " |")
+    if result["plots"]:
+        lines += ["", "Plots: " + ", ".join(f"[{Path(p).name}]({Path(p).name})" for p in result["plots"]) + "."]
+    lines += ["", "#### Per seed", "", "| model | seed | row | step | " + " | ".join(keys) + " |",
+              "|---|---|---|---|" + "---|" * len(keys)]
     for row in result["rows"]:
         cells = [f"{row[k]:.3f}" if isinstance(row.get(k), float) else "–" for k in keys]
         lines.append(f"| {row['model']} | {row['seed']} | {row['row']} | {row['step']} | " + " | ".join(cells) + " |")
@@ -122,67 +223,100 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, help="adversarial iterations between evaluations")
     parser.add_argument("--mle-eval-every", type=int, help="MLE epochs between evaluations")
     parser.add_argument("--num-samples", type=int, help="samples per evaluation (full protocol uses all)")
-    parser.add_argument("--name", required=True, help="results/<name>.json and .md")
-    parser.add_argument("--output-dir", default="runs/reproduce")
-    parser.add_argument("--collect", metavar="DIR",
-                        help="build the table from DIR/<name>-s<seed>-{mle,relgan<beta>}.metrics.jsonl of an "
-                             "earlier run (e.g. one copied back from another machine) instead of training")
+    parser.add_argument("--temperatures", default="0.6,0.8,1.0,1.2,1.4",
+                        help="softmax temperatures of the MLE sweep (the verdict's baseline curve)")
+    parser.add_argument("--name", required=True, help="results/<name>.json, .md and -<plane>.png")
+    parser.add_argument("--output-dir", default="runs/reproduce", help="where the runs are (read or written)")
     parser.add_argument("--machine", help="machine named in the table (default: this one)")
+    parser.add_argument("--reduced", default="", help="how the budget is reduced from the paper's, for the table")
     parser.add_argument("--note", default="", help="a remark printed under the table")
     parser.add_argument("overrides", nargs="*", help="extra config overrides (key=value)")
     args = parser.parse_args()
 
     base = load_config(args.config, args.overrides)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [base.run.seed]
+    temperatures = [float(t) for t in args.temperatures.split(",")]
     synthetic = base.data.source == "oracle"
+    planes = SYNTHETIC_PLANES if synthetic else TEXT_PLANES
     budget = {"mle_epochs": args.mle_epochs or base.mle.epochs,
               "adversarial_steps": args.adversarial_steps or base.adversarial.steps}
-    common = [f"run.output_dir={args.output_dir}", f"mle.epochs={budget['mle_epochs']}", *args.overrides]
+    num_samples = args.num_samples or base.eval.num_samples
+    common = [f"run.output_dir={args.output_dir}", f"mle.epochs={budget['mle_epochs']}",
+              f"eval.num_samples={num_samples}", *args.overrides]
     if args.mle_eval_every:
         common += [f"mle.eval_every={args.mle_eval_every}", f"mle.checkpoint_every={args.mle_eval_every}"]
-    if args.num_samples:
-        common.append(f"eval.num_samples={args.num_samples}")
     adversarial = [f"adversarial.steps={budget['adversarial_steps']}", "gumbel.horizon=null"]
     if args.eval_every:
         adversarial += [f"adversarial.eval_every={args.eval_every}", f"adversarial.checkpoint_every={args.eval_every}"]
 
-    def collected(run_name: str) -> dict:
-        lines = (Path(args.collect) / f"{run_name}.metrics.jsonl").read_text().splitlines()
-        return {"records": [json.loads(line) for line in lines]}
-
-    started = time.time()
-    rows, reference = [], None
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    rows, reference, sweeps, judging, seconds = [], None, [], None, 0.0
     for seed in seeds:
         name = f"{args.name}-s{seed}"
-        pretrain = collected(f"{name}-mle") if args.collect else train(
-            args.config, [*common, f"run.seed={seed}", f"run.name={name}-mle", "adversarial.steps=0"], resume=False)
+        pretrain = train(args.config, [*common, f"run.seed={seed}", f"run.name={name}-mle", "adversarial.steps=0"])
+        judging = judging or Judging(pretrain["run_dir"])
+        run_dirs = [pretrain["run_dir"]]
         reference = next((r["nll_oracle"] for r in pretrain["records"] if r["phase"] == "reference"), None)
         for row_name, record in pick(pretrain["records"], "mle", synthetic).items():
+            record = judging(pretrain["run_dir"], record)
             rows.append({"model": "MLE", "seed": seed, "row": row_name, **summarise(record, synthetic, reference)})
+        sweep_file = pretrain["run_dir"] / f"sweep-{num_samples}.json"
+        cached = json.loads(sweep_file.read_text()) if sweep_file.exists() else {"points": []}
+        if [p["temperature"] for p in cached["points"]] != temperatures:
+            sweep_started = time.time()
+            cached = temperature_sweep(pretrain["run_dir"], None, "full", temperatures, num_samples, seed, device)
+            cached["seconds"] = time.time() - sweep_started
+            atomic_write_json(sweep_file, cached)
+        seconds += cached.get("seconds", 0.0)
+        sweeps.append(cached["points"])
         for beta_max in args.beta_max.split(","):
-            branch = f"{name}-relgan{beta_max}"
-            if args.collect:
-                run = collected(branch)
-            else:
-                target = Path(args.output_dir) / branch
-                shutil.rmtree(target, ignore_errors=True)
-                shutil.copytree(pretrain["run_dir"], target)  # continue from the same pretrained checkpoint
-                run = train(args.config, [*common, *adversarial, f"run.seed={seed}", f"run.name={branch}",
-                                          f"gumbel.beta_max={beta_max}"], resume=True)
+            branch = Path(args.output_dir) / f"{name}-relgan{beta_max}"
+            if not branch.exists():  # continue from the same pretrained checkpoint (not its export, sweep, timings)
+                skip = shutil.ignore_patterns("generator", "sweep-*", "*-seconds.json")
+                shutil.copytree(pretrain["run_dir"], branch, ignore=skip)
+            run = train(args.config, [*common, *adversarial, f"run.seed={seed}", f"run.name={branch.name}",
+                                      f"gumbel.beta_max={beta_max}"])
+            run_dirs.append(run["run_dir"])
             for row_name, record in pick(run["records"], "adversarial", synthetic).items():
+                record = judging(run["run_dir"], record)
                 rows.append({"model": f"RelGAN({beta_max})", "seed": seed, "row": row_name,
                              **summarise(record, synthetic, reference)})
-    device = args.machine or (torch.cuda.get_device_name() if torch.cuda.is_available()
-                              else f"{platform.machine()} CPU, {os.cpu_count()} cores")
+
+        seconds += sum(recorded_seconds(d / "train-seconds.json") + recorded_seconds(d / "judge-seconds.json")
+                       for d in run_dirs)
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["model"], row["row"]), []).append(row)
+    aggregated = [{"model": model, "row": row_name, "metrics": aggregate(members)}
+                  for (model, row_name), members in groups.items()]
+    sweep = [{"temperature": t, "metrics": aggregate([plane_metrics(points[i]) for points in sweeps])}
+             for i, t in enumerate(temperatures)]
+    gans = {f"{g['model']}, {g['row']}": aggregate([plane_metrics(r) for r in groups[(g["model"], g["row"])]])
+            for g in aggregated if g["model"] != "MLE"}
+    sweep_points = {p["temperature"]: p["metrics"] for p in sweep}
+    # every evaluated point of every seed (sweep and rows): do the judges order them as the references do?
+    evaluated = [plane_metrics(r) for r in rows] + [plane_metrics(p) for points in sweeps for p in points]
+    agreement = {f"{judge} vs {truth}": kendall_tau([(e[judge], e[truth]) for e in evaluated
+                                                     if judge in e and truth in e])
+                 for judge, truth in (("lm_score", "nll_oracle" if synthetic else "bleu-4"),
+                                      ("reverse_lm_score", "nll_test"))}
+    found = verdicts(sweep_points, gans, planes)
+    results = REPO / "results"
+    title = f"{args.name}: MLE temperature sweep vs GAN, {len(seeds)} seed(s)"
+    plots = plot_planes(sweep_points, gans, planes, results / args.name, title)
+    machine = args.machine or (torch.cuda.get_device_name() if torch.cuda.is_available()
+                               else f"{platform.machine()} CPU, {os.cpu_count()} cores")
     result = {
         "name": args.name, "config": args.config, "synthetic": synthetic, "budget": budget, "seeds": seeds,
-        "machine": device, "minutes": None if args.collect else (time.time() - started) / 60,
-        "oracle_reference": reference, "note": args.note,
-        "command": "python " + shlex.join(sys.argv), "rows": rows,
+        "num_samples": num_samples, "reduced": args.reduced, "machine": machine,
+        "minutes": seconds / 60, "oracle_reference": reference, "note": args.note,
+        "command": "python " + shlex.join(sys.argv), "rows": rows, "aggregate": aggregated, "sweep": sweep,
+        "verdicts": found, "judge_agreement": agreement, "verdict_lines": [verdict_line(name, found[name], planes) for name in gans],
+        "plots": [str(p.relative_to(REPO)) for p in plots],
+        "lm_judge": judging.judges.spec.describe(), "lm_score_of_test": judging.judges.test_score(),
         "selection_rule": ("lowest NLL_oracle among adversarial evaluations" if synthetic else
                            "largest full-protocol BLEU-4 minus Self-BLEU-4 among adversarial evaluations"),
     }
-    results = REPO / "results"
     atomic_write_json(results / f"{args.name}.json", result)
     atomic_write_text(results / f"{args.name}.md", markdown(result))
     print(markdown(result))

@@ -119,9 +119,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             reports.write_report(curve, out)
             for point in curve["points"]:
                 print(" ".join(f"{k}={v:.4f}" for k, v in point.items() if isinstance(v, float)))
-            plotted = reports.plot_sweep(curve, out.with_suffix(".png"))
-            print(f"curve written to {out}" + (f" and {out.with_suffix('.png')}" if plotted
-                                               else " (install the 'plot' extra for a PNG)"))
+            plots = reports.plot_sweep(curve, out)
+            print(f"curve written to {out}" + (" and " + ", ".join(map(str, plots)) if plots
+                                               else " (install the 'plot' extra for plots)"))
             return 0
         report, _ = reports.evaluate_run(run_dir, checkpoint, args.protocol, metrics, args.num_samples, args.seed,
                                          _device(args.device))
@@ -198,19 +198,20 @@ def build_parser() -> argparse.ArgumentParser:
     sample.set_defaults(handler=_sample)
 
     evaluate = commands.add_parser(
-        "evaluate", help="BLEU, Self-BLEU, NLL, diversity and FED of a run or of text files",
+        "evaluate", help="BLEU, Self-BLEU, NLL, diversity, LM judges, FED and MAUVE of a run or of text files",
         description="Evaluate a run's generator (--run) or any samples file (--samples/--references).",
     )
     evaluate.add_argument("--run", help="run directory: sample from its final generator (or --checkpoint)")
     evaluate.add_argument("--checkpoint", help="a checkpoint directory of the run")
     evaluate.add_argument("--samples", help="text file of generated sentences, one per line")
     evaluate.add_argument("--references", help="text file of reference (test) sentences")
-    evaluate.add_argument("--train", help="training sentences, for novelty")
+    evaluate.add_argument("--train", help="training sentences: novelty, and the LM judges (lm_score, reverse_lm_score)")
     evaluate.add_argument("--protocol", default="relgan", choices=PROTOCOLS,
                           help="relgan: 200 samples vs all references; texygen: all samples vs 500 references; "
                                "full: all vs all (default relgan)")
     evaluate.add_argument("--metrics", help="comma-separated subset of bleu,self_bleu,nll_gen,nll_test,nll_oracle,"
-                                            "diversity,fed (default: all but fed)")
+                                            "diversity,lm,fed (default: all that apply; fed, which is FED and MAUVE, "
+                                            "when the 'fed' extra is installed)")
     evaluate.add_argument("--num-samples", type=int, help="samples to draw (default: the run's eval.num_samples)")
     evaluate.add_argument("--seed", type=int, help="sampling seed (default: the run's seed)")
     evaluate.add_argument("--temperature-sweep", metavar="T1,T2,...",

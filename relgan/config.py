@@ -26,7 +26,7 @@ GAN_LOSSES = ("rsgan", "standard", "js", "kl", "hinge", "tv", "ls", "wgan-gp")
 ARCHITECTURES = ("rmc", "lstm", "transformer")
 PROTOCOLS = ("relgan", "texygen", "full")
 BACKENDS = ("auto", "reference", "fast")
-METRICS = ("bleu", "self_bleu", "nll_gen", "nll_test", "nll_oracle", "diversity", "fed")
+METRICS = ("bleu", "self_bleu", "nll_gen", "nll_test", "nll_oracle", "diversity", "fed", "lm")
 
 
 def _field(default: Any, help: str, **constraints: Any) -> Any:
@@ -139,7 +139,8 @@ class AdversarialConfig:
 class EvalConfig:
     protocol: str = _field("relgan", "which samples and references BLEU uses", choices=PROTOCOLS)
     metrics: list[str] = _field(
-        ["bleu", "nll_gen", "nll_test", "nll_oracle"], "metrics computed during training", item_choices=METRICS
+        ["bleu", "nll_gen", "nll_test", "nll_oracle"], "metrics computed during training (lm: the LM judges, "
+        "which train two small LSTMs per evaluation; fed: FED and MAUVE, with the 'fed' extra)", item_choices=METRICS
     )
     num_samples: int = _field(10000, "sentences sampled at each evaluation", min=1)
     bleu_orders: list[int] = _field([2, 3, 4, 5], "BLEU / Self-BLEU orders", min=1, max=9)

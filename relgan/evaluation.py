@@ -19,7 +19,8 @@ from statistics import fmean
 from relgan.data import Corpus
 from relgan.metrics.bleu import ReferenceIndex, self_bleu_scores_by_order
 from relgan.metrics.diversity import diversity_metrics
-from relgan.metrics.embedding import embed_sentences, frechet_distance, load_minilm
+from relgan.metrics.embedding import embed_sentences, frechet_distance, load_minilm, mauve_score
+from relgan.metrics.lm_judges import LanguageModelJudges
 from relgan.metrics.nll import nll_gen, nll_test
 from relgan.models import SequenceGenerator
 from relgan.sampling import sample_ids
@@ -88,22 +89,30 @@ class TextEvaluator:
         return report
 
     def fed(self, samples: Sequence[str]) -> dict:
-        """FED-MiniLM between N samples and N references (N = the smaller count), or a skip notice."""
+        """FED-MiniLM and MAUVE (on the same embeddings) between N samples and N references (N = the smaller
+        count), or a skip notice."""
         if self._encoder is None:
             self._encoder = load_minilm() or False
         if not self._encoder:
-            return {"fed-minilm": None,
-                    "fed_notice": "FED skipped: install the 'fed' extra (pip install -e '.[fed]')"}
+            return {"fed-minilm": None, "mauve": None,
+                    "fed_notice": "FED and MAUVE skipped: install the 'fed' extra (pip install -e '.[fed]')"}
         n = min(len(samples), len(self.references))
         tokenizer, model = self._encoder
-        distance = frechet_distance(embed_sentences(samples[:n], tokenizer, model),
-                                    embed_sentences(self.references[:n], tokenizer, model))
-        return {"fed-minilm": distance, "fed_samples": n}
+        x = embed_sentences(samples[:n], tokenizer, model)
+        y = embed_sentences(self.references[:n], tokenizer, model)
+        return {"fed-minilm": frechet_distance(x, y), "mauve": mauve_score(x, y), "fed_samples": n}
+
+
+def corpus_judges(corpus: Corpus) -> LanguageModelJudges:
+    """The LM judges of a corpus: its raw training and test lines (an oracle's: its token sequences)."""
+    train = corpus.train_text if corpus.train_text is not None else corpus.decode(corpus.train_ids)
+    test = corpus.test_text if corpus.test_text is not None else corpus.decode(corpus.test_ids)
+    return LanguageModelJudges(train, test)
 
 
 def generator_report(generator: SequenceGenerator, corpus: Corpus, metrics: Sequence[str], *, num_samples: int,
                      batch_size: int, seed: int, nll_batch_size: int, text_evaluator: TextEvaluator | None = None,
-                     temperature: float = 1.0) -> tuple[dict, list[str]]:
+                     judges: LanguageModelJudges | None = None, temperature: float = 1.0) -> tuple[dict, list[str]]:
     """Metrics of a generator (those in ``metrics`` that apply to the corpus) and its decoded samples.
 
     Samples are drawn with a private RNG seeded by ``seed``; NLL_gen uses full batches of ``nll_batch_size``.
@@ -122,4 +131,6 @@ def generator_report(generator: SequenceGenerator, corpus: Corpus, metrics: Sequ
     texts = corpus.decode(ids)
     if text_evaluator is not None:
         report.update(text_evaluator(texts, metrics))
+    if "lm" in metrics and judges is not None:
+        report.update(judges(texts))
     return report, texts

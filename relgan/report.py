@@ -10,30 +10,41 @@ import torch
 
 from relgan import fast
 from relgan.checkpoint import load_generator, load_run_config
+from relgan.compare import SYNTHETIC_PLANES, TEXT_PLANES, aggregate, plot_planes
 from relgan.data import load_corpus
 from relgan.errors import RelganError
-from relgan.evaluation import TextEvaluator, generator_report
+from relgan.evaluation import TextEvaluator, corpus_judges, generator_report
 from relgan.io_utils import atomic_write_json, read_text_lines
+from relgan.metrics.embedding import fed_available
+from relgan.metrics.lm_judges import LanguageModelJudges
 from relgan.tokenization import reference_words
 
-RUN_METRICS = ("bleu", "self_bleu", "nll_gen", "nll_test", "nll_oracle", "diversity")
-TEXT_METRICS = ("bleu", "self_bleu", "diversity")
+RUN_METRICS = ("bleu", "self_bleu", "nll_gen", "nll_test", "nll_oracle", "diversity", "lm")
+TEXT_METRICS = ("bleu", "self_bleu", "diversity", "lm")
+SWEEP_METRICS = ("bleu", "self_bleu", "nll_test", "nll_oracle", "lm")
+
+
+def with_fed(metrics: Sequence[str]) -> tuple[str, ...]:
+    """``metrics`` plus FED and MAUVE when the 'fed' extra is installed."""
+    return (*metrics, "fed") if fed_available() else tuple(metrics)
 
 
 def evaluate_run(run_dir: Path, checkpoint: Path | None, protocol: str, metrics: Sequence[str] | None,
                  num_samples: int | None, seed: int | None, device: str) -> tuple[dict[str, Any], list[str]]:
     """Report of a run's final generator (or ``checkpoint``) on the run's own data; also the samples."""
     session = _RunSession(run_dir, checkpoint, protocol, device)
-    return session.report(metrics or RUN_METRICS, num_samples, seed, temperature=1.0)
+    return session.report(metrics or with_fed(RUN_METRICS), num_samples, seed, temperature=1.0)
 
 
 def temperature_sweep(run_dir: Path, checkpoint: Path | None, protocol: str, temperatures: Sequence[float],
-                      num_samples: int | None, seed: int | None, device: str) -> dict[str, Any]:
-    """Quality-diversity curve (Caccia et al., 2020): BLEU, Self-BLEU and NLL_test at each temperature."""
+                      num_samples: int | None, seed: int | None, device: str,
+                      metrics: Sequence[str] | None = None) -> dict[str, Any]:
+    """Quality-diversity curve (Caccia et al., 2020): by default BLEU, Self-BLEU, NLL_test, NLL_oracle, the LM
+    judges (and FED and MAUVE with the 'fed' extra) at each temperature."""
     session = _RunSession(run_dir, checkpoint, protocol, device)
     points = []
     for temperature in temperatures:
-        report, _ = session.report(("bleu", "self_bleu", "nll_test"), num_samples, seed, temperature)
+        report, _ = session.report(metrics or with_fed(SWEEP_METRICS), num_samples, seed, temperature)
         points.append({"temperature": temperature, **report})
     return {"protocol": protocol, "run": str(run_dir), "points": points}
 
@@ -52,6 +63,7 @@ class _RunSession:
         if self.corpus.oracle is not None:
             self.corpus.oracle.to(device)
         self.evaluator = TextEvaluator.for_corpus(self.corpus, protocol, self.config.eval.bleu_orders)
+        self.judges = corpus_judges(self.corpus)
         self.checkpoint = checkpoint
 
     def report(self, metrics: Sequence[str], num_samples: int | None, seed: int | None,
@@ -61,7 +73,8 @@ class _RunSession:
             report, texts = generator_report(
                 self.generator, self.corpus, metrics, num_samples=num_samples or config.eval.num_samples,
                 batch_size=config.eval.batch_size, seed=config.run.seed if seed is None else seed,
-                nll_batch_size=config.mle.batch_size, text_evaluator=self.evaluator, temperature=temperature,
+                nll_batch_size=config.mle.batch_size, text_evaluator=self.evaluator, judges=self.judges,
+                temperature=temperature,
             )
         report.setdefault("num_samples", num_samples or config.eval.num_samples)
         report["weights"] = str(self.checkpoint or "final export")
@@ -70,16 +83,27 @@ class _RunSession:
 
 def evaluate_files(samples: Path, references: Path, train: Path | None, protocol: str,
                    metrics: Sequence[str] | None, orders: Sequence[int] = (2, 3, 4, 5)) -> dict[str, Any]:
-    """Text metrics of a samples file against a references file (and novelty against a training file)."""
+    """Text metrics of a samples file against a references file; with a training file also novelty and the LM
+    judges (trained on its lines; ``references`` is the real test split of ``reverse_lm_score``)."""
     sample_lines = [line.strip() for line in read_text_lines(samples, "--samples") if line.strip()]
     reference_lines = [line.strip() for line in read_text_lines(references, "--references") if line.strip()]
-    training = None
+    train_lines = None
     if train is not None:
-        training = [reference_words(line) for line in read_text_lines(train, "--train") if line.strip()]
-    chosen = [m for m in (metrics or TEXT_METRICS) if m in TEXT_METRICS + ("fed",)]
-    if not chosen:
-        raise RelganError(f"--metrics: with --samples only {', '.join(TEXT_METRICS + ('fed',))} apply")
-    return TextEvaluator(reference_lines, protocol, orders, training)(sample_lines, chosen)
+        train_lines = [line.strip() for line in read_text_lines(train, "--train") if line.strip()]
+    allowed = TEXT_METRICS + ("fed",)
+    if metrics is None:
+        chosen = [m for m in with_fed(TEXT_METRICS) if m != "lm" or train_lines is not None]
+    else:
+        chosen = [m for m in metrics if m in allowed]
+        if not chosen:
+            raise RelganError(f"--metrics: with --samples only {', '.join(allowed)} apply")
+        if "lm" in chosen and train_lines is None:
+            raise RelganError("--metrics lm: the LM judges are trained on real text; give it with --train FILE")
+    training = [reference_words(line) for line in train_lines] if train_lines is not None else None
+    report = TextEvaluator(reference_lines, protocol, orders, training)(sample_lines, chosen)
+    if "lm" in chosen:
+        report.update(LanguageModelJudges(train_lines, reference_lines)(sample_lines))
+    return report
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -94,28 +118,9 @@ def write_report(report: dict[str, Any], path: Path) -> None:
     atomic_write_json(path, report)
 
 
-def plot_sweep(curve: dict[str, Any], path: Path, order: int = 4) -> bool:
-    """BLEU-n vs Self-BLEU-n and BLEU-n vs NLL_test over temperatures as a PNG; False without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    points = curve["points"]
-    bleu = [p.get(f"bleu-{order}") for p in points]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for axis, key, label in ((axes[0], f"self-bleu-{order}", f"Self-BLEU-{order} (lower = more diverse)"),
-                             (axes[1], "nll_test", "NLL_test (lower = better coverage)")):
-        axis.plot([p.get(key) for p in points], bleu, marker="o")
-        for p, y in zip(points, bleu):
-            axis.annotate(f"τ={p['temperature']}", (p.get(key), y), fontsize=8)
-        axis.set_xlabel(label)
-        axis.set_ylabel(f"BLEU-{order}")
-    fig.suptitle(f"quality-diversity, protocol {curve['protocol']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
-
+def plot_sweep(curve: dict[str, Any], path: Path) -> list[Path]:
+    """The sweep on each quality-diversity plane its points have, as PNGs ``<path>-<plane>.png``; [] without
+    matplotlib."""
+    sweep = {p["temperature"]: aggregate([p]) for p in curve["points"]}
+    planes = TEXT_PLANES if any(p.get("bleu-4") is not None for p in curve["points"]) else SYNTHETIC_PLANES
+    return plot_planes(sweep, {}, planes, path.with_suffix(""), f"temperature sweep, {curve['run']}")

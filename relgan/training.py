@@ -25,7 +25,7 @@ from relgan.checkpoint import export_generator, latest_checkpoint, load_run_conf
 from relgan.config import Config, save_config, schedule_horizon
 from relgan.data import Corpus, load_corpus, save_corpus_artifacts
 from relgan.errors import CheckpointError, DataError
-from relgan.evaluation import TextEvaluator, generator_report
+from relgan.evaluation import TextEvaluator, corpus_judges, generator_report
 from relgan.fast.cuda_graphs import StepGraph
 from relgan.gumbel import LearnedInverseTemperature, inverse_temperature
 from relgan.io_utils import append_jsonl, atomic_write_text
@@ -81,6 +81,7 @@ class Trainer:
         self.text_evaluator = None
         if {"bleu", "self_bleu", "diversity", "fed"} & set(config.eval.metrics):
             self.text_evaluator = TextEvaluator.for_corpus(corpus, config.eval.protocol, config.eval.bleu_orders)
+        self.judges = corpus_judges(corpus) if "lm" in config.eval.metrics else None
         self.book = RunBook(config, run_dir, accelerator, self.evaluation_report)
         # On one GPU the steps are captured once and replayed as CUDA graphs (fast/cuda_graphs.py). A replay
         # repeats the captured kernels: tensors read inside a step (parameters, optimiser state, beta passed
@@ -210,7 +211,7 @@ class Trainer:
             metrics_report, texts = generator_report(
                 self.gen, corpus, cfg.metrics, num_samples=cfg.num_samples, batch_size=cfg.batch_size,
                 seed=self.config.run.seed, nll_batch_size=self.config.mle.batch_size,
-                text_evaluator=self.text_evaluator,
+                text_evaluator=self.text_evaluator, judges=self.judges,
             )
         report.update(metrics_report)
         report["samples"] = texts[: cfg.print_samples]

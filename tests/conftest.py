@@ -26,6 +26,7 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.getbasetemp() / "hf-cache"
     monkeypatch.setenv("HF_DATASETS_CACHE", str(cache / "datasets"))
     monkeypatch.setenv("HF_HOME", str(cache))
+    monkeypatch.setenv("RELGAN_CACHE", str(cache / "relgan"))
 
 
 @pytest.fixture(autouse=True)

