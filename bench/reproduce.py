@@ -176,16 +176,17 @@ def markdown(result: dict) -> str:
              f"{result['num_samples']} samples per evaluation; machine: {result['machine']}"
              + f"; {result['minutes']:.0f} min of training, judging and sweeps (all runs, summed).", "",
              f"Command: `{result['command']}`", "",
-             f"LM judges: {result['lm_judge']}; lm_score of the real test split: {result['lm_score_of_test']:.3f}.",
-             "",
+             (f"LM judges: {result['lm_judge']}; lm_score of the real test split: {result['lm_score_of_test']:.3f}."
+              if result["lm_judge"] else "Collected metrics: no LM judges, no temperature sweep."), "",
              "#### Verdict", "",
              "Dominated: some MLE temperature is at least as good on both axes and better on one, beyond the 95% "
              "intervals of the seeds.", ""]
     lines += [f"- {line}" for line in result["verdict_lines"]]
-    lines += ["", "Do the LM judges order the evaluated points (every seed's rows and temperatures) as the reference "
-              "metrics do? Kendall's tau: " + "; ".join(f"{k}: {v:+.2f}" for k, v in result["judge_agreement"].items()
-                                                       if v is not None)
-              + " (lower lm_score should go with lower NLL_oracle, +1, or higher BLEU, -1)."]
+    taus = [f"{k}: {v:+.2f}" for k, v in result["judge_agreement"].items() if v is not None]
+    if taus:
+        lines += ["", "Do the LM judges order the evaluated points (every seed's rows and temperatures) as the "
+                  f"reference metrics do? Kendall's tau: {'; '.join(taus)} (lower lm_score should go with lower "
+                  "NLL_oracle, +1, or higher BLEU, -1)."]
     lines += ["", "#### Mean ± 95% interval over seeds", "",
               "| model | row | n | " + " | ".join(keys) + " |", "|---|---|---|" + "---|" * len(keys)]
     for group in result["aggregate"]:
@@ -213,6 +214,27 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def branch_from(pretrained: str, branch: str, output_dir: str) -> None:
+    """Start a RelGAN run from the MLE run's last checkpoint (not its export, sweep or timings), once."""
+    target = Path(output_dir) / branch
+    if not target.exists():
+        skip = shutil.ignore_patterns("generator", "sweep-*", "*-seconds.json")
+        shutil.copytree(Path(output_dir) / pretrained, target, ignore=skip)
+
+
+def swept(run_dir: Path, temperatures: list[float], num_samples: int, seed: int) -> tuple[list[dict], float]:
+    """The MLE generator's full-protocol report at each temperature (cached in the run) and its seconds."""
+    path = run_dir / f"sweep-{num_samples}.json"
+    cached = json.loads(path.read_text()) if path.exists() else {"points": []}
+    if [p["temperature"] for p in cached["points"]] != temperatures:
+        started = time.time()
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        cached = temperature_sweep(run_dir, None, "full", temperatures, num_samples, seed, device)
+        cached["seconds"] = time.time() - started
+        atomic_write_json(path, cached)
+    return cached["points"], cached.get("seconds", 0.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
@@ -227,6 +249,9 @@ def main() -> None:
                         help="softmax temperatures of the MLE sweep (the verdict's baseline curve)")
     parser.add_argument("--name", required=True, help="results/<name>.json, .md and -<plane>.png")
     parser.add_argument("--output-dir", default="runs/reproduce", help="where the runs are (read or written)")
+    parser.add_argument("--collect", metavar="DIR",
+                        help="build the table from DIR/<name>-s<seed>-{mle,relgan<beta>}.metrics.jsonl copied back "
+                             "from another machine instead of training (no LM judges, no sweep, no verdict)")
     parser.add_argument("--machine", help="machine named in the table (default: this one)")
     parser.add_argument("--reduced", default="", help="how the budget is reduced from the paper's, for the table")
     parser.add_argument("--note", default="", help="a remark printed under the table")
@@ -249,48 +274,43 @@ def main() -> None:
     if args.eval_every:
         adversarial += [f"adversarial.eval_every={args.eval_every}", f"adversarial.checkpoint_every={args.eval_every}"]
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    rows, reference, sweeps, judging, seconds = [], None, [], None, 0.0
+    rows, sweeps, seconds, reference, judging = [], [], 0.0, None, None
     for seed in seeds:
         name = f"{args.name}-s{seed}"
-        pretrain = train(args.config, [*common, f"run.seed={seed}", f"run.name={name}-mle", "adversarial.steps=0"])
-        judging = judging or Judging(pretrain["run_dir"])
-        run_dirs = [pretrain["run_dir"]]
-        reference = next((r["nll_oracle"] for r in pretrain["records"] if r["phase"] == "reference"), None)
-        for row_name, record in pick(pretrain["records"], "mle", synthetic).items():
-            record = judging(pretrain["run_dir"], record)
-            rows.append({"model": "MLE", "seed": seed, "row": row_name, **summarise(record, synthetic, reference)})
-        sweep_file = pretrain["run_dir"] / f"sweep-{num_samples}.json"
-        cached = json.loads(sweep_file.read_text()) if sweep_file.exists() else {"points": []}
-        if [p["temperature"] for p in cached["points"]] != temperatures:
-            sweep_started = time.time()
-            cached = temperature_sweep(pretrain["run_dir"], None, "full", temperatures, num_samples, seed, device)
-            cached["seconds"] = time.time() - sweep_started
-            atomic_write_json(sweep_file, cached)
-        seconds += cached.get("seconds", 0.0)
-        sweeps.append(cached["points"])
+        runs = {"MLE": (f"{name}-mle", [*common, f"run.seed={seed}", "adversarial.steps=0"])}
         for beta_max in args.beta_max.split(","):
-            branch = Path(args.output_dir) / f"{name}-relgan{beta_max}"
-            if not branch.exists():  # continue from the same pretrained checkpoint (not its export, sweep, timings)
-                skip = shutil.ignore_patterns("generator", "sweep-*", "*-seconds.json")
-                shutil.copytree(pretrain["run_dir"], branch, ignore=skip)
-            run = train(args.config, [*common, *adversarial, f"run.seed={seed}", f"run.name={branch.name}",
-                                      f"gumbel.beta_max={beta_max}"])
-            run_dirs.append(run["run_dir"])
-            for row_name, record in pick(run["records"], "adversarial", synthetic).items():
-                record = judging(run["run_dir"], record)
-                rows.append({"model": f"RelGAN({beta_max})", "seed": seed, "row": row_name,
-                             **summarise(record, synthetic, reference)})
-
-        seconds += sum(recorded_seconds(d / "train-seconds.json") + recorded_seconds(d / "judge-seconds.json")
-                       for d in run_dirs)
+            runs[f"RelGAN({beta_max})"] = (f"{name}-relgan{beta_max}", [*common, *adversarial, f"run.seed={seed}",
+                                                                      f"gumbel.beta_max={beta_max}"])
+        for model, (run_name, overrides) in runs.items():
+            if args.collect:  # metrics copied back from another machine: no samples to judge, no generator to sweep
+                lines = (Path(args.collect) / f"{run_name}.metrics.jsonl").read_text().splitlines()
+                run = {"run_dir": None, "records": [json.loads(line) for line in lines]}
+            else:
+                if model != "MLE":
+                    branch_from(runs["MLE"][0], run_name, args.output_dir)
+                run = train(args.config, [*overrides, f"run.name={run_name}"])
+                judging = judging or Judging(run["run_dir"])
+                seconds += recorded_seconds(run["run_dir"] / "train-seconds.json")
+            if model == "MLE":
+                reference = next((r["nll_oracle"] for r in run["records"] if r["phase"] == "reference"), None)
+                if not args.collect:
+                    points, spent = swept(run["run_dir"], temperatures, num_samples, seed)
+                    sweeps.append(points)
+                    seconds += spent
+            for row_name, record in pick(run["records"], "mle" if model == "MLE" else "adversarial",
+                                         synthetic).items():
+                if judging is not None:
+                    record = judging(run["run_dir"], record)
+                rows.append({"model": model, "seed": seed, "row": row_name, **summarise(record, synthetic, reference)})
+            if judging is not None:
+                seconds += recorded_seconds(run["run_dir"] / "judge-seconds.json")
     groups = {}
     for row in rows:
         groups.setdefault((row["model"], row["row"]), []).append(row)
     aggregated = [{"model": model, "row": row_name, "metrics": aggregate(members)}
                   for (model, row_name), members in groups.items()]
     sweep = [{"temperature": t, "metrics": aggregate([plane_metrics(points[i]) for points in sweeps])}
-             for i, t in enumerate(temperatures)]
+             for i, t in enumerate(temperatures) if sweeps]
     gans = {f"{g['model']}, {g['row']}": aggregate([plane_metrics(r) for r in groups[(g["model"], g["row"])]])
             for g in aggregated if g["model"] != "MLE"}
     sweep_points = {p["temperature"]: p["metrics"] for p in sweep}
@@ -313,7 +333,8 @@ def main() -> None:
         "command": "python " + shlex.join(sys.argv), "rows": rows, "aggregate": aggregated, "sweep": sweep,
         "verdicts": found, "judge_agreement": agreement, "verdict_lines": [verdict_line(name, found[name], planes) for name in gans],
         "plots": [str(p.relative_to(REPO)) for p in plots],
-        "lm_judge": judging.judges.spec.describe(), "lm_score_of_test": judging.judges.test_score(),
+        "lm_judge": judging.judges.spec.describe() if judging else None,
+        "lm_score_of_test": judging.judges.test_score() if judging else None,
         "selection_rule": ("lowest NLL_oracle among adversarial evaluations" if synthetic else
                            "largest full-protocol BLEU-4 minus Self-BLEU-4 among adversarial evaluations"),
     }
