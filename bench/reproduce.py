@@ -49,7 +49,6 @@ from relgan.training import setup  # noqa: E402
 
 TEXT_KEYS = [f"bleu-{n}" for n in (2, 3, 4, 5)] + [f"self-bleu-{n}" for n in (2, 3, 4, 5)]
 NLL_KEYS = ["nll_gen", "nll_test"]
-JUDGE_KEYS = ["lm_score", "reverse_lm_score", "fed-minilm", "mauve"]
 
 
 def train(config_path: str, overrides: list[str]) -> dict:

@@ -89,8 +89,19 @@ def dominates(mle: Point, gan: Point, plane: Plane) -> bool:
             and any(better_beyond_intervals(mle[a.key], gan[a.key], a) for a in axes))
 
 
+def worse_means(mle: Point, gan: Point, plane: Plane) -> list[str]:
+    """Labels of the axes on which ``mle``'s mean is worse than ``gan``'s (possibly inside the intervals)."""
+    worse = []
+    for axis in (plane.quality, plane.diversity):
+        difference = mle[axis.key]["mean"] - gan[axis.key]["mean"]
+        if (difference < 0) if axis.higher_is_better else (difference > 0):
+            worse.append(axis.label)
+    return worse
+
+
 def verdicts(sweep: Mapping[float, Point], gans: Mapping[str, Point], planes: Sequence[Plane]) -> dict[str, dict]:
-    """For each GAN point and plane: the MLE temperatures that dominate it (None: a metric is missing)."""
+    """For each GAN point and plane: the MLE temperatures that dominate it, each with the axes on which its mean
+    is nevertheless worse (inside the intervals); None where a metric is missing."""
     result = {}
     for name, gan in gans.items():
         result[name] = {}
@@ -99,20 +110,24 @@ def verdicts(sweep: Mapping[float, Point], gans: Mapping[str, Point], planes: Se
             if any(key not in gan for key in keys) or not any(all(k in p for k in keys) for p in sweep.values()):
                 result[name][plane.name] = None
             else:
-                result[name][plane.name] = [t for t, point in sweep.items() if dominates(point, gan, plane)]
+                result[name][plane.name] = [{"temperature": t, "worse_mean_on": worse_means(point, gan, plane)}
+                                            for t, point in sweep.items() if dominates(point, gan, plane)]
     return result
 
 
-def verdict_line(name: str, by_plane: Mapping[str, list[float] | None], planes: Sequence[Plane]) -> str:
+def verdict_line(name: str, by_plane: Mapping[str, list[dict] | None], planes: Sequence[Plane]) -> str:
     """'RelGAN(100), last: dominated by MLE at T = 0.8 on BLEU-4/Self-BLEU-4; not dominated on ...'."""
     parts = []
     for plane in planes:
         label = f"{plane.quality.label}/{plane.diversity.label}"
-        temperatures = by_plane.get(plane.name)
-        if temperatures is None:
+        found = by_plane.get(plane.name)
+        if found is None:
             parts.append(f"not measured on {label}")
-        elif temperatures:
-            parts.append(f"dominated by MLE at T = {', '.join(f'{t:g}' for t in temperatures)} on {label}")
+        elif found:
+            temperatures = ", ".join(
+                f"{d['temperature']:g}" + (f" (its mean {' and '.join(d['worse_mean_on'])} is worse, inside the "
+                                           "intervals)" if d["worse_mean_on"] else "") for d in found)
+            parts.append(f"dominated by MLE at T = {temperatures} on {label}")
         else:
             parts.append(f"not dominated on {label}")
     return f"{name}: " + "; ".join(parts)

@@ -62,12 +62,14 @@ def test_single_seed_points_compare_their_means():
 def test_verdict_names_the_dominating_temperatures_and_what_was_not_measured():
     lm = Plane("lm", Axis("lm_score", "lm_score", False), Axis("reverse_lm_score", "reverse_lm_score", False))
     sweep = {0.8: point(0.45, 0.30, 0.01, 0.01), 1.0: point(0.38, 0.28, 0.01, 0.01),
-             1.2: point(0.46, 0.29, 0.01, 0.01)}
+             1.2: point(0.46, 0.305, 0.01, 0.01)}
     found = verdicts(sweep, {"RelGAN(100), last": point(0.40, 0.30, 0.01, 0.01)}, [PLANE, lm])
-    assert found == {"RelGAN(100), last": {"bleu": [0.8, 1.2], "lm": None}}
+    assert found == {"RelGAN(100), last": {"bleu": [{"temperature": 0.8, "worse_mean_on": []},
+                                                    {"temperature": 1.2, "worse_mean_on": ["Self-BLEU-4"]}],
+                                           "lm": None}}
     line = verdict_line("RelGAN(100), last", found["RelGAN(100), last"], [PLANE, lm])
-    assert line == ("RelGAN(100), last: dominated by MLE at T = 0.8, 1.2 on BLEU-4/Self-BLEU-4; "
-                    "not measured on lm_score/reverse_lm_score")
+    assert line == ("RelGAN(100), last: dominated by MLE at T = 0.8, 1.2 (its mean Self-BLEU-4 is worse, inside the "
+                    "intervals) on BLEU-4/Self-BLEU-4; not measured on lm_score/reverse_lm_score")
     assert "not dominated on BLEU-4" in verdict_line("x", {"bleu": [], "lm": None}, [PLANE, lm])
 
 
