@@ -60,6 +60,7 @@ def test_judging_leaves_the_callers_random_stream_alone(judges):
     expected = torch.rand(3)
     torch.manual_seed(11)
     judges(captions(50, 7))
+    LanguageModelJudges(judges.train, judges.test, SPEC, cache=judges.directory.parent.parent).real_judge()  # loads
     assert torch.equal(torch.rand(3), expected)
 
 

@@ -79,11 +79,7 @@ class LanguageModelJudge:
         words = [split_words(s, "nltk") for s in vocabulary]
         tokenizer = build_word_tokenizer(words)
         seq_len = min(max(len(w) for w in words) + 1, spec.max_len)  # room for the end of sentence
-        config = GeneratorConfig(architecture="lstm", embedding_dim=spec.embedding_dim, hidden_size=spec.hidden_size)
-        with torch.random.fork_rng(devices=[]):  # the caller's RNG stream (a training run's) is untouched
-            torch.manual_seed(spec.seed)
-            model = Generator(config, len(tokenizer), seq_len, tokenizer.bos_token_id)
-        return cls(tokenizer, model, spec)
+        return cls(tokenizer, _lstm(spec, tokenizer, seq_len), spec)
 
     def fit(self, sentences: Sequence[str]) -> LanguageModelJudge:
         """MLE on ``sentences`` for the spec's epochs (shuffled by the spec's seed); returns self."""
@@ -127,10 +123,18 @@ class LanguageModelJudge:
         if meta.get("format") != JUDGE_FORMAT or meta.get("spec") != asdict(spec):
             return None
         tokenizer = load_tokenizer(directory / "tokenizer")
-        config = GeneratorConfig(architecture="lstm", embedding_dim=spec.embedding_dim, hidden_size=spec.hidden_size)
-        model = Generator(config, len(tokenizer), meta["seq_len"], tokenizer.bos_token_id)
+        model = _lstm(spec, tokenizer, meta["seq_len"])
         model.load_state_dict(load_file(directory / "model.safetensors"))
         return cls(tokenizer, model.eval(), spec)
+
+
+def _lstm(spec: JudgeSpec, tokenizer, seq_len: int) -> Generator:
+    """The judge's LSTM generator, initialised from the spec's seed; the caller's RNG stream (a training
+    run's) is left as it was."""
+    config = GeneratorConfig(architecture="lstm", embedding_dim=spec.embedding_dim, hidden_size=spec.hidden_size)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)
+        return Generator(config, len(tokenizer), seq_len, tokenizer.bos_token_id)
 
 
 def cache_dir() -> Path:
