@@ -112,6 +112,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         run_dir = Path(args.run)
         checkpoint = Path(args.checkpoint) if args.checkpoint else None
         if args.temperature_sweep:
+            if args.judge_lm:
+                raise RelganError("--judge-lm has no effect with --temperature-sweep; evaluate one temperature")
             temperatures = [_positive_float(t, "--temperature-sweep") for t in args.temperature_sweep.split(",")]
             curve = reports.temperature_sweep(run_dir, checkpoint, args.protocol, temperatures, args.num_samples,
                                               args.seed, _device(args.device))
@@ -124,13 +126,14 @@ def _evaluate(args: argparse.Namespace) -> int:
                                                else " (install the 'plot' extra for plots)"))
             return 0
         report, _ = reports.evaluate_run(run_dir, checkpoint, args.protocol, metrics, args.num_samples, args.seed,
-                                         _device(args.device))
+                                         _device(args.device), args.judge_lm)
         out = Path(args.out or run_dir / f"evaluation-{args.protocol}.json")
     else:
         if not (args.samples and args.references):
             raise RelganError("evaluate needs --run DIR, or --samples FILE and --references FILE")
         report = reports.evaluate_files(Path(args.samples), Path(args.references),
-                                        Path(args.train) if args.train else None, args.protocol, metrics)
+                                        Path(args.train) if args.train else None, args.protocol, metrics,
+                                        judge_lm=args.judge_lm)
         out = Path(args.out or f"evaluation-{args.protocol}.json")
     if report.get("fed_notice"):
         logger.warning(report["fed_notice"])
@@ -212,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--metrics", help="comma-separated subset of bleu,self_bleu,nll_gen,nll_test,nll_oracle,"
                                             "diversity,lm,fed (default: all that apply; fed, which is FED and MAUVE, "
                                             "when the 'fed' extra is installed)")
+    evaluate.add_argument("--judge-lm", metavar="DIR",
+                          help="also score the samples under a causal LM saved there with save_pretrained "
+                               "(judge_lm_nll, judge_lm_ppl; nothing is downloaded)")
     evaluate.add_argument("--num-samples", type=int, help="samples to draw (default: the run's eval.num_samples)")
     evaluate.add_argument("--seed", type=int, help="sampling seed (default: the run's seed)")
     evaluate.add_argument("--temperature-sweep", metavar="T1,T2,...",

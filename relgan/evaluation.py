@@ -97,6 +97,9 @@ class TextEvaluator:
             return {"fed-minilm": None, "mauve": None,
                     "fed_notice": "FED and MAUVE skipped: install the 'fed' extra (pip install -e '.[fed]')"}
         n = min(len(samples), len(self.references))
+        if n < 2:  # a covariance needs two sentences
+            return {"fed-minilm": None, "mauve": None,
+                    "fed_notice": f"FED and MAUVE skipped: {n} sentence(s) to compare, at least 2 are needed"}
         tokenizer, model = self._encoder
         x = embed_sentences(samples[:n], tokenizer, model)
         y = embed_sentences(self.references[:n], tokenizer, model)

@@ -1,12 +1,15 @@
-"""A GPT-2 model and its tokenizer saved in a local directory (``save_pretrained``), for
-``generator.pretrained``. Nothing is ever downloaded: a missing directory or file is a one-line error."""
+"""Models and tokenizers saved in a local directory (``save_pretrained``): a GPT-2 for ``generator.pretrained``
+and any causal LM as a judge (``relgan evaluate --judge-lm``). Nothing is ever downloaded: a missing directory
+or file is a one-line error."""
 
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 
-from transformers import AutoConfig, AutoTokenizer, GPT2LMHeadModel, PreTrainedTokenizerBase
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel, PreTrainedModel,
+                          PreTrainedTokenizerBase)
 from transformers.utils import logging as hf_logging
 
 from relgan.errors import ConfigError
@@ -14,34 +17,63 @@ from relgan.errors import ConfigError
 KEY = "generator.pretrained"
 
 
-def _gpt2_directory(directory: str) -> Path:
-    """``directory`` as a path, if it holds a saved GPT-2 model's config."""
+def _model_directory(directory: str, key: str) -> tuple[Path, str]:
+    """``directory`` as a path and its model type, if it holds a saved transformers model's config."""
     path = Path(directory)
     if not path.is_dir():
-        raise ConfigError(f"{KEY}: no such directory: {path} (save a model there with save_pretrained)")
+        raise ConfigError(f"{key}: no such directory: {path} (save a model there with save_pretrained)")
     if not (path / "config.json").is_file():
-        raise ConfigError(f"{KEY}: {path} holds no config.json; it is not a saved transformers model")
+        raise ConfigError(f"{key}: {path} holds no config.json; it is not a saved transformers model")
     try:
-        model_type = AutoConfig.from_pretrained(path, local_files_only=True).model_type
+        return path, AutoConfig.from_pretrained(path, local_files_only=True).model_type
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{KEY}: {path}/config.json is unreadable ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"{key}: {path}/config.json is unreadable ({str(exc).splitlines()[0]})") from None
+
+
+def _gpt2_directory(directory: str) -> Path:
+    """``directory`` as a path, if it holds a saved GPT-2 model's config."""
+    path, model_type = _model_directory(directory, KEY)
     if model_type != "gpt2":
         raise ConfigError(f"{KEY}: {path} holds a {model_type!r} model; the transformer generator is GPT-2 "
                           "(model_type 'gpt2')")
     return path
 
 
+@contextmanager
+def _quiet_transformers():
+    """transformers reports every tied or unused weight at warning level."""
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
 def load_pretrained_model(directory: str) -> GPT2LMHeadModel:
     """The GPT-2 language model saved in ``directory``."""
     path = _gpt2_directory(directory)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # transformers reports every tied or unused weight at warning level
     try:
-        return GPT2LMHeadModel.from_pretrained(path, local_files_only=True)
+        with _quiet_transformers():
+            return GPT2LMHeadModel.from_pretrained(path, local_files_only=True)
     except OSError as exc:
         raise ConfigError(f"{KEY}: cannot load the weights in {path} ({str(exc).splitlines()[0]})") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
+
+
+def load_causal_lm(directory: str, key: str) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    """(tokenizer, model in eval mode) of any causal language model saved in ``directory``; ``key`` names the
+    setting in errors. The tokenizer must define an end-of-text token."""
+    path, model_type = _model_directory(directory, key)
+    try:
+        with _quiet_transformers():
+            model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{key}: cannot load a causal language model and its tokenizer ({model_type}) from "
+                          f"{path} ({str(exc).splitlines()[0]})") from None
+    if tokenizer.eos_token_id is None:
+        raise ConfigError(f"{key}: the tokenizer in {path} has no eos_token; scoring a sentence's end needs one")
+    return tokenizer, model.eval()
 
 
 def load_pretrained_tokenizer(directory: str) -> PreTrainedTokenizerBase:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from relgan.errors import RelganError
 from relgan.evaluation import TextEvaluator, corpus_judges, generator_report
 from relgan.io_utils import atomic_write_json, read_text_lines
 from relgan.metrics.embedding import fed_available
-from relgan.metrics.lm_judges import LanguageModelJudges
+from relgan.metrics.lm_judges import LanguageModelJudges, causal_lm_nll
+from relgan.pretrained import load_causal_lm
 from relgan.tokenization import reference_words
 
 RUN_METRICS = ("bleu", "self_bleu", "nll_gen", "nll_test", "nll_oracle", "diversity", "lm")
@@ -29,11 +31,23 @@ def with_fed(metrics: Sequence[str]) -> tuple[str, ...]:
     return (*metrics, "fed") if fed_available() else tuple(metrics)
 
 
+def judge_lm_report(samples: Sequence[str], directory: str) -> dict[str, Any]:
+    """The samples' mean per-token NLL and perplexity under the causal LM saved in ``directory``."""
+    tokenizer, model = load_causal_lm(directory, "--judge-lm")
+    nll = causal_lm_nll(samples, tokenizer, model)
+    return {"judge_lm_nll": nll, "judge_lm_ppl": math.exp(nll), "judge_lm": str(directory)}
+
+
 def evaluate_run(run_dir: Path, checkpoint: Path | None, protocol: str, metrics: Sequence[str] | None,
-                 num_samples: int | None, seed: int | None, device: str) -> tuple[dict[str, Any], list[str]]:
-    """Report of a run's final generator (or ``checkpoint``) on the run's own data; also the samples."""
+                 num_samples: int | None, seed: int | None, device: str,
+                 judge_lm: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Report of a run's final generator (or ``checkpoint``) on the run's own data (and under the causal LM
+    saved in ``judge_lm``); also the samples."""
     session = _RunSession(run_dir, checkpoint, protocol, device)
-    return session.report(metrics or with_fed(RUN_METRICS), num_samples, seed, temperature=1.0)
+    report, texts = session.report(metrics or with_fed(RUN_METRICS), num_samples, seed, temperature=1.0)
+    if judge_lm is not None:
+        report.update(judge_lm_report(texts, judge_lm))
+    return report, texts
 
 
 def temperature_sweep(run_dir: Path, checkpoint: Path | None, protocol: str, temperatures: Sequence[float],
@@ -82,9 +96,11 @@ class _RunSession:
 
 
 def evaluate_files(samples: Path, references: Path, train: Path | None, protocol: str,
-                   metrics: Sequence[str] | None, orders: Sequence[int] = (2, 3, 4, 5)) -> dict[str, Any]:
+                   metrics: Sequence[str] | None, orders: Sequence[int] = (2, 3, 4, 5),
+                   judge_lm: str | None = None) -> dict[str, Any]:
     """Text metrics of a samples file against a references file; with a training file also novelty and the LM
-    judges (trained on its lines; ``references`` is the real test split of ``reverse_lm_score``)."""
+    judges (trained on its lines; ``references`` is the real test split of ``reverse_lm_score``); with
+    ``judge_lm`` the samples' NLL under the causal LM saved there."""
     sample_lines = [line.strip() for line in read_text_lines(samples, "--samples") if line.strip()]
     reference_lines = [line.strip() for line in read_text_lines(references, "--references") if line.strip()]
     train_lines = None
@@ -103,6 +119,8 @@ def evaluate_files(samples: Path, references: Path, train: Path | None, protocol
     report = TextEvaluator(reference_lines, protocol, orders, training)(sample_lines, chosen)
     if "lm" in chosen:
         report.update(LanguageModelJudges(train_lines, reference_lines)(sample_lines))
+    if judge_lm is not None:
+        report.update(judge_lm_report(sample_lines, judge_lm))
     return report
 
 

@@ -105,3 +105,54 @@ def test_training_evaluations_report_the_judges_on_the_synthetic_benchmark(tmp_p
     assert mle and all(r["lm_score"] > 0 and r["reverse_lm_score"] > 0 for r in mle)
     # the oracle's own sequences are the real text: under the real-data judge they score as its test split does
     assert mle[-1]["lm_score_of_test"] == pytest.approx(mle[0]["lm_score_of_test"])
+
+
+def tiny_causal_lm(directory, sentences):
+    """A randomly initialised one-block GPT-2 over the sentences' words, saved with its tokenizer."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from relgan.tokenization import build_word_tokenizer
+
+    tokenizer = build_word_tokenizer([s.split() for s in sentences])
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=32, n_embd=16, n_layer=1, n_head=2))
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+
+
+def test_a_pretrained_causal_lm_scores_each_token_after_an_end_of_text(tmp_path):
+    from relgan.metrics.lm_judges import causal_lm_nll
+    from relgan.pretrained import load_causal_lm
+
+    sentences = ["a red bus on the road .", "a dog", "two white birds sit on a table ."]
+    tiny_causal_lm(tmp_path, sentences)
+    tokenizer, model = load_causal_lm(str(tmp_path), "--judge-lm")
+    eos, total, count = tokenizer.eos_token_id, 0.0, 0
+    for sentence in sentences:  # one at a time, no padding
+        ids = [eos, *tokenizer(sentence, add_special_tokens=False)["input_ids"], eos]
+        with torch.no_grad():
+            log_probs = model(torch.tensor([ids])).logits[0].log_softmax(-1)
+        total -= sum(float(log_probs[t - 1, ids[t]]) for t in range(1, len(ids)))
+        count += len(ids) - 1
+    assert causal_lm_nll(sentences, tokenizer, model) == pytest.approx(total / count, rel=1e-5)
+
+
+def test_evaluate_reports_the_judge_lm_and_rejects_a_missing_directory(tmp_path, capsys):
+    import json
+    import math
+
+    from relgan.cli import main
+
+    (tmp_path / "s.txt").write_text("a dog\na red bus\n")
+    (tmp_path / "r.txt").write_text("a red dog\n")
+    tiny_causal_lm(tmp_path / "lm", ["a dog", "a red bus"])
+    out = tmp_path / "report.json"
+    assert main(["evaluate", "--samples", str(tmp_path / "s.txt"), "--references", str(tmp_path / "r.txt"),
+                 "--judge-lm", str(tmp_path / "lm"), "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["judge_lm_ppl"] == pytest.approx(math.exp(report["judge_lm_nll"]))
+    capsys.readouterr()
+    code = main(["evaluate", "--samples", str(tmp_path / "s.txt"), "--references", str(tmp_path / "r.txt"),
+                 "--judge-lm", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--judge-lm: no such directory" in err[0]

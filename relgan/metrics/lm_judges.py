@@ -174,3 +174,29 @@ class LanguageModelJudges:
         reverse = LanguageModelJudge.untrained(self.train, self.spec).fit(samples)
         return {"lm_score": self.real_judge().score(samples), "reverse_lm_score": reverse.score(self.test),
                 "lm_score_of_test": self.test_score(), "lm_judge": self.spec.describe()}
+
+
+@torch.no_grad()
+def causal_lm_nll(sentences: Sequence[str], tokenizer, model, batch_size: int = 64) -> float:
+    """Mean per-token NLL (nats) of the sentences under a pretrained causal LM: each sentence's tokens and an
+    end of text, predicted from an end-of-text token (GPT-2's document start) and the tokens before them.
+    Sentences longer than the model's context are cut."""
+    eos = tokenizer.eos_token_id
+    limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", 1024)
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for start in range(0, len(sentences), batch_size):
+        rows = [[eos, *tokenizer(s, add_special_tokens=False)["input_ids"], eos][:limit]
+                for s in sentences[start : start + batch_size]]
+        width = max(map(len, rows))
+        ids = torch.full((len(rows), width), eos, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+        total += float((nll * mask[:, 1:]).sum(dtype=torch.float64))
+        count += int(mask[:, 1:].sum())
+    return total / count
