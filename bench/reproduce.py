@@ -79,13 +79,12 @@ def train(config_path: str, overrides: list[str]) -> dict:
     return {"run_dir": trainer.run_dir, "records": [json.loads(line) for line in lines]}
 
 
-def add_seconds(path: Path, seconds: float) -> None:
-    total = json.loads(path.read_text())["seconds"] if path.exists() else 0.0
-    atomic_write_json(path, {"seconds": total + seconds})
-
-
 def recorded_seconds(path: Path) -> float:
     return json.loads(path.read_text())["seconds"] if path.exists() else 0.0
+
+
+def add_seconds(path: Path, seconds: float) -> None:
+    atomic_write_json(path, {"seconds": recorded_seconds(path) + seconds})
 
 
 class Judging:

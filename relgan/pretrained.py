@@ -62,30 +62,33 @@ def load_pretrained_model(directory: str) -> GPT2LMHeadModel:
 
 def load_causal_lm(directory: str, key: str) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
     """(tokenizer, model in eval mode) of any causal language model saved in ``directory``; ``key`` names the
-    setting in errors. The tokenizer must define an end-of-text token."""
+    setting in errors."""
     path, model_type = _model_directory(directory, key)
     try:
         with _quiet_transformers():
             model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{key}: cannot load a causal language model and its tokenizer ({model_type}) from "
-                          f"{path} ({str(exc).splitlines()[0]})") from None
-    if tokenizer.eos_token_id is None:
-        raise ConfigError(f"{key}: the tokenizer in {path} has no eos_token; scoring a sentence's end needs one")
-    return tokenizer, model.eval()
+        raise ConfigError(f"{key}: cannot load a causal language model ({model_type}) from {path} "
+                          f"({str(exc).splitlines()[0]})") from None
+    return _tokenizer_with_eos(path, key), model.eval()
 
 
 def load_pretrained_tokenizer(directory: str) -> PreTrainedTokenizerBase:
     """The tokenizer saved with the model in ``directory``; it must define an end-of-sentence token."""
     path = _gpt2_directory(directory)
+    tokenizer = _tokenizer_with_eos(path, KEY)
+    logging.getLogger("relgan").info("tokenizer: %s from %s (%d tokens)", type(tokenizer).__name__, path,
+                                     len(tokenizer))
+    return tokenizer
+
+
+def _tokenizer_with_eos(path: Path, key: str) -> PreTrainedTokenizerBase:
+    """The tokenizer saved in ``path``; it must define an end-of-sentence token."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{KEY}: {path} holds no usable tokenizer ({str(exc).splitlines()[0]}); save one "
+        raise ConfigError(f"{key}: {path} holds no usable tokenizer ({str(exc).splitlines()[0]}); save one "
                           "beside the model with tokenizer.save_pretrained") from None
     if tokenizer.eos_token_id is None:
-        raise ConfigError(f"{KEY}: the tokenizer in {path} has no eos_token; the end of a sentence needs one")
-    logging.getLogger("relgan").info("tokenizer: %s from %s (%d tokens)", type(tokenizer).__name__, path,
-                                     len(tokenizer))
+        raise ConfigError(f"{key}: the tokenizer in {path} has no eos_token; the end of a sentence needs one")
     return tokenizer

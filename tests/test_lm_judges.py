@@ -92,6 +92,7 @@ def test_mauve_of_sentences_against_themselves_and_shuffled_words_on_minilm_feat
 
 def test_training_evaluations_report_the_judges_on_the_synthetic_benchmark(tmp_path):
     import json
+    import math
 
     from conftest import SMOKE
     from relgan.config import load_config
@@ -103,8 +104,8 @@ def test_training_evaluations_report_the_judges_on_the_synthetic_benchmark(tmp_p
     records = [json.loads(line) for line in (tmp_path / "judged" / "metrics.jsonl").read_text().splitlines()]
     mle = [r for r in records if r["phase"] == "mle"]
     assert mle and all(r["lm_score"] > 0 and r["reverse_lm_score"] > 0 for r in mle)
-    # the oracle's own sequences are the real text: under the real-data judge they score as its test split does
-    assert mle[-1]["lm_score_of_test"] == pytest.approx(mle[0]["lm_score_of_test"])
+    # the judge trained on the oracle's sequences predicts its test split better than a uniform model over V
+    assert mle[-1]["lm_score_of_test"] < math.log(config.data.oracle.vocab_size)
 
 
 def tiny_causal_lm(directory, sentences):

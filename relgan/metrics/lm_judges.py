@@ -171,8 +171,11 @@ class LanguageModelJudges:
 
     def __call__(self, samples: Sequence[str]) -> dict:
         """lm_score and reverse_lm_score of ``samples``, :meth:`test_score` and the judges' spec."""
-        reverse = LanguageModelJudge.untrained(self.train, self.spec).fit(samples)
-        return {"lm_score": self.real_judge().score(samples), "reverse_lm_score": reverse.score(self.test),
+        real = self.real_judge()
+        # the reverse judge shares the real judge's vocabulary and length (and starts from the same seed)
+        reverse = LanguageModelJudge(real.tokenizer, _lstm(self.spec, real.tokenizer, real.seq_len), self.spec)
+        reverse.fit(samples)
+        return {"lm_score": real.score(samples), "reverse_lm_score": reverse.score(self.test),
                 "lm_score_of_test": self.test_score(), "lm_judge": self.spec.describe()}
 
 
