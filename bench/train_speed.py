@@ -238,8 +238,8 @@ def measure(args: argparse.Namespace) -> dict:
                    else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30
 
     def discriminator_steps() -> None:
-        for fake in trainer._fake_batches(beta, config.adversarial.d_steps):
-            trainer._discriminator_step(fake)
+        for fake, labels in trainer._fake_batches(beta, config.adversarial.d_steps):
+            trainer._discriminator_step(fake, labels)
 
     # the G-step / D-step split, eagerly (inside a CUDA graph the two are one replay)
     g_times = timed(lambda: trainer._generator_step(beta), device, max(args.repeats // 3, 1), warmup=1)

@@ -91,16 +91,16 @@ class RunBook:
             self._bar.close()
             self._bar = None
 
-    def epoch_batches(self, loader) -> Iterator[Tensor]:
+    def epoch_batches(self, loader) -> Iterator[tuple[Tensor, ...]]:
         """The MLE batches left in the current epoch (resumed mid-epoch after a checkpoint), each step seeded."""
         p = self.progress
         loader.set_epoch(p.epoch)
         if p.batch_in_epoch:
             loader = self.acc.skip_first_batches(loader, p.batch_in_epoch)
         self._bar.set_description(f"MLE epoch {p.epoch + 1}/{self.config.mle.epochs}")
-        for (batch,) in loader:
+        for batch in loader:  # (ids,) or, for conditional models, (ids, class ids)
             self.seed("mle", p.mle_step)
-            yield batch
+            yield tuple(batch)
 
     def seed(self, phase: str, step: int) -> None:
         """Reseed every RNG from (run seed, rank, phase, step): resumed runs continue exactly."""

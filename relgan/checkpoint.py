@@ -3,11 +3,12 @@
 runs/<name>/
   config.yaml                resolved config
   tokenizer/                 the vocabulary (AutoTokenizer)
+  labels.json                labelled data: the class names in id order
   oracle.safetensors         synthetic runs: oracle weights and its train/test samples
   metrics.jsonl              one JSON object per evaluation
   samples/                   decoded samples of each evaluation
   checkpoints/step-XXXXXXXX/ accelerate state + trainer_state.json + manifest.json (written last)
-  generator/                 final export: model.safetensors, config.json, tokenizer files
+  generator/                 final export: model.safetensors, model card, tokenizer (and labels.json)
 
 A checkpoint is written under a hidden temporary name and renamed once complete; only directories named
 ``step-*`` holding a ``manifest.json`` whose files all have the recorded sizes are considered complete.
@@ -29,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from relgan.config import Config, GeneratorConfig, config_from_dict
-from relgan.data import TOKENIZER_DIR
+from relgan.data import LABELS_FILE, TOKENIZER_DIR, load_labels
 from relgan.errors import CheckpointError, ConfigError
 from relgan.io_utils import atomic_write_json
 from relgan.models import SequenceGenerator, TransformerGenerator, build_generator
@@ -191,6 +192,8 @@ def export_generator(generator: SequenceGenerator, run_dir: Path) -> Path:
     save_file(state, str(tmp / GENERATOR_WEIGHTS))
     shutil.copy(run_dir / MODEL_CARD, tmp / MODEL_CARD)
     shutil.copytree(run_dir / TOKENIZER_DIR, tmp / TOKENIZER_DIR)
+    if (run_dir / LABELS_FILE).is_file():
+        shutil.copy(run_dir / LABELS_FILE, tmp / LABELS_FILE)
     write_manifest(tmp)
     if target.exists():
         shutil.rmtree(target)
@@ -201,14 +204,20 @@ def export_generator(generator: SequenceGenerator, run_dir: Path) -> Path:
 def load_generator(run_dir: Path, checkpoint: Path | None = None) -> tuple[SequenceGenerator, Any, dict[str, Any]]:
     """(generator on the CPU, tokenizer, model card) of a run: its final export, or one of its checkpoints.
 
-    ``run_dir`` may also be an export directory itself (it holds the model card and tokenizer too).
+    ``run_dir`` may also be an export directory itself (it holds the model card, tokenizer and class names too).
+    The card's ``labels`` are the class names of a conditional generator in id order ([] for others).
     """
     card_path = run_dir / MODEL_CARD
     if not card_path.is_file():
         raise CheckpointError(f"{run_dir}: not a relgan run or export directory (no {MODEL_CARD})")
     card = json.loads(card_path.read_text())
+    num_classes = card.get("num_classes", 0)
+    card["labels"] = load_labels(run_dir) if num_classes else []
+    if num_classes and len(card["labels"] or ()) != num_classes:
+        raise CheckpointError(f"{run_dir}: the generator is conditioned on {num_classes} classes but "
+                              f"{run_dir / LABELS_FILE} does not name them")
     generator = build_generator(GeneratorConfig(**card["generator"]), card["vocab_size"], card["seq_len"],
-                                card["start_id"], transformer=card.get("transformer"))
+                                card["start_id"], transformer=card.get("transformer"), num_classes=num_classes)
     if checkpoint is not None:
         weights_dir = checkpoint
     elif (run_dir / GENERATOR_WEIGHTS).is_file():

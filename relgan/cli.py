@@ -86,14 +86,24 @@ def _sample(args: argparse.Namespace) -> int:
     from relgan import fast
 
     generator, tokenizer, card = load_generator(Path(args.run), Path(args.checkpoint) if args.checkpoint else None)
+    names = card["labels"]
+    if args.label is not None and args.label not in names:
+        known = f"its labels are {', '.join(names)}" if names else "the run's generator is unconditional"
+        raise RelganError(f"--label {args.label!r}: not a class of {args.run}; {known}")
     device = _device(args.device)
     generator.to(device).eval()
     fast.apply(generator, setting=args.backend, device=device)
     seed = card["seed"] if args.seed is None else args.seed
-    with torch.no_grad():
-        ids = sample_ids(generator, args.num, args.batch_size or card["sample_batch_size"], seed,
-                         temperature=args.temperature)
-    text = "\n".join(decode(tokenizer, ids, card["eos_id"])) + "\n"
+    # a conditional generator without --label samples every class in turn, as label<TAB>sentence lines
+    classes = [names.index(args.label)] if args.label is not None else list(range(len(names))) or [None]
+    lines = []
+    for label in classes:
+        with torch.no_grad():
+            ids = sample_ids(generator, args.num, args.batch_size or card["sample_batch_size"], seed,
+                             temperature=args.temperature, label=label)
+        texts = decode(tokenizer, ids, card["eos_id"])
+        lines += texts if args.label is not None or label is None else [f"{names[label]}\t{t}" for t in texts]
+    text = "\n".join(lines) + "\n"
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
     else:
@@ -189,7 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Sample sentences from a run's final generator or a checkpoint.")
     sample.add_argument("--run", required=True, help="run directory (runs/<name>) or its generator/ export")
     sample.add_argument("--checkpoint", help="a checkpoint directory of the run instead of the final export")
-    sample.add_argument("--num", type=int, default=100, help="number of sentences (default 100)")
+    sample.add_argument("--num", type=int, default=100, help="number of sentences (per class; default 100)")
+    sample.add_argument("--label", help="class to sample (a conditional run; default: every class in turn, written "
+                                        "as label<TAB>sentence lines)")
     sample.add_argument("--seed", type=int, help="sampling seed (default: the run's seed, as in its evaluations)")
     sample.add_argument("--temperature", type=float, default=1.0, help="softmax temperature tau (default 1)")
     sample.add_argument("--batch-size", type=int, help="sampling batch size (default: the run's eval.batch_size)")

@@ -60,6 +60,11 @@ class DataConfig:
     dataset: str | None = _field(None, "Hugging Face dataset name (source=hub)")
     dataset_config: str | None = _field(None, "Hugging Face dataset configuration name (source=hub)")
     text_column: str = _field("text", "column holding the sentences (source=hub)")
+    label_column: str | None = _field(None, "column holding each sentence's class; set = a class-conditional run "
+                                      "(source=hub)")
+    labelled: bool = _field(False, "each line is `label<TAB>sentence`; true = a class-conditional run (source=files)")
+    condition_on_labels: bool = _field(True, "with labelled data: class-conditional models; false = unconditional "
+                                       "models, evaluated per class all the same (the baseline of class_accuracy)")
     train_split: str = _field("train", "training split name (source=hub)")
     test_split: str = _field("test", "test split name (source=hub)")
     tokenization: str = _field(
@@ -70,6 +75,11 @@ class DataConfig:
     max_vocab_size: int | None = _field(None, "keep only the most frequent words (specials excluded)", min=1)
     seq_len: int | None = _field(None, "sentence length T; null = longest training sentence", min=1)
     oracle: OracleConfig = _section(OracleConfig, "synthetic oracle benchmark (source=oracle)")
+
+    @property
+    def has_labels(self) -> bool:
+        """Whether the sentences carry class labels (and the models condition on them)."""
+        return (self.source == "files" and self.labelled) or (self.source == "hub" and self.label_column is not None)
 
 
 @dataclass
@@ -381,9 +391,12 @@ def _check_constraints(value: Any, meta: typing.Mapping[str, Any], key: str, whe
 
 # Keys that only count under some setting: (section, keys, the setting, when it counts, what makes them count)
 CONDITIONAL_KEYS: tuple[tuple[str, tuple[str, ...], str, Any, str], ...] = (
-    ("data", ("train_file", "test_file"), "data.source", lambda c: c.data.source == "files", "data.source=files"),
-    ("data", ("dataset", "dataset_config", "text_column", "train_split", "test_split"), "data.source",
+    ("data", ("train_file", "test_file", "labelled"), "data.source", lambda c: c.data.source == "files",
+     "data.source=files"),
+    ("data", ("dataset", "dataset_config", "text_column", "label_column", "train_split", "test_split"), "data.source",
      lambda c: c.data.source == "hub", "data.source=hub"),
+    ("data", ("condition_on_labels",), "data.labelled", lambda c: c.data.has_labels,
+     "labelled data (data.labelled=true, or data.label_column)"),
     ("data", ("tokenization", "min_frequency", "max_vocab_size", "seq_len"), "data.source",
      lambda c: c.data.source != "oracle", "data.source=files or hub (the oracle's length is data.oracle.seq_len)"),
     ("data.oracle", tuple(f.name for f in dataclasses.fields(OracleConfig)), "data.source",

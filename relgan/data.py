@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from relgan.config import DataConfig
 from relgan.errors import CheckpointError, DataError
-from relgan.io_utils import read_text_lines
+from relgan.io_utils import atomic_write_json, read_text_lines
 from relgan.oracle import OracleLSTM, build_oracle_corpus, load_oracle_corpus, save_oracle_corpus
 from relgan.tokenization import (
     build_identity_tokenizer,
@@ -26,6 +30,7 @@ from relgan.tokenization import (
 logger = logging.getLogger("relgan")
 
 TOKENIZER_DIR = "tokenizer"
+LABELS_FILE = "labels.json"
 ORACLE_FILE = "oracle.safetensors"
 
 
@@ -41,6 +46,14 @@ class Corpus:
     train_text: list[str] | None = None  # raw non-blank lines (real data only)
     test_text: list[str] | None = None
     oracle: OracleLSTM | None = None
+    label_names: list[str] | None = None  # class names in id order (labelled data only)
+    train_labels: Tensor | None = None  # [N] int64 class ids
+    test_labels: Tensor | None = None  # [M]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes; 0 for unlabelled data."""
+        return len(self.label_names) if self.label_names is not None else 0
 
     @property
     def vocab_size(self) -> int:
@@ -53,6 +66,16 @@ class Corpus:
     def decode(self, ids: Tensor) -> list[str]:
         """ids [N, T] -> sentences (cut at the end of sentence, padding dropped)."""
         return decode(self.tokenizer, ids, self.eos_id)
+
+    def of_class(self, index: int) -> Corpus:
+        """The sentences of class ``index`` as an unlabelled corpus (same vocabulary and length)."""
+        train, test = self.train_labels == index, self.test_labels == index
+        return dataclasses.replace(
+            self, train_ids=self.train_ids[train], test_ids=self.test_ids[test],
+            train_text=[text for text, keep in zip(self.train_text, train.tolist()) if keep],
+            test_text=[text for text, keep in zip(self.test_text, test.tolist()) if keep],
+            label_names=None, train_labels=None, test_labels=None,
+        )
 
 
 def load_corpus(config: DataConfig, saved: Path | None = None,
@@ -67,10 +90,24 @@ def load_corpus(config: DataConfig, saved: Path | None = None,
 
 
 def save_corpus_artifacts(corpus: Corpus, run_dir: Path) -> None:
-    """Write the tokenizer (and the oracle with its samples) into the run directory."""
+    """Write the tokenizer, the class names (labelled data) and the oracle with its samples into the run
+    directory."""
     save_tokenizer(corpus.tokenizer, run_dir / TOKENIZER_DIR)
+    if corpus.label_names is not None:
+        save_labels(corpus.label_names, run_dir)
     if corpus.oracle is not None and not (run_dir / ORACLE_FILE).exists():
         save_oracle_corpus(run_dir / ORACLE_FILE, corpus.oracle, corpus.train_ids, corpus.test_ids)
+
+
+def save_labels(names: Sequence[str], directory: Path) -> None:
+    """Class names in id order: ``directory/labels.json``."""
+    atomic_write_json(directory / LABELS_FILE, {"labels": list(names)})
+
+
+def load_labels(directory: Path) -> list[str] | None:
+    """The class names saved in ``directory``; None where there are none (an unconditional run)."""
+    path = directory / LABELS_FILE
+    return json.loads(path.read_text())["labels"] if path.is_file() else None
 
 
 def _oracle_corpus(config: DataConfig, saved: Path | None) -> Corpus:
@@ -90,9 +127,9 @@ def _oracle_corpus(config: DataConfig, saved: Path | None) -> Corpus:
 
 
 def _text_corpus(config: DataConfig, saved: Path | None, tokenizer: PreTrainedTokenizerBase | None) -> Corpus:
-    (train_text, train_words), (test_text, test_words) = read_splits(config)
+    train, test = read_splits(config)
     if tokenizer is None:
-        tokenizer = build_word_tokenizer(train_words, config.min_frequency, config.max_vocab_size)
+        tokenizer = build_word_tokenizer(train.words, config.min_frequency, config.max_vocab_size)
     if saved is not None and (saved / TOKENIZER_DIR).exists():
         stored = load_tokenizer(saved / TOKENIZER_DIR)
         if stored.get_vocab() != tokenizer.get_vocab():
@@ -101,10 +138,10 @@ def _text_corpus(config: DataConfig, saved: Path | None, tokenizer: PreTrainedTo
                 f"than the data gives now ({len(tokenizer)}); use the run's original data or a new run.name"
             )
         tokenizer = stored
-    train_ids, train_cut = encode(tokenizer, train_words, config.seq_len)
+    train_ids, train_cut = encode(tokenizer, train.words, config.seq_len)
     seq_len = train_ids.shape[1]
-    test_ids, test_cut = encode(tokenizer, test_words, seq_len)
-    for split, cut, total in (("training", train_cut, len(train_words)), ("test", test_cut, len(test_words))):
+    test_ids, test_cut = encode(tokenizer, test.words, seq_len)
+    for split, cut, total in (("training", train_cut, len(train.words)), ("test", test_cut, len(test.words))):
         if cut == total:
             logger.warning("all %d %s sentences are longer than seq_len = %d and were truncated: NLL_test and BLEU "
                            "then measure cut sentences, not the %s data; raise data.seq_len", cut, split, seq_len,
@@ -117,20 +154,62 @@ def _text_corpus(config: DataConfig, saved: Path | None, tokenizer: PreTrainedTo
         test_ids=test_ids,
         start_id=tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id,
         eos_id=tokenizer.eos_token_id,
-        train_text=train_text,
-        test_text=test_text,
+        train_text=train.texts,
+        test_text=test.texts,
+        **_class_labels(config, train, test, saved),
     )
 
 
-def _tokenize_batch(batch: dict[str, list], column: str, mode: str) -> dict[str, list]:
-    return {"words": [split_words(text or "", mode) for text in batch[column]]}
+def _class_labels(config: DataConfig, train: Split, test: Split, saved: Path | None) -> dict:
+    """Class names (sorted, or the run's saved ones) and the class ids of both splits; {} for unlabelled data."""
+    if train.labels is None:
+        return {}
+    names = sorted(set(train.labels))
+    stored = load_labels(saved) if saved is not None else None
+    if stored is not None and stored != names:
+        raise CheckpointError(f"{saved / LABELS_FILE}: the run was trained on the classes {', '.join(stored)} but the "
+                              f"data has {', '.join(names)}; use the run's original data or a new run.name")
+    where = "data.test_file" if config.source == "files" else f"{config.dataset}[{config.test_split}]"
+    test_labels = label_ids(names, test.labels, where)
+    missing = [name for i, name in enumerate(names) if not (test_labels == i).any()]
+    if missing:
+        raise DataError(f"{where}: class {missing[0]!r} has no test sentences; per-class evaluation needs them as "
+                        "references: add some, or drop the class from the training split")
+    return {"label_names": names, "train_labels": label_ids(names, train.labels, "the training split"),
+            "test_labels": test_labels}
 
 
-Split = tuple[list[str], list[list[str]]]
+def _tokenize_batch(batch: dict[str, list], indices: list[int], column: str, mode: str, tab_labels: bool,
+                    where: str) -> dict[str, list]:
+    """Words of each line; with ``tab_labels`` the line is ``label<TAB>sentence`` and the label is split off."""
+    texts, labels = [], []
+    for index, line in zip(indices, batch[column]):
+        line = line or ""
+        if tab_labels and line.strip():
+            label, tab, line = line.partition("\t")
+            if not tab or not label.strip():
+                raise DataError(f"{where} line {index + 1}: no label; with data.labelled=true every line is "
+                                "`label<TAB>sentence`")
+            labels.append(label.strip())
+        texts.append(line)
+    result = {"sentence": texts, "words": [split_words(text, mode) for text in texts]}
+    if tab_labels:
+        labels = iter(labels)  # blank lines carry no label
+        result["class"] = [next(labels) if line.strip() else "" for line in batch[column]]
+    return result
+
+
+@dataclass
+class Split:
+    """One split's non-blank sentences: raw lines, their words, and their class names (labelled data)."""
+
+    texts: list[str]
+    words: list[list[str]]
+    labels: list[str] | None = None
 
 
 def read_splits(config: DataConfig) -> tuple[Split, Split]:
-    """(raw lines, word lists) of the train and test splits, blank lines skipped and counted."""
+    """The train and test splits, blank lines skipped and counted."""
     from datasets import load_dataset
 
     if config.source == "files":
@@ -144,25 +223,53 @@ def read_splits(config: DataConfig) -> tuple[Split, Split]:
         names = {"train": f"{config.dataset}[{config.train_split}]", "test": f"{config.dataset}[{config.test_split}]"}
         dataset = _load_hub_dataset(config)
         column, splits = config.text_column, {"train": config.train_split, "test": config.test_split}
+    tab_labels = config.source == "files" and config.labelled
     result = []
     for role in ("train", "test"):
         part = dataset[splits[role]]
         tokenized = part.map(
-            _tokenize_batch, batched=True, fn_kwargs={"column": column, "mode": config.tokenization},
-            desc=f"tokenizing {role}",
+            _tokenize_batch, batched=True, with_indices=True, desc=f"tokenizing {role}",
+            fn_kwargs={"column": column, "mode": config.tokenization, "tab_labels": tab_labels, "where": names[role]},
         )
-        texts, words = [], []
-        for text, sentence in zip(tokenized[column], tokenized["words"]):
+        labels = tokenized["class"] if tab_labels else _hub_labels(part, config.label_column, names[role])
+        split = Split([], [], [] if labels is not None else None)
+        for index, (text, sentence) in enumerate(zip(tokenized["sentence"], tokenized["words"])):
             if sentence:
-                texts.append(text.strip())
-                words.append(sentence)
-        blank = len(tokenized) - len(words)
+                split.texts.append(text.strip())
+                split.words.append(sentence)
+                if labels is not None:
+                    split.labels.append(labels[index])
+        blank = len(tokenized) - len(split.words)
         if blank:
             logger.warning("%s: skipped %d blank lines", names[role], blank)
-        if not words:
+        if not split.words:
             raise DataError(f"{names[role]}: no non-blank sentences")
-        result.append((texts, words))
+        result.append(split)
     return result[0], result[1]
+
+
+def _hub_labels(part, column: str | None, where: str) -> list[str] | None:
+    """The class name of each row of a Hugging Face split (a ClassLabel's names, else the values as text)."""
+    if column is None:
+        return None
+    feature = part.features[column]
+    values = part[column]
+    for index, value in enumerate(values):
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise DataError(f"{where} row {index}: no label in column '{column}' (data.label_column)")
+    if hasattr(feature, "int2str"):
+        return [feature.int2str(value) for value in values]
+    return [str(value).strip() for value in values]
+
+
+def label_ids(names: Sequence[str], labels: Sequence[str], where: str) -> Tensor:
+    """Class names -> ids [N] in the order of ``names``; a name not among them is a one-line error."""
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted(set(labels) - set(index))
+    if unknown:
+        raise DataError(f"{where}: label {unknown[0]!r} does not occur in the training split; known labels: "
+                        f"{', '.join(names)}")
+    return torch.tensor([index[label] for label in labels], dtype=torch.long)
 
 
 def _load_hub_dataset(config: DataConfig):
@@ -182,9 +289,7 @@ def _load_hub_dataset(config: DataConfig):
                 f"data.dataset: '{config.dataset}' has no split '{split}'; available: {', '.join(dataset)}"
             )
     columns = dataset[config.train_split].column_names
-    if config.text_column not in columns:
-        raise DataError(
-            f"data.text_column: '{config.dataset}' has no column '{config.text_column}'; "
-            f"available: {', '.join(columns)}"
-        )
+    for key, column in (("text_column", config.text_column), ("label_column", config.label_column)):
+        if column is not None and column not in columns:
+            raise DataError(f"data.{key}: '{config.dataset}' has no column '{column}'; available: {', '.join(columns)}")
     return dataset

@@ -18,6 +18,7 @@ from statistics import fmean
 
 from relgan.data import Corpus
 from relgan.metrics.bleu import ReferenceIndex, self_bleu_scores_by_order
+from relgan.metrics.classifier import SentenceClassifier, class_accuracy, real_data_classifier
 from relgan.metrics.diversity import diversity_metrics
 from relgan.metrics.embedding import embed_sentences, frechet_distance, load_minilm, mauve_score
 from relgan.metrics.lm_judges import LanguageModelJudges
@@ -115,21 +116,23 @@ def corpus_judges(corpus: Corpus) -> LanguageModelJudges:
 
 def generator_report(generator: SequenceGenerator, corpus: Corpus, metrics: Sequence[str], *, num_samples: int,
                      batch_size: int, seed: int, nll_batch_size: int, text_evaluator: TextEvaluator | None = None,
-                     judges: LanguageModelJudges | None = None, temperature: float = 1.0) -> tuple[dict, list[str]]:
+                     judges: LanguageModelJudges | None = None, temperature: float = 1.0,
+                     label: int | None = None) -> tuple[dict, list[str]]:
     """Metrics of a generator (those in ``metrics`` that apply to the corpus) and its decoded samples.
 
-    Samples are drawn with a private RNG seeded by ``seed``; NLL_gen uses full batches of ``nll_batch_size``.
-    Call under ``torch.no_grad()`` (and the Accelerator's autocast for mixed precision).
+    Samples are drawn with a private RNG seeded by ``seed`` (of class ``label`` from a conditional generator,
+    whose NLLs are then given that class); NLL_gen uses full batches of ``nll_batch_size``. Call under
+    ``torch.no_grad()`` (and the Accelerator's autocast for mixed precision).
     """
     report: dict = {}
-    ids = sample_ids(generator, num_samples, batch_size, seed, temperature)
+    ids = sample_ids(generator, num_samples, batch_size, seed, temperature, label)
     if "nll_oracle" in metrics and corpus.oracle is not None:
         report["nll_oracle"] = corpus.oracle.nll(ids)
     if "nll_gen" in metrics:
-        report["nll_gen"] = nll_gen(generator, corpus.train_ids, nll_batch_size, batch_size)
+        report["nll_gen"] = nll_gen(generator, corpus.train_ids, nll_batch_size, batch_size, label)
         report["nll_gen_convention"] = NLL_GEN_CONVENTION
     if "nll_test" in metrics:
-        report["nll_test"] = nll_test(generator, corpus.test_ids, corpus.eos_id, batch_size, temperature)
+        report["nll_test"] = nll_test(generator, corpus.test_ids, corpus.eos_id, batch_size, temperature, label)
         report["nll_test_convention"] = NLL_TEST_CONVENTION
     texts = corpus.decode(ids)
     if text_evaluator is not None:
@@ -137,3 +140,57 @@ def generator_report(generator: SequenceGenerator, corpus: Corpus, metrics: Sequ
     if "lm" in metrics and judges is not None:
         report.update(judges(texts))
     return report, texts
+
+
+class CorpusEvaluation:
+    """Everything that evaluates generators on one corpus, built once for many evaluations: the text evaluator
+    and the LM judges (those that ``metrics`` need), per class for labelled data, and the class classifier.
+
+    For labelled data every metric is computed per class (``per_class``: the samples of class c against class
+    c's test and training sentences; an unconditional generator's samples are the same for every class) and
+    the report's top-level values are their means over classes, beside ``class_accuracy`` (the mean over
+    classes of the share of class-c samples the classifier assigns to c) and ``classifier_test_accuracy``.
+    """
+
+    def __init__(self, corpus: Corpus, protocol: str, orders: Sequence[int], metrics: Sequence[str]) -> None:
+        self.corpus = corpus
+        wanted = set(metrics)
+        labelled = corpus.label_names is not None
+        self.parts = [corpus.of_class(i) for i in range(corpus.num_classes)] if labelled else [corpus]
+        text = {"bleu", "self_bleu", "diversity", "fed"} & wanted
+        self.text_evaluators = [TextEvaluator.for_corpus(part, protocol, orders) if text else None
+                                for part in self.parts]
+        self.judges = [corpus_judges(part) if "lm" in wanted else None for part in self.parts]
+        self._classifier: SentenceClassifier | None = None
+
+    def classifier(self) -> SentenceClassifier:
+        """The classifier of the real training split (trained, or read from the cache, at first use)."""
+        if self._classifier is None:
+            corpus = self.corpus
+            self._classifier = real_data_classifier(corpus.train_text, corpus.train_labels, corpus.label_names)
+        return self._classifier
+
+    def __call__(self, generator: SequenceGenerator, metrics: Sequence[str], **options) -> tuple[dict, list[str]]:
+        """The report of ``generator`` (``options``: those of :func:`generator_report`) and its samples (for
+        labelled data ``label<TAB>sentence`` lines, class by class)."""
+        if self.corpus.label_names is None:
+            return generator_report(generator, self.corpus, metrics, text_evaluator=self.text_evaluators[0],
+                                    judges=self.judges[0], **options)
+        classifier = self.classifier()
+        per_class, lines = {}, []
+        for index, (name, part) in enumerate(zip(self.corpus.label_names, self.parts)):
+            report, texts = generator_report(generator, part, metrics, text_evaluator=self.text_evaluators[index],
+                                             judges=self.judges[index],
+                                             label=index if generator.num_classes else None, **options)
+            report["class_accuracy"] = class_accuracy(classifier, texts, index)
+            per_class[name] = report
+            lines += [f"{name}\t{text}" for text in texts]
+        report = {key: fmean(r[key] for r in per_class.values()) for key, value in report.items()
+                  if isinstance(value, float) and all(isinstance(r.get(key), float) for r in per_class.values())}
+        report.update({key: value for key, value in per_class[name].items() if isinstance(value, str)})
+        corpus = self.corpus
+        report["classifier_test_accuracy"] = classifier.accuracy(corpus.test_text, corpus.test_labels)
+        report["classifier"] = classifier.spec.describe()
+        report["conditional"] = bool(generator.num_classes)
+        report["per_class"] = per_class
+        return report, lines

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,19 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def publish_directory(directory: Path, write: Callable[[Path], None]) -> None:
+    """Let ``write`` fill a staging folder, then rename it to ``directory`` (a concurrent writer's complete copy
+    is kept): readers see a whole directory or none."""
+    staging = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    write(staging)
+    shutil.rmtree(directory, ignore_errors=True)
+    try:
+        staging.rename(directory)
+    except OSError:  # another process published it first
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def append_jsonl(path: Path, obj: Any) -> None:

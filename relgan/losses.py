@@ -32,16 +32,18 @@ def gan_losses(kind: str, d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Tenso
     raise ValueError(f"unknown GAN loss {kind!r}")
 
 
-def gradient_penalty(discriminator: nn.Module, real_ids: Tensor, fake: Tensor, weight: float) -> Tensor:
+def gradient_penalty(discriminator: nn.Module, real_ids: Tensor, fake: Tensor, weight: float,
+                     labels: Tensor | None = None) -> Tensor:
     """weight * mean_b (||dD(x_hat)/dx_hat||_2 - 1)^2 with x_hat = a*one_hot(real) + (1-a)*fake, a ~ U(0,1) per b.
 
     ``discriminator`` maps one-hots [B, T, V] to a 1-tuple of logits [B*S]; gradients of all S logits of a
-    sentence are summed, as ``tf.gradients`` does in the official code.
+    sentence are summed, as ``tf.gradients`` does in the official code. A conditional discriminator scores the
+    interpolates as of the real sentences' classes ``labels`` [B].
     """
     alpha = torch.rand(real_ids.shape[0], 1, 1, device=fake.device)
     one_hot = F.one_hot(real_ids, fake.shape[-1]).to(fake.dtype)
     mixed = (alpha * one_hot + (1 - alpha) * fake.detach()).requires_grad_(True)
-    (logits,) = discriminator(mixed)
+    (logits,) = discriminator(mixed) if labels is None else discriminator(mixed, labels=(labels,))
     (grad,) = torch.autograd.grad(logits.sum(), mixed, create_graph=True)
     slopes = grad.float().pow(2).sum(dim=(1, 2)).sqrt()
     return weight * ((slopes - 1) ** 2).mean()

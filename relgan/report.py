@@ -14,7 +14,8 @@ from relgan.checkpoint import load_generator, load_run_config
 from relgan.compare import SYNTHETIC_PLANES, TEXT_PLANES, aggregate, plot_planes
 from relgan.data import load_corpus
 from relgan.errors import RelganError
-from relgan.evaluation import TextEvaluator, corpus_judges, generator_report
+from relgan.config import METRICS as ALL_METRICS
+from relgan.evaluation import CorpusEvaluation, TextEvaluator
 from relgan.io_utils import atomic_write_json, read_text_lines
 from relgan.metrics.embedding import fed_available
 from relgan.metrics.lm_judges import LanguageModelJudges, causal_lm_nll
@@ -76,19 +77,17 @@ class _RunSession:
                                   tokenizer=tokenizer if self.config.generator.pretrained else None)
         if self.corpus.oracle is not None:
             self.corpus.oracle.to(device)
-        self.evaluator = TextEvaluator.for_corpus(self.corpus, protocol, self.config.eval.bleu_orders)
-        self.judges = corpus_judges(self.corpus)
+        self.evaluation = CorpusEvaluation(self.corpus, protocol, self.config.eval.bleu_orders, ALL_METRICS)
         self.checkpoint = checkpoint
 
     def report(self, metrics: Sequence[str], num_samples: int | None, seed: int | None,
                temperature: float) -> tuple[dict[str, Any], list[str]]:
         config = self.config
         with torch.no_grad():
-            report, texts = generator_report(
-                self.generator, self.corpus, metrics, num_samples=num_samples or config.eval.num_samples,
+            report, texts = self.evaluation(
+                self.generator, metrics, num_samples=num_samples or config.eval.num_samples,
                 batch_size=config.eval.batch_size, seed=config.run.seed if seed is None else seed,
-                nll_batch_size=config.mle.batch_size, text_evaluator=self.evaluator, judges=self.judges,
-                temperature=temperature,
+                nll_batch_size=config.mle.batch_size, temperature=temperature,
             )
         report.setdefault("num_samples", num_samples or config.eval.num_samples)
         report["weights"] = str(self.checkpoint or "final export")
@@ -125,8 +124,11 @@ def evaluate_files(samples: Path, references: Path, train: Path | None, protocol
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """Two aligned columns: metric and value (numbers with 4 decimals)."""
-    rows = [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in report.items()
+    """Two aligned columns: metric and value (numbers with 4 decimals); per-class values as ``class/metric``."""
+    flat = dict(report)
+    for name, values in flat.pop("per_class", {}).items():
+        flat.update({f"{name}/{key}": value for key, value in values.items() if not isinstance(value, str)})
+    rows = [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in flat.items()
             if not isinstance(v, (list, dict))]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

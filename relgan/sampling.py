@@ -8,8 +8,16 @@ from torch import Tensor
 from relgan.models import SequenceGenerator
 
 
-def sample_ids(generator: SequenceGenerator, num: int, batch_size: int, seed: int, temperature: float = 1.0) -> Tensor:
-    """``num`` samples [num, T] (int64, CPU) drawn with a private RNG seeded by ``seed``.
+def class_arguments(label: int | None, rows: int, device: torch.device | str) -> dict[str, Tensor]:
+    """The ``labels`` argument of a conditional generator's call for ``rows`` sentences of class ``label``; none
+    for an unconditional call (``label`` None), whose signature stays as it was."""
+    return {} if label is None else {"labels": torch.full((rows,), label, dtype=torch.long, device=device)}
+
+
+def sample_ids(generator: SequenceGenerator, num: int, batch_size: int, seed: int, temperature: float = 1.0,
+               label: int | None = None) -> Tensor:
+    """``num`` samples [num, T] (int64, CPU) drawn with a private RNG seeded by ``seed`` (of class ``label``
+    from a conditional generator).
 
     The global RNG is untouched, so sampling during training does not change the training run. The same
     seed, batch size and weights give the same samples.
@@ -18,6 +26,8 @@ def sample_ids(generator: SequenceGenerator, num: int, batch_size: int, seed: in
     rng = torch.Generator(device=device).manual_seed(seed)
     chunks = []
     for start in range(0, num, batch_size):
-        tokens = generator.sample_tokens(min(batch_size, num - start), temperature=temperature, generator=rng)
+        rows = min(batch_size, num - start)
+        tokens = generator.sample_tokens(rows, temperature=temperature, generator=rng,
+                                         **class_arguments(label, rows, device))
         chunks.append(tokens.cpu())
     return torch.cat(chunks)

@@ -25,7 +25,7 @@ from relgan.checkpoint import export_generator, latest_checkpoint, load_run_conf
 from relgan.config import Config, save_config, schedule_horizon
 from relgan.data import Corpus, load_corpus, save_corpus_artifacts
 from relgan.errors import CheckpointError, DataError
-from relgan.evaluation import TextEvaluator, corpus_judges, generator_report
+from relgan.evaluation import CorpusEvaluation
 from relgan.fast.cuda_graphs import StepGraph
 from relgan.gumbel import LearnedInverseTemperature, inverse_temperature
 from relgan.io_utils import append_jsonl, atomic_write_text
@@ -38,7 +38,8 @@ logger = logging.getLogger("relgan")
 
 # keys a resumed run must share with the run it continues
 COMPATIBLE_SECTIONS = ("generator", "discriminator")
-COMPATIBLE_DATA_KEYS = ("source", "tokenization", "min_frequency", "max_vocab_size", "seq_len", "oracle")
+COMPATIBLE_DATA_KEYS = ("source", "tokenization", "min_frequency", "max_vocab_size", "seq_len", "oracle", "labelled",
+                        "label_column")
 
 
 class Trainer:
@@ -46,8 +47,11 @@ class Trainer:
 
     def __init__(self, config: Config, corpus: Corpus, run_dir: Path, accelerator: Accelerator) -> None:
         self.config, self.corpus, self.run_dir, self.acc = config, corpus, run_dir, accelerator
-        generator = build_generator(config.generator, corpus.vocab_size, corpus.seq_len, corpus.start_id)
-        discriminator = Discriminator(config.discriminator, corpus.vocab_size, corpus.seq_len)
+        # labelled data trains class-conditional models unless data.condition_on_labels says otherwise
+        num_classes = corpus.num_classes if config.data.condition_on_labels else 0
+        generator = build_generator(config.generator, corpus.vocab_size, corpus.seq_len, corpus.start_id,
+                                    num_classes=num_classes)
+        discriminator = Discriminator(config.discriminator, corpus.vocab_size, corpus.seq_len, num_classes)
         self.parameter_counts = {"generator_parameters": count_parameters(generator),
                                  "discriminator_parameters": count_parameters(discriminator)}
         self.backend = fast.apply(generator, discriminator, setting=config.run.backend, device=accelerator.device,
@@ -55,8 +59,10 @@ class Trainer:
         adv = config.adversarial
         beta_module = LearnedInverseTemperature() if config.gumbel.schedule == "learned" else None
         self.g_params = list(generator.parameters()) + (list(beta_module.parameters()) if beta_module else [])
-        loader = DataLoader(TensorDataset(corpus.train_ids), batch_size=config.mle.batch_size,
-                            shuffle=config.mle.shuffle, drop_last=True)
+        # the class ids of the training sentences, where the models condition on them
+        labels = corpus.train_labels if num_classes else None
+        loader = DataLoader(TensorDataset(corpus.train_ids, *([] if labels is None else [labels])),
+                            batch_size=config.mle.batch_size, shuffle=config.mle.shuffle, drop_last=True)
         # the transformer's steps run eagerly: capturing transformers' attention code is not verified yet
         self.use_graphs = (config.run.cuda_graphs and accelerator.device.type == "cuda"
                            and accelerator.num_processes == 1 and config.run.mixed_precision != "fp16"
@@ -74,14 +80,12 @@ class Trainer:
         self.gen = accelerator.unwrap_model(self.generator)
         self.disc = accelerator.unwrap_model(self.discriminator)
         self.train_ids = corpus.train_ids.to(accelerator.device)
+        self.train_labels = labels.to(accelerator.device) if labels is not None else None
         self.horizon = schedule_horizon(config)
         self.current_beta: Tensor | float = 1.0
         if corpus.oracle is not None:
             corpus.oracle.to(accelerator.device)
-        self.text_evaluator = None
-        if {"bleu", "self_bleu", "diversity", "fed"} & set(config.eval.metrics):
-            self.text_evaluator = TextEvaluator.for_corpus(corpus, config.eval.protocol, config.eval.bleu_orders)
-        self.judges = corpus_judges(corpus) if "lm" in config.eval.metrics else None
+        self.evaluation = CorpusEvaluation(corpus, config.eval.protocol, config.eval.bleu_orders, config.eval.metrics)
         self.book = RunBook(config, run_dir, accelerator, self.evaluation_report)
         # On one GPU the steps are captured once and replayed as CUDA graphs (fast/cuda_graphs.py). A replay
         # repeats the captured kernels: tensors read inside a step (parameters, optimiser state, beta passed
@@ -105,7 +109,7 @@ class Trainer:
                 with book.phase("MLE", config.mle.epochs * len(self.mle_loader), p.mle_step, "batch"):
                     while p.epoch < config.mle.epochs:
                         for batch in book.epoch_batches(self.mle_loader):
-                            loss, norm = self.mle_step(batch)
+                            loss, norm = self.mle_step(*batch)
                             book.step_done("mle", g_loss=loss, g_grad_norm=norm)
                         book.epoch_done()
                 self.mle_step.release()
@@ -129,9 +133,10 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ steps
 
-    def _mle_step(self, batch: Tensor) -> tuple[Tensor, Tensor]:
-        """Teacher forcing from the start token; mean per-token NLL over all positions (padding included)."""
-        loss = self.generator(batch, mode="nll").mean()
+    def _mle_step(self, batch: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Teacher forcing from the start token (given the sentences' classes [B] for a conditional generator);
+        mean per-token NLL over all positions (padding included)."""
+        loss = self.generator(batch, mode="nll", labels=labels).mean()
         self.mle_optimizer.zero_grad(set_to_none=True)
         self.acc.backward(loss)
         norm = self.acc.clip_grad_norm_(self.generator.parameters(), self.config.mle.grad_clip)
@@ -146,8 +151,8 @@ class Trainer:
         for _ in range(cfg.g_steps):
             g_loss, g_norm = self._generator_step(self._beta(scheduled_beta))
         beta = self._beta(scheduled_beta).detach()
-        for fake in self._fake_batches(beta, cfg.d_steps):
-            d_loss, d_norm = self._discriminator_step(fake)
+        for fake, fake_labels in self._fake_batches(beta, cfg.d_steps):
+            d_loss, d_norm = self._discriminator_step(fake, fake_labels)
         return g_loss, d_loss, g_norm, d_norm, beta
 
     def _beta(self, scheduled: Tensor) -> Tensor:
@@ -155,14 +160,15 @@ class Trainer:
 
     def _generator_step(self, beta: Tensor) -> tuple[Tensor, Tensor]:
         cfg = self.config.adversarial
-        real = self._real_batch()
+        real, real_labels = self._real_batch()
+        fake_labels = self._fake_labels(cfg.batch_size)
         _, fake = self.generator(mode="sample", batch_size=cfg.batch_size, beta=beta,
-                                 hard=self.config.gumbel.straight_through)
+                                 hard=self.config.gumbel.straight_through, labels=fake_labels)
         # D is a fixed function here: no DDP, no weight gradients; its own step clears nothing of G's.
         with frozen(self.disc), self.acc.autocast():
             with torch.no_grad():
-                (d_real,) = self.disc(real)
-            (d_fake,) = self.disc(fake)
+                (d_real,) = self.disc(real, labels=_per_batch(real_labels))
+            (d_fake,) = self.disc(fake, labels=_per_batch(fake_labels))
             _, g_loss = gan_losses(cfg.loss, d_real, d_fake)
         self.g_optimizer.zero_grad(set_to_none=True)
         self.acc.backward(g_loss)
@@ -170,48 +176,59 @@ class Trainer:
         self.g_optimizer.step()
         return g_loss.detach(), norm
 
-    def _discriminator_step(self, fake: Tensor) -> tuple[Tensor, Tensor]:
+    def _discriminator_step(self, fake: Tensor, fake_labels: Tensor | None) -> tuple[Tensor, Tensor]:
         cfg = self.config.adversarial
-        real = self._real_batch()
-        d_real, d_fake = self.discriminator(real, fake)
+        real, real_labels = self._real_batch()
+        d_real, d_fake = self.discriminator(real, fake, labels=_per_batch(real_labels, fake_labels))
         d_loss, _ = gan_losses(cfg.loss, d_real, d_fake)
         if cfg.loss == "wgan-gp":
             with self.acc.autocast():
-                d_loss = d_loss + gradient_penalty(self.disc, real, fake, cfg.gp_weight)
+                d_loss = d_loss + gradient_penalty(self.disc, real, fake, cfg.gp_weight, real_labels)
         self.d_optimizer.zero_grad(set_to_none=True)
         self.acc.backward(d_loss)
         norm = self.acc.clip_grad_norm_(self.discriminator.parameters(), cfg.grad_clip)
         self.d_optimizer.step()
         return d_loss.detach(), norm
 
-    def _real_batch(self) -> Tensor:
-        """A random one of the sequential batches (the official ``random_batch``): ids [B, T] on the device."""
+    def _real_batch(self) -> tuple[Tensor, Tensor | None]:
+        """A random one of the sequential batches (the official ``random_batch``): ids [B, T] on the device and
+        their class ids [B] (None unless the models are conditional)."""
         size = self.config.adversarial.batch_size
         which = torch.randint(len(self.train_ids) // size, (1,), device=self.train_ids.device)
-        return self.train_ids[which * size + torch.arange(size, device=self.train_ids.device)]
+        rows = which * size + torch.arange(size, device=self.train_ids.device)
+        return self.train_ids[rows], None if self.train_labels is None else self.train_labels[rows]
 
-    def _fake_batches(self, beta: Tensor, count: int) -> tuple[Tensor, ...]:
-        """``count`` fresh batches of relaxed samples [B, T, V] for the discriminator steps.
+    def _fake_labels(self, count: int) -> Tensor | None:
+        """The classes asked of a conditional generator: ``count`` draws [count] from the training split's class
+        frequencies (None, drawing nothing, for unconditional models)."""
+        if self.train_labels is None:
+            return None
+        return self.train_labels[torch.randint(len(self.train_labels), (count,), device=self.train_labels.device)]
+
+    def _fake_batches(self, beta: Tensor, count: int) -> list[tuple[Tensor, Tensor | None]]:
+        """``count`` fresh batches of relaxed samples [B, T, V] (and their classes [B]) for the discriminator
+        steps.
 
         The generator does not change during the discriminator steps, so their samples are drawn in one
         no-grad pass of count * B sentences: the same distribution, far better matrix shapes.
         """
         size = self.config.adversarial.batch_size
+        labels = self._fake_labels(size * count)
         with torch.no_grad(), self.acc.autocast():
-            _, fake = self.gen.sample(size * count, beta, hard=self.config.gumbel.straight_through)
-        return fake.split(size)
+            _, fake = self.gen(mode="sample", batch_size=size * count, beta=beta,
+                               hard=self.config.gumbel.straight_through, labels=labels)
+        return list(zip(fake.split(size), [None] * count if labels is None else labels.split(size)))
 
     # ------------------------------------------------------------------------------------- evaluation
 
     def evaluation_report(self, phase: str, step: int) -> dict[str, Any]:
         """Samples (written to samples/) and metrics of the current generator; main process only."""
-        cfg, corpus = self.config.eval, self.corpus
+        cfg = self.config.eval
         report: dict[str, Any] = {"beta": float(self.current_beta)} if phase == "adversarial" else {}
         with torch.no_grad(), self.acc.autocast(), evaluating(self.gen):
-            metrics_report, texts = generator_report(
-                self.gen, corpus, cfg.metrics, num_samples=cfg.num_samples, batch_size=cfg.batch_size,
+            metrics_report, texts = self.evaluation(
+                self.gen, cfg.metrics, num_samples=cfg.num_samples, batch_size=cfg.batch_size,
                 seed=self.config.run.seed, nll_batch_size=self.config.mle.batch_size,
-                text_evaluator=self.text_evaluator, judges=self.judges,
             )
         report.update(metrics_report)
         report["samples"] = texts[: cfg.print_samples]
@@ -220,6 +237,11 @@ class Trainer:
 
 
 # ------------------------------------------------------------------------------------------ the run
+
+
+def _per_batch(*labels: Tensor | None) -> tuple[Tensor, ...] | None:
+    """The discriminator's ``labels`` argument: one class-id tensor per batch, or None (unconditional)."""
+    return None if labels[0] is None else labels
 
 
 def run_dir_of(config: Config) -> Path:
@@ -250,7 +272,8 @@ def setup(config: Config, *, resume: str | None = None, overwrite: bool = False,
     if write and accelerator.is_main_process:
         save_config(config, run_dir / "config.yaml")
         save_corpus_artifacts(corpus, run_dir)
-        extra = {"eos_id": corpus.eos_id, "seed": config.run.seed, "sample_batch_size": config.eval.batch_size}
+        extra = {"eos_id": corpus.eos_id, "seed": config.run.seed, "sample_batch_size": config.eval.batch_size,
+                 "num_classes": trainer.gen.num_classes}
         write_model_card(run_dir, trainer.gen, extra)
         if resume is None and corpus.oracle is not None:
             append_jsonl(run_dir / METRICS_FILE, {"phase": "reference", "step": 0, "global_step": 0,
@@ -302,9 +325,18 @@ def _check_compatible(saved: Config, wanted: Config, run_dir: Path) -> None:
 def _check_corpus_size(corpus: Corpus, config: Config, processes: int) -> None:
     need = max(config.mle.batch_size * processes if config.mle.epochs else 0,
                config.adversarial.batch_size if config.adversarial.steps else 0)
+    source = config.data.train_file if config.data.source == "files" else f"data.{config.data.source}"
     if len(corpus.train_ids) < need:
-        source = config.data.train_file if config.data.source == "files" else f"data.{config.data.source}"
         raise DataError(
             f"{source}: {len(corpus.train_ids)} training sentences, fewer than one batch ({need}); "
             "use more data or a smaller mle.batch_size / adversarial.batch_size"
         )
+    if corpus.train_labels is not None:
+        counts = torch.bincount(corpus.train_labels, minlength=corpus.num_classes)
+        smallest = int(counts.argmin())
+        if counts[smallest] < need:
+            raise DataError(
+                f"{source}: class {corpus.label_names[smallest]!r} has {int(counts[smallest])} training sentences, "
+                f"fewer than one batch ({need}); add sentences, merge or drop the class, or use a smaller "
+                "mle.batch_size / adversarial.batch_size"
+            )

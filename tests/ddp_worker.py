@@ -27,9 +27,9 @@ def main() -> None:
         return mle_step(batch)
 
     def recording_real_batch():
-        batch = real_batch()
+        batch, labels = real_batch()
         seen["adversarial"].append(batch.clone())
-        return batch
+        return batch, labels
 
     trainer.mle_step.step, trainer._real_batch = recording_mle_step, recording_real_batch
     trainer.fit()

@@ -129,7 +129,9 @@ def _apply_unit(module: nn.Module, kernels: build.Kernels, report: BackendReport
     why = _why_reference(unit, module, kernels)
     if why is not None:
         report.reference[name] = why
-        logger.warning("fast backend: %s runs its reference code: %s", name, why)
+        # a conditional model is no problem to fix (no fast path exists for it), an unverified one is
+        log = logger.info if getattr(module, "num_classes", 0) else logger.warning
+        log("fast backend: %s runs its reference code: %s", name, why)
         return
     if unit == "relational_memory":
         functions = {"unroll": fast_rmc.unroll, "step": fast_rmc.step}
@@ -158,6 +160,8 @@ def _why_reference(unit: str, module: nn.Module, kernels: build.Kernels) -> str 
         return "its weights are not float32"
     if unit == "relational_memory" and (reason := fast_rmc.supports(module)) is not None:
         return reason
+    if unit != "relational_memory" and module.num_classes:
+        return "it is class-conditional, and the fast paths are for unconditional models"
     if not fingerprint.is_verified(module):
         return (f"its code differs from the code the fast path was verified against (re-verify with "
                 f"`{fingerprint.VERIFY_COMMAND}`)")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from relgan.config import GeneratorConfig
-from relgan.io_utils import atomic_write_json
+from relgan.io_utils import atomic_write_json, publish_directory
 from relgan.metrics.nll import nll_test
 from relgan.models import Generator
 from relgan.tokenization import build_word_tokenizer, encode, load_tokenizer, save_tokenizer, split_words
@@ -101,17 +100,13 @@ class LanguageModelJudge:
 
     def save(self, directory: Path) -> None:
         """Write the judge to ``directory`` atomically (a concurrent writer's complete copy is kept)."""
-        staging = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        save_tokenizer(self.tokenizer, staging / "tokenizer")
-        save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, staging / "model.safetensors")
-        atomic_write_json(staging / "judge.json", {"format": JUDGE_FORMAT, "spec": asdict(self.spec),
-                                                   "seq_len": self.seq_len})
-        shutil.rmtree(directory, ignore_errors=True)
-        try:
-            staging.rename(directory)
-        except OSError:  # another process published it first
-            shutil.rmtree(staging, ignore_errors=True)
+        def write(staging: Path) -> None:
+            save_tokenizer(self.tokenizer, staging / "tokenizer")
+            save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, staging / "model.safetensors")
+            atomic_write_json(staging / "judge.json", {"format": JUDGE_FORMAT, "spec": asdict(self.spec),
+                                                       "seq_len": self.seq_len})
+
+        publish_directory(directory, write)
 
     @classmethod
     def load(cls, directory: Path, spec: JudgeSpec) -> LanguageModelJudge | None:

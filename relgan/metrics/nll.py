@@ -6,11 +6,14 @@ import torch
 from torch import Tensor
 
 from relgan.models import SequenceGenerator
+from relgan.sampling import class_arguments
 
 
 @torch.no_grad()
-def nll_gen(generator: SequenceGenerator, ids: Tensor, batch_size: int, chunk_size: int | None = None) -> float:
-    """RelGAN's NLL_gen: mean per-token NLL over full batches of ``batch_size`` only, padding included.
+def nll_gen(generator: SequenceGenerator, ids: Tensor, batch_size: int, chunk_size: int | None = None,
+            label: int | None = None) -> float:
+    """RelGAN's NLL_gen: mean per-token NLL over full batches of ``batch_size`` only, padding included (given
+    class ``label`` for a conditional generator).
 
     With equal batch sizes the official mean of batch means equals this global mean, so the sentences
     are processed in chunks of ``chunk_size`` (default ``batch_size``). A corpus smaller than one batch
@@ -20,14 +23,16 @@ def nll_gen(generator: SequenceGenerator, ids: Tensor, batch_size: int, chunk_si
     usable = ids[: max(len(ids) // batch_size, 1) * batch_size]
     total = torch.zeros((), dtype=torch.float64, device=device)
     for chunk in usable.split(chunk_size or batch_size):
-        total += generator.token_nll(chunk.to(device)).sum(dtype=torch.float64)
+        nll = generator.token_nll(chunk.to(device), **class_arguments(label, len(chunk), device))
+        total += nll.sum(dtype=torch.float64)
     return (total / usable.numel()).item()
 
 
 @torch.no_grad()
 def nll_test(generator: SequenceGenerator, ids: Tensor, eos_id: int | None, batch_size: int,
-             temperature: float = 1.0) -> float:
-    """Mean per-token NLL over every sentence's words and its end of sentence, padding excluded.
+             temperature: float = 1.0, label: int | None = None) -> float:
+    """Mean per-token NLL over every sentence's words and its end of sentence, padding excluded (given class
+    ``label`` for a conditional generator).
 
     With ``eos_id=None`` (fixed-length sequences) every position counts. ``temperature`` scales the
     logits as sampling at that temperature does.
@@ -37,7 +42,7 @@ def nll_test(generator: SequenceGenerator, ids: Tensor, eos_id: int | None, batc
     count = torch.zeros((), dtype=torch.float64, device=device)
     for batch in ids.split(batch_size):
         batch = batch.to(device)
-        nll = generator.token_nll(batch, temperature)
+        nll = generator.token_nll(batch, temperature, **class_arguments(label, len(batch), device))
         if eos_id is None:
             mask = torch.ones_like(nll, dtype=torch.bool)
         else:

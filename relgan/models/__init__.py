@@ -17,11 +17,12 @@ __all__ = ["Discriminator", "Generator", "SequenceGenerator", "TransformerGenera
 
 
 def build_generator(config: GeneratorConfig, vocab_size: int, seq_len: int, start_id: int,
-                    transformer: dict[str, Any] | None = None) -> SequenceGenerator:
-    """The generator of ``config.architecture``. A transformer is randomly initialised from the config keys,
-    loaded from ``config.pretrained``, or built with the GPT-2 config ``transformer`` (a saved run's)."""
+                    transformer: dict[str, Any] | None = None, num_classes: int = 0) -> SequenceGenerator:
+    """The generator of ``config.architecture`` (conditioned on ``num_classes`` classes when > 0). A transformer
+    is randomly initialised from the config keys, loaded from ``config.pretrained``, or built with the GPT-2
+    config ``transformer`` (a saved run's)."""
     if config.architecture != "transformer":
-        return Generator(config, vocab_size, seq_len, start_id)
+        return Generator(config, vocab_size, seq_len, start_id, num_classes)
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from relgan.pretrained import load_pretrained_model
@@ -32,7 +33,7 @@ def build_generator(config: GeneratorConfig, vocab_size: int, seq_len: int, star
         model = load_pretrained_model(config.pretrained)
     else:
         model = None
-    generator = TransformerGenerator(config, vocab_size, seq_len, start_id, model)
+    generator = TransformerGenerator(config, vocab_size, seq_len, start_id, model, num_classes)
     positions, outputs = generator.model.config.n_positions, generator.model.config.vocab_size
     key = "generator.pretrained" if config.pretrained is not None else "generator.context_length"
     if positions < seq_len:

@@ -1,4 +1,9 @@
-"""RelGAN's discriminator: a CNN shared by S embedded representations of the (relaxed) one-hot input."""
+"""RelGAN's discriminator: a CNN shared by S embedded representations of the (relaxed) one-hot input.
+
+A class-conditional discriminator (``num_classes > 0``) is a projection discriminator (Miyato & Koyama 2018):
+each logit gains <class embedding of the sentence's label, the features its output layers read>. The loss
+sees logits as before, so every GAN loss works unchanged.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +23,11 @@ class Discriminator(nn.Module):
 
     Each representation s is one d-wide slice of the input embedding; the convolutions (heights
     ``filter_sizes`` x ``num_filters``), the highway and the output layers are shared by all S.
-    ``forward(*batches)`` runs the CNN once over all batches together and returns their logits in order.
+    ``forward(*batches)`` runs the CNN once over all batches together and returns their logits in order;
+    a conditional discriminator takes ``labels``, one tensor of class ids [B_i] per batch.
     """
 
-    def __init__(self, config: DiscriminatorConfig, vocab_size: int, seq_len: int) -> None:
+    def __init__(self, config: DiscriminatorConfig, vocab_size: int, seq_len: int, num_classes: int = 0) -> None:
         super().__init__()
         if max(config.filter_sizes) > seq_len:
             raise ConfigError(
@@ -49,14 +55,22 @@ class Discriminator(nn.Module):
         self.highway_gate = linear(width, width, bias=False)
         self.hidden = linear(width, config.hidden_size)
         self.logit = linear(config.hidden_size, 1)
+        self.num_classes = num_classes
+        # zeros: a conditional discriminator starts as the unconditional one and learns the class term
+        self.class_embedding = nn.Parameter(torch.zeros(num_classes, width)) if num_classes else None
 
-    def forward(self, *batches: Tensor, dropout_mask: Tensor | None = None) -> tuple[Tensor, ...]:
+    def forward(self, *batches: Tensor, dropout_mask: Tensor | None = None,
+                labels: tuple[Tensor, ...] | None = None) -> tuple[Tensor, ...]:
         """Each batch: ids [B_i, T] or one-hots [B_i, T, V] -> logits [B_i*S], one tensor per batch.
 
-        ``dropout_mask`` [sum_i B_i*S, width]: the dropout multipliers (see :meth:`classify`).
+        ``dropout_mask`` [sum_i B_i*S, width]: the dropout multipliers (see :meth:`classify`); ``labels``: the
+        class ids [B_i] of each batch (a conditional discriminator only).
         """
         embedded = torch.cat([self.embed(batch) for batch in batches])
-        logits = self.classify(embedded, dropout_mask)
+        if labels is None:  # the unconditional call, as a classify of your own (or a fast path) expects it
+            logits = self.classify(embedded, dropout_mask)
+        else:
+            logits = self.classify(embedded, dropout_mask, torch.cat(labels))
         return tuple(logits.split([batch.shape[0] * self.num_representations for batch in batches]))
 
     def embed(self, batch: Tensor) -> Tensor:
@@ -65,12 +79,17 @@ class Discriminator(nn.Module):
             return F.embedding(batch, self.embedding)
         return batch @ self.embedding
 
-    def classify(self, embedded: Tensor, dropout_mask: Tensor | None = None) -> Tensor:
+    def classify(self, embedded: Tensor, dropout_mask: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
         """embedded [B, T, S*d] -> logits [B*S] (row b*S + s is representation s of sentence b).
 
         In training mode the highway's output [B*S, width] is multiplied by ``dropout_mask`` (0 for a dropped
-        element, 1/(1-p) for a kept one; drawn by :meth:`dropout_mask` when None).
+        element, 1/(1-p) for a kept one; drawn by :meth:`dropout_mask` when None). ``labels`` [B]: the class
+        of each sentence, whose embedding is projected on these features (a conditional discriminator).
         """
+        if labels is None and self.class_embedding is not None:
+            raise ValueError(f"this discriminator is conditioned on {self.num_classes} classes: pass labels")
+        if labels is not None and self.class_embedding is None:
+            raise ValueError("labels given to an unconditional discriminator")
         batch, length, _ = embedded.shape
         s, d = self.num_representations, self.representation_dim
         per_rep = embedded.view(batch, length, s, d).permute(0, 2, 3, 1).reshape(batch * s, d, length)
@@ -84,7 +103,10 @@ class Discriminator(nn.Module):
         if self.training and self.config.dropout > 0:
             features = features * (self.dropout_mask(features.shape, features.device) if dropout_mask is None
                                    else dropout_mask)
-        return self.logit(self.hidden(features)).squeeze(-1)
+        logits = self.logit(self.hidden(features)).squeeze(-1)
+        if labels is None:
+            return logits
+        return logits + (features * self.class_embedding[labels.repeat_interleave(s)]).sum(-1)
 
     def dropout_mask(self, shape: torch.Size | tuple[int, ...], device: torch.device | str) -> Tensor:
         """Inverted dropout's multipliers [shape]: 0 with probability p, else 1/(1-p)."""

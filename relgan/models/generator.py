@@ -1,5 +1,12 @@
 """The generators: one interface (teacher forcing, differentiable sampling, text sampling) and the RelGAN
-generator on it: token embedding, a recurrent core (relational memory or LSTM) and an output projection."""
+generator on it: token embedding, a recurrent core (relational memory or LSTM) and an output projection.
+
+A class-conditional generator (``num_classes > 0``) adds a learned class embedding to the input embedding
+at every step: the same mechanism for every generator (RMC, LSTM, transformer), the core and its state are
+untouched, and the class reaches each step directly instead of through a memory that may forget it. Every
+call then takes ``labels`` [B] (class ids); an unconditional generator takes none and computes what it
+always computed.
+"""
 
 from __future__ import annotations
 
@@ -23,35 +30,50 @@ class SequenceGenerator(nn.Module):
     Call through ``forward`` (so that a DDP wrapper synchronises gradients):
     ``forward(tokens)`` -> teacher-forced logits [B, T, V];
     ``forward(tokens, mode="nll")`` -> teacher-forced negative log-likelihood of each token [B, T] (nats);
-    ``forward(mode="sample", batch_size=B, beta=beta)`` -> (tokens [B, T], relaxed one-hots [B, T, V]).
+    ``forward(mode="sample", batch_size=B, beta=beta)`` -> (tokens [B, T], relaxed one-hots [B, T, V]);
+    a conditional generator takes ``labels`` [B] in each.
 
     A subclass defines teacher forcing (:meth:`logits`) and one decoding step (:meth:`initial_state`,
-    :meth:`next_logits`); sampling is written once, here.
+    :meth:`next_logits`), and creates ``class_embedding`` [num_classes, E] (after its other weights, so that
+    those start as an unconditional generator's); sampling is written once, here.
     """
 
-    def __init__(self, config: GeneratorConfig, vocab_size: int, seq_len: int, start_id: int) -> None:
+    def __init__(self, config: GeneratorConfig, vocab_size: int, seq_len: int, start_id: int,
+                 num_classes: int = 0) -> None:
         super().__init__()
         self.config = config
-        self.vocab_size, self.seq_len, self.start_id = vocab_size, seq_len, start_id
+        self.vocab_size, self.seq_len, self.start_id, self.num_classes = vocab_size, seq_len, start_id, num_classes
+        self.class_embedding: nn.Parameter | None = None
 
     def forward(self, tokens: Tensor | None = None, *, mode: str = "logits", batch_size: int | None = None,
-                beta: float | Tensor = 1.0, hard: bool = False,
-                noise: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+                beta: float | Tensor = 1.0, hard: bool = False, noise: Tensor | None = None,
+                labels: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        # unconditional calls keep their signatures, as overrides of your own (and the fast paths) expect them
+        conditional = {} if labels is None else {"labels": labels}
         if mode == "logits":
-            return self.logits(tokens)
+            return self.logits(tokens, **conditional)
         if mode == "nll":
-            return self.token_nll(tokens)
+            return self.token_nll(tokens, **conditional)
         if mode == "sample":
-            return self.sample(batch_size, beta, hard=hard, noise=noise)
+            return self.sample(batch_size, beta, hard=hard, noise=noise, **conditional)
         raise ValueError(f"unknown generator mode {mode!r}")
 
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def logits(self, tokens: Tensor) -> Tensor:
+    def logits(self, tokens: Tensor, labels: Tensor | None = None) -> Tensor:
         """Teacher forcing: tokens [B, T] -> logits [B, T, V] predicting each token from the ones before it."""
         raise NotImplementedError
+
+    def condition(self, embedded: Tensor, labels: Tensor | None) -> Tensor:
+        """Input embeddings [..., B, E] plus each sentence's class embedding (``labels`` [B]); unchanged for an
+        unconditional generator."""
+        if labels is None and self.class_embedding is not None:
+            raise ValueError(f"this generator is conditioned on {self.num_classes} classes: pass labels [B]")
+        if labels is not None and self.class_embedding is None:
+            raise ValueError("labels given to an unconditional generator")
+        return embedded if labels is None else embedded + self.class_embedding[labels]
 
     def teacher_inputs(self, tokens: Tensor) -> Tensor:
         """tokens [B, T] -> the inputs that predict them [B, T]: the start token, then tokens 0 .. T-2."""
@@ -62,18 +84,18 @@ class SequenceGenerator(nn.Module):
         """The decoding state before the first step."""
         raise NotImplementedError
 
-    def next_logits(self, token: Tensor, state: Any) -> tuple[Tensor, Any]:
+    def next_logits(self, token: Tensor, state: Any, labels: Tensor | None = None) -> tuple[Tensor, Any]:
         """One decoding step: the last token [B] and the state -> (logits of the next token [B, V], new state)."""
         raise NotImplementedError
 
-    def token_nll(self, tokens: Tensor, temperature: float = 1.0) -> Tensor:
+    def token_nll(self, tokens: Tensor, temperature: float = 1.0, labels: Tensor | None = None) -> Tensor:
         """Teacher forcing: tokens [B, T] -> -log p(token | the ones before it) [B, T] in float32, under
         softmax(logits / temperature)."""
-        logits = self.logits(tokens).float() / temperature
+        logits = self.logits(tokens, labels).float() / temperature
         return F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), reduction="none").view(tokens.shape)
 
     def sample(self, batch_size: int, beta: float | Tensor, *, hard: bool = False,
-               noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
+               noise: Tensor | None = None, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Differentiable sampling: (tokens [B, T], relaxed one-hots softmax(beta*(o+g)) [B, T, V]).
 
         The sampled (hard) token argmax(o+g) is fed back; gradients reach the weights (and a learned beta)
@@ -83,7 +105,7 @@ class SequenceGenerator(nn.Module):
         state = self.initial_state(batch_size)
         token = torch.full((batch_size,), self.start_id, dtype=torch.long, device=self.device)
         for t in range(self.seq_len):
-            logits, state = self.next_logits(token, state)
+            logits, state = self.next_logits(token, state, labels)
             token, soft = relaxed_sample(logits, beta, None if noise is None else noise[:, t], hard=hard)
             tokens.append(token)
             relaxed.append(soft)
@@ -91,7 +113,7 @@ class SequenceGenerator(nn.Module):
 
     @torch.no_grad()
     def sample_tokens(self, batch_size: int, *, temperature: float = 1.0,
-                      generator: torch.Generator | None = None) -> Tensor:
+                      generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
         """Sampling for text: tokens [B, T] ~ softmax(o / temperature), no relaxation, no graph.
 
         Exact categorical draws by inversion (one uniform per row from ``generator``): the same distribution
@@ -101,7 +123,7 @@ class SequenceGenerator(nn.Module):
         state = self.initial_state(batch_size)
         token = torch.full((batch_size,), self.start_id, dtype=torch.long, device=self.device)
         for _ in range(self.seq_len):
-            logits, state = self.next_logits(token, state)
+            logits, state = self.next_logits(token, state, labels)
             token = categorical_from_logits(logits, temperature, generator)
             tokens.append(token)
         return torch.stack(tokens, dim=1)
@@ -110,8 +132,9 @@ class SequenceGenerator(nn.Module):
 class Generator(SequenceGenerator):
     """RelGAN's generator: embedding -> relational memory core (or LSTM) -> linear output layer."""
 
-    def __init__(self, config: GeneratorConfig, vocab_size: int, seq_len: int, start_id: int) -> None:
-        super().__init__(config, vocab_size, seq_len, start_id)
+    def __init__(self, config: GeneratorConfig, vocab_size: int, seq_len: int, start_id: int,
+                 num_classes: int = 0) -> None:
+        super().__init__(config, vocab_size, seq_len, start_id, num_classes)
         self.embedding = nn.Parameter(torch.empty(vocab_size, config.embedding_dim))
         truncated_normal_(self.embedding, 1 / math.sqrt(vocab_size))
         if config.architecture == "rmc":
@@ -121,13 +144,18 @@ class Generator(SequenceGenerator):
         else:
             self.core = LSTMCore(config.embedding_dim, config.hidden_size)
         self.output = linear(self.core.output_size, vocab_size)
+        if num_classes:
+            # a class vector is one more input embedding: the token embedding's scale
+            self.class_embedding = nn.Parameter(torch.empty(num_classes, config.embedding_dim))
+            truncated_normal_(self.class_embedding, 1 / math.sqrt(vocab_size))
 
-    def logits(self, tokens: Tensor) -> Tensor:
-        return self.output_logits(self.teacher_forced(tokens))
+    def logits(self, tokens: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.output_logits(self.teacher_forced(tokens, labels))
 
-    def teacher_forced(self, tokens: Tensor) -> Tensor:
+    def teacher_forced(self, tokens: Tensor, labels: Tensor | None = None) -> Tensor:
         """tokens [B, T] -> the core's outputs [B, T, O], step t having read the start token and tokens < t."""
-        projected = self.core.project_inputs(F.embedding(self.teacher_inputs(tokens).t(), self.embedding))  # time-major [T, B, ...]
+        embedded = F.embedding(self.teacher_inputs(tokens).t(), self.embedding)  # time-major [T, B, E]
+        projected = self.core.project_inputs(self.condition(embedded, labels))
         return self.core.unroll(projected, self.core.initial_state(tokens.shape[0], tokens.device))
 
     def output_logits(self, hidden: Tensor) -> Tensor:
@@ -137,6 +165,7 @@ class Generator(SequenceGenerator):
     def initial_state(self, batch_size: int) -> Any:
         return self.core.initial_state(batch_size, self.embedding.device)
 
-    def next_logits(self, token: Tensor, state: Any) -> tuple[Tensor, Any]:
-        output, state = self.core.step(self.core.project_inputs(F.embedding(token, self.embedding)), state)
+    def next_logits(self, token: Tensor, state: Any, labels: Tensor | None = None) -> tuple[Tensor, Any]:
+        embedded = self.condition(F.embedding(token, self.embedding), labels)
+        output, state = self.core.step(self.core.project_inputs(embedded), state)
         return self.output_logits(output), state

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from relgan.config import GeneratorConfig
@@ -35,17 +36,29 @@ class TransformerGenerator(SequenceGenerator):
     """
 
     def __init__(self, config: GeneratorConfig, vocab_size: int, seq_len: int, start_id: int,
-                 model: GPT2LMHeadModel | None = None) -> None:
-        super().__init__(config, vocab_size, seq_len, start_id)
+                 model: GPT2LMHeadModel | None = None, num_classes: int = 0) -> None:
+        super().__init__(config, vocab_size, seq_len, start_id, num_classes)
         self.model = model if model is not None else GPT2LMHeadModel(gpt2_config(config, vocab_size, seq_len,
                                                                                   start_id))
+        if num_classes:
+            width = self.model.config.n_embd
+            self.class_embedding = nn.Parameter(torch.empty(num_classes, width).normal_(
+                0, self.model.config.initializer_range))  # GPT-2's own embedding initialisation
 
-    def logits(self, tokens: Tensor) -> Tensor:
-        return self.model(input_ids=self.teacher_inputs(tokens), use_cache=False).logits
+    def logits(self, tokens: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.model(**self._inputs(self.teacher_inputs(tokens), labels), use_cache=False).logits
+
+    def _inputs(self, ids: Tensor, labels: Tensor | None) -> dict[str, Tensor]:
+        """The model's input for ids [B, L]: the ids themselves, or (conditional) their embeddings plus the class
+        embedding [B, L, E] (positions are added by the model in both cases)."""
+        if labels is None and self.class_embedding is None:
+            return {"input_ids": ids}
+        embedded = self.model.get_input_embeddings()(ids).transpose(0, 1)  # condition() takes batch second
+        return {"inputs_embeds": self.condition(embedded, labels).transpose(0, 1)}
 
     def initial_state(self, batch_size: int) -> Any:
         return None  # the first call creates the cache
 
-    def next_logits(self, token: Tensor, state: Any) -> tuple[Tensor, Any]:
-        output = self.model(input_ids=token[:, None], cache=state, use_cache=True)
+    def next_logits(self, token: Tensor, state: Any, labels: Tensor | None = None) -> tuple[Tensor, Any]:
+        output = self.model(**self._inputs(token[:, None], labels), cache=state, use_cache=True)
         return output.logits[:, -1], output.cache
