@@ -43,6 +43,8 @@ def _train(args: argparse.Namespace) -> int:
     from relgan.training import dry_run_summary, setup
 
     config = load_config(args.config, args.overrides)
+    if config.run.seeds is not None:
+        return _train_replicas(config, args)
     resume = args.resume_from or ("latest" if args.resume else None)
     trainer = setup(config, resume=resume, overwrite=args.overwrite, write=not args.dry_run)
     if args.dry_run:
@@ -52,6 +54,24 @@ def _train(args: argparse.Namespace) -> int:
     reports = trainer.fit()
     if trainer.acc.is_main_process:
         print(_final_summary(reports, trainer.run_dir))
+    return 0
+
+
+def _train_replicas(config, args: argparse.Namespace) -> int:
+    from relgan import replicas
+    from relgan.training import dry_run_summary, run_dir_of
+
+    if args.resume_from:
+        raise RelganError("--resume-from names one checkpoint; with run.seeds use --resume (each replica continues "
+                          "from its own latest checkpoint)")
+    if args.dry_run:
+        trainer = replicas.setup_replica(config, config.run.seeds[0], resume=False, overwrite=False, write=False)
+        if trainer.acc.is_main_process:
+            dirs = [str(run_dir_of(replicas.replica_config(config, seed))) for seed in config.run.seeds]
+            print(json.dumps({**dry_run_summary(trainer), "replicas": dirs}))
+        return 0
+    summary = replicas.train_replicas(config, resume=args.resume, overwrite=args.overwrite)
+    print(replicas.summary_lines(summary, run_dir_of(config)))
     return 0
 
 

@@ -163,6 +163,9 @@ class RunConfig:
     name: str | None = _field(None, "run name; null = the config file's name")
     output_dir: str = _field("runs", "parent folder of run directories")
     seed: int = _field(42, "seed of initialisation, data order and noise", min=0)
+    seeds: list[int] | None = _field(None, "one replica per seed, trained in this process one after another, each "
+                                     "in <run dir>/seed-<s>/ and equal to a run with run.seed = s; null = one run "
+                                     "with run.seed", min=0)
     mixed_precision: str = _field("no", "autocast precision", choices=("no", "bf16", "fp16"))
     cpu: bool = _field(False, "force the CPU even when a GPU is present")
     tracker: str = _field("auto", "experiment tracker; auto = tensorboard when installed",
@@ -415,6 +418,8 @@ CONDITIONAL_KEYS: tuple[tuple[str, tuple[str, ...], str, Any, str], ...] = (
      "generator.pretrained=null (a pretrained model brings its tokenizer)"),
     ("adversarial", ("gp_weight",), "adversarial.loss", lambda c: c.adversarial.loss == "wgan-gp",
      "adversarial.loss=wgan-gp"),
+    ("run", ("seed",), "run.seeds", lambda c: c.run.seeds is None,
+     "run.seeds=null (with run.seeds every replica has its own seed)"),
     ("gumbel", ("horizon",), "gumbel.schedule", lambda c: c.gumbel.schedule not in ("no", "learned"),
      "a schedule that rises (lin, exp, log, sigmoid, quad, sqrt)"),
 )
@@ -480,6 +485,9 @@ def _validate(config: Config, overridden: set[str] = frozenset()) -> None:
             f"gumbel.horizon = {horizon} is smaller than adversarial.steps = {config.adversarial.steps}; "
             "beta would overshoot beta_max (use null to follow adversarial.steps)"
         )
+    seeds = config.run.seeds
+    if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
+        raise ConfigError(f"run.seeds = {seeds!r} must list at least one seed, each once")
     if config.mle.epochs == 0 and config.adversarial.steps == 0:
         raise ConfigError("nothing to train: mle.epochs and adversarial.steps are both 0")
 
