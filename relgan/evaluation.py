@@ -162,12 +162,14 @@ class CorpusEvaluation:
                                 for part in self.parts]
         self.judges = [corpus_judges(part) if "lm" in wanted else None for part in self.parts]
         self._classifier: SentenceClassifier | None = None
+        self._classifier_test_accuracy: float | None = None
 
     def classifier(self) -> SentenceClassifier:
         """The classifier of the real training split (trained, or read from the cache, at first use)."""
         if self._classifier is None:
             corpus = self.corpus
             self._classifier = real_data_classifier(corpus.train_text, corpus.train_labels, corpus.label_names)
+            self._classifier_test_accuracy = self._classifier.accuracy(corpus.test_text, corpus.test_labels)
         return self._classifier
 
     def __call__(self, generator: SequenceGenerator, metrics: Sequence[str], **options) -> tuple[dict, list[str]]:
@@ -182,15 +184,19 @@ class CorpusEvaluation:
             report, texts = generator_report(generator, part, metrics, text_evaluator=self.text_evaluators[index],
                                              judges=self.judges[index],
                                              label=index if generator.num_classes else None, **options)
-            report["class_accuracy"] = class_accuracy(classifier, texts, index)
-            per_class[name] = report
+            per_class[name] = {**report, "class_accuracy": class_accuracy(classifier, texts, index)}
             lines += [f"{name}\t{text}" for text in texts]
-        report = {key: fmean(r[key] for r in per_class.values()) for key, value in report.items()
-                  if isinstance(value, float) and all(isinstance(r.get(key), float) for r in per_class.values())}
-        report.update({key: value for key, value in per_class[name].items() if isinstance(value, str)})
-        corpus = self.corpus
-        report["classifier_test_accuracy"] = classifier.accuracy(corpus.test_text, corpus.test_labels)
-        report["classifier"] = classifier.spec.describe()
-        report["conditional"] = bool(generator.num_classes)
-        report["per_class"] = per_class
-        return report, lines
+        return {**_class_means(per_class), "classifier_test_accuracy": self._classifier_test_accuracy,
+                "classifier": classifier.spec.describe(), "conditional": bool(generator.num_classes),
+                "per_class": per_class}, lines
+
+
+def _class_means(per_class: dict[str, dict]) -> dict:
+    """The mean over classes of every number all classes report, and the descriptions (protocol, conventions)
+    they share."""
+    reports = list(per_class.values())
+    means = {key: fmean(r[key] for r in reports) for key, value in reports[0].items()
+             if isinstance(value, float) and all(isinstance(r.get(key), float) for r in reports)}
+    shared = {key: value for key, value in reports[0].items()
+              if isinstance(value, str) and all(r.get(key) == value for r in reports)}
+    return {**means, **shared}
