@@ -71,7 +71,8 @@ def _train_replicas(config, args: argparse.Namespace) -> int:
             print(json.dumps({**dry_run_summary(trainer), "replicas": dirs}))
         return 0
     summary = replicas.train_replicas(config, resume=args.resume, overwrite=args.overwrite)
-    print(replicas.summary_lines(summary, run_dir_of(config)))
+    if summary is not None:
+        print(replicas.summary_lines(summary, run_dir_of(config)))
     return 0
 
 

@@ -46,18 +46,22 @@ def setup_replica(config: Config, seed: int, *, resume: bool, overwrite: bool, w
     return setup(replica, resume=start, overwrite=overwrite or resume, write=write)
 
 
-def train_replicas(config: Config, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Train (or continue) every replica of ``config.run.seeds``; returns and writes the seed summary."""
+def train_replicas(config: Config, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any] | None:
+    """Train (or continue) every replica of ``config.run.seeds``; the main process writes and returns the seed
+    summary (the others return None)."""
     parent = run_dir_of(config)
     if (parent / "config.yaml").exists():
         raise CheckpointError(f"{parent} holds a single-seed run; give the replicas another run.name")
-    for seed in config.run.seeds:
+    for index, seed in enumerate(config.run.seeds):
         trainer = setup_replica(config, seed, resume=resume, overwrite=overwrite)
-        try:
-            trainer.fit()
+        try:  # the replicas share the process group, which the last one ends
+            trainer.fit(keep_process_group=index + 1 < len(config.run.seeds))
         except NonFiniteLossError as exc:
             raise NonFiniteLossError(f"replica seed {seed} ({trainer.run_dir}): {exc}") from None
+        main_process = trainer.acc.is_main_process
         del trainer  # one replica's networks in memory at a time
+    if not main_process:
+        return None
     summary = seed_summary(config)
     atomic_write_json(parent / SUMMARY_FILE, summary)
     return summary

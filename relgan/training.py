@@ -101,8 +101,11 @@ class Trainer:
     def restore(self, checkpoint: Path) -> None:
         self.book.restore(checkpoint)
 
-    def fit(self) -> dict[str, Any]:
-        """Train what is left of the run, export the generator, and return the last evaluation of each phase."""
+    def fit(self, *, keep_process_group: bool = False) -> dict[str, Any]:
+        """Train what is left of the run, export the generator, and return the last evaluation of each phase.
+
+        The Accelerator's trackers are finished; its process group is destroyed unless ``keep_process_group``
+        (another run follows in this process: the replicas of ``run.seeds``)."""
         config, book, p = self.config, self.book, self.book.progress
         with book.running():
             if p.epoch < config.mle.epochs:
@@ -128,7 +131,11 @@ class Trainer:
         if self.acc.is_main_process:
             export_generator(self.gen, self.run_dir)
         self.acc.wait_for_everyone()
-        self.acc.end_training()
+        if keep_process_group:
+            for tracker in self.acc.trackers:
+                tracker.finish()
+        else:
+            self.acc.end_training()
         return last_reports(self.run_dir / METRICS_FILE)
 
     # ------------------------------------------------------------------------------------------ steps

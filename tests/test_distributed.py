@@ -41,3 +41,26 @@ def test_two_processes_keep_both_networks_identical(tmp_path, config):
     assert ranks[0]["mle_data"] != ranks[1]["mle_data"]
     assert ranks[0]["adversarial_data"] != ranks[1]["adversarial_data"]
     assert ranks[0]["batches"] == {"mle": 8, "adversarial": 4 * (1 + 2)}
+
+
+def test_replicas_on_two_processes_equal_the_two_process_run_of_their_seed(tmp_path):
+    from safetensors.torch import load_file
+
+    launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
+    if launcher is None:
+        pytest.skip("accelerate launcher not found")
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo",
+               HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    common = ["mle.epochs=1", "mle.batch_size=16", "adversarial.steps=4", "adversarial.batch_size=16",
+              f"run.output_dir={tmp_path}"]
+    for extra in (["run.name=two", "run.seeds=[3,5]"], ["run.name=alone", "run.seed=5"]):
+        command = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                   "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+                   str(REPO / "train.py"), "--config", str(SMOKE), *common, *extra]
+        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("run directory") == 1  # the main process reports
+    replica = load_file(str(tmp_path / "two" / "seed-5" / "generator" / "model.safetensors"))
+    alone = load_file(str(tmp_path / "alone" / "generator" / "model.safetensors"))
+    assert all((replica[k] == alone[k]).all() for k in alone)
+    assert (tmp_path / "two" / "seeds.json").is_file()
