@@ -160,8 +160,8 @@ def _why_reference(unit: str, module: nn.Module, kernels: build.Kernels) -> str 
         return "its weights are not float32"
     if unit == "relational_memory" and (reason := fast_rmc.supports(module)) is not None:
         return reason
-    if unit != "relational_memory" and module.num_classes:
-        return "it is class-conditional, and the fast paths are for unconditional models"
+    if unit == "generator" and module.num_classes:
+        return "it is class-conditional, and its fast paths are for unconditional generators"
     if not fingerprint.is_verified(module):
         return (f"its code differs from the code the fast path was verified against (re-verify with "
                 f"`{fingerprint.VERIFY_COMMAND}`)")

@@ -29,10 +29,11 @@ def applies(embedded: Tensor, discriminator: Discriminator) -> bool:
 
 
 def classify(discriminator: Discriminator, kernels: Kernels, embedded: Tensor,
-             dropout_mask: Tensor | None = None) -> Tensor:
-    """``Discriminator.classify``: embedded [B, T, S*d] -> logits [B*S]."""
+             dropout_mask: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
+    """``Discriminator.classify``: embedded [B, T, S*d] (and the sentences' classes [B] for a conditional
+    discriminator) -> logits [B*S]. The output layers and the projection term are the reference's."""
     if not applies(embedded, discriminator):
-        return Discriminator.classify(discriminator, embedded, dropout_mask)
+        return Discriminator.classify(discriminator, embedded, dropout_mask, labels)
     d = discriminator
     batch, length, _ = embedded.shape
     s, width = d.num_representations, d.representation_dim
@@ -43,7 +44,7 @@ def classify(discriminator: Discriminator, kernels: Kernels, embedded: Tensor,
     both = onednn_linear(features, torch.cat([d.highway_gate.weight, d.highway_transform.weight]))
     p = d.config.dropout if d.training else 0.0
     features = highway(kernels, features, both, p, dropout_mask)
-    return d.logit(d.hidden(features)).squeeze(-1)
+    return d.output_logits(features, labels)
 
 
 # ------------------------------------------------------------------------------------- conv + max over time

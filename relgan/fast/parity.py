@@ -153,6 +153,8 @@ def check_discriminator(discriminator: Discriminator, kernels: Kernels, batch: i
     keep = torch.rand(batch * d.num_representations, width, generator=rng) >= d.config.dropout
     mask = keep.float() / (1 - d.config.dropout)
     upstream = torch.randn(batch * d.num_representations, generator=rng)
+    # a conditional discriminator also gets each sentence's class (drawn last: the other inputs stay as they were)
+    labels = (torch.randint(d.num_classes, (batch,), generator=rng),) if d.num_classes else ()
 
     def run(classify: Callable) -> Run:
         def computation(module: nn.Module, dtype: torch.dtype) -> dict[str, Tensor]:
@@ -160,20 +162,20 @@ def check_discriminator(discriminator: Discriminator, kernels: Kernels, batch: i
             for training in (True, False):
                 x = one_hots.to(dtype).requires_grad_()
                 with _fresh_grads(module), _mode(module, training):
-                    logits = classify(module, module.embed(x), mask.to(dtype))
+                    logits = classify(module, module.embed(x), mask.to(dtype), *labels)
                     (logits * upstream.to(dtype)).sum().backward()
                     grads = {"logits": logits.detach(), **_grads(module), "input": x.grad}
                 result.update(_prefixed(f"train={training} ", grads))
                 x = one_hots.to(dtype).requires_grad_()
                 with _fresh_grads(module), _mode(module, training):  # second order, as in the WGAN-GP penalty
-                    logits = classify(module, module.embed(x), mask.to(dtype))
+                    logits = classify(module, module.embed(x), mask.to(dtype), *labels)
                     (grad,) = torch.autograd.grad((logits * upstream.to(dtype)).sum(), x, create_graph=True)
                     grad.square().sum().backward()
                     result.update(_prefixed(f"second order, train={training} ", _grads(module)))
             return result
         return computation
 
-    return compare(d, run(Discriminator.classify), run(lambda m, e, k: fast.classify(m, kernels, e, k)))
+    return compare(d, run(Discriminator.classify), run(lambda m, e, k, *y: fast.classify(m, kernels, e, k, *y)))
 
 
 CHECKS: dict[str, Callable[..., list[str]]] = {
@@ -268,10 +270,10 @@ def _generator(vocab: int, seq_len: int, scale: float = 0.2, **config) -> Callab
     return lambda: _perturbed(Generator(GeneratorConfig(**config), vocab, seq_len, start_id=1), scale=scale)
 
 
-def _discriminator(vocab: int, seq_len: int, **config) -> Callable[[], nn.Module]:
+def _discriminator(vocab: int, seq_len: int, num_classes: int = 0, **config) -> Callable[[], nn.Module]:
     from relgan.config import DiscriminatorConfig
 
-    return lambda: _perturbed(Discriminator(DiscriminatorConfig(**config), vocab, seq_len))
+    return lambda: _perturbed(Discriminator(DiscriminatorConfig(**config), vocab, seq_len, num_classes))
 
 
 # Head sizes cover rows narrower than a vector, a partial last vector and whole vectors; the small scale makes
@@ -304,4 +306,7 @@ COVERAGE: tuple[Case, ...] = (
     Case("discriminator", "width 1, 5 filters of 1 and 4, no dropout",
          _discriminator(9, 7, embedding_dim=4, num_representations=4, filter_sizes=[1, 4], num_filters=5,
                         hidden_size=6, dropout=0.0)),
+    Case("discriminator", "projection discriminator, 3 classes, width 2",
+         _discriminator(11, 8, num_classes=3, embedding_dim=8, num_representations=4, filter_sizes=[2, 3],
+                        num_filters=19, hidden_size=5, dropout=0.25)),
 )

@@ -103,10 +103,16 @@ class Discriminator(nn.Module):
         if self.training and self.config.dropout > 0:
             features = features * (self.dropout_mask(features.shape, features.device) if dropout_mask is None
                                    else dropout_mask)
+        return self.output_logits(features, labels)
+
+    def output_logits(self, features: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The output layers: features [B*S, width] -> logits [B*S], plus the projection term
+        <class embedding of the sentence, features> for a conditional discriminator (``labels`` [B])."""
         logits = self.logit(self.hidden(features)).squeeze(-1)
         if labels is None:
             return logits
-        return logits + (features * self.class_embedding[labels.repeat_interleave(s)]).sum(-1)
+        rows = labels.repeat_interleave(self.num_representations)
+        return logits + (features * self.class_embedding[rows]).sum(-1)
 
     def dropout_mask(self, shape: torch.Size | tuple[int, ...], device: torch.device | str) -> Tensor:
         """Inverted dropout's multipliers [shape]: 0 with probability p, else 1/(1-p)."""
