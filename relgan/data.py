@@ -161,7 +161,8 @@ def _text_corpus(config: DataConfig, saved: Path | None, tokenizer: PreTrainedTo
 
 
 def _class_labels(config: DataConfig, train: Split, test: Split, saved: Path | None) -> dict:
-    """Class names (sorted, or the run's saved ones) and the class ids of both splits; {} for unlabelled data."""
+    """The training split's class names (sorted; a resumed run's must equal its saved ones) and the class ids of
+    both splits; {} for unlabelled data."""
     if train.labels is None:
         return {}
     names = sorted(set(train.labels))
