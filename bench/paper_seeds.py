@@ -68,7 +68,8 @@ def table(args: argparse.Namespace, overrides: list[str]) -> dict:
     metrics = {key: summarise_seeds([r[key] for r in finished.values()]) for key in PAPER
                if finished and all(isinstance(r.get(key), float) for r in finished.values())}
     return {"name": args.name, "budget": f"{config.mle.epochs} MLE epochs, {config.adversarial.steps} iterations",
-            "finished_seeds": sorted(finished), "in_progress": progress, "metrics": metrics, "paper": PAPER, "paper_std": PAPER_STD}
+            "finished_seeds": sorted(finished), "in_progress": progress, "metrics": metrics, "paper": PAPER,
+            "paper_std": PAPER_STD}
 
 
 def markdown(result: dict) -> str:

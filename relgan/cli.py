@@ -115,15 +115,17 @@ def _sample(args: argparse.Namespace) -> int:
     generator.to(device).eval()
     fast.apply(generator, setting=args.backend, device=device)
     seed = card["seed"] if args.seed is None else args.seed
-    # a conditional generator without --label samples every class in turn, as label<TAB>sentence lines
-    classes = [names.index(args.label)] if args.label is not None else list(range(len(names))) or [None]
+    # (class id, line prefix): one class, or every class in turn as label<TAB>sentence lines, or no class
+    if args.label is not None:
+        plan = [(names.index(args.label), "")]
+    else:
+        plan = [(index, f"{name}\t") for index, name in enumerate(names)] or [(None, "")]
     lines = []
-    for label in classes:
+    for label, prefix in plan:
         with torch.no_grad():
             ids = sample_ids(generator, args.num, args.batch_size or card["sample_batch_size"], seed,
                              temperature=args.temperature, label=label)
-        texts = decode(tokenizer, ids, card["eos_id"])
-        lines += texts if args.label is not None or label is None else [f"{names[label]}\t{t}" for t in texts]
+        lines += [prefix + text for text in decode(tokenizer, ids, card["eos_id"])]
     text = "\n".join(lines) + "\n"
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")

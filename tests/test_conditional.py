@@ -29,7 +29,8 @@ def _labelled_files(tmp_path, train_per_class: int = 64, test_per_class: int = 1
     paths = {}
     for split, count in (("train", train_per_class), ("test", test_per_class)):
         animals, machines = _sentences(ANIMALS, count, rng), _sentences(MACHINES, count, rng)
-        lines = [f"{label}\t{text}" for pair in zip(animals, machines) for label, text in zip(("animal", "machine"), pair)]
+        lines = [f"{label}\t{text}" for pair in zip(animals, machines)
+                 for label, text in zip(("animal", "machine"), pair)]
         path = tmp_path / f"{split}.txt"
         path.write_text("\n".join(lines) + "\n" + (extra_test if split == "test" else ""))
         paths[split] = path
@@ -77,7 +78,8 @@ def test_an_unconditional_generator_is_the_conditional_one_without_its_class_ter
     labels = torch.tensor([0, 1, 1])
     assert torch.equal(conditional(tokens, labels=labels), plain(tokens))
     rng_a, rng_b = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    assert torch.equal(conditional.sample_tokens(3, generator=rng_a, labels=labels), plain.sample_tokens(3, generator=rng_b))
+    assert torch.equal(conditional.sample_tokens(3, generator=rng_a, labels=labels),
+                       plain.sample_tokens(3, generator=rng_b))
     with pytest.raises(ValueError, match="unconditional"):
         plain(tokens, labels=labels)
 

@@ -90,7 +90,8 @@ def test_resume_after_sigkill_ends_where_the_uninterrupted_replicas_end(tmp_path
     assert started == {seed: (tmp_path / "two" / f"seed-{seed}" / "oracle.safetensors").stat().st_mtime_ns
                        for seed in (3, 5)}
     for seed in (3, 5):
-        left, right = _generator(tmp_path / "two" / f"seed-{seed}"), _generator(replicas_and_single / "two" / f"seed-{seed}")
+        left = _generator(tmp_path / "two" / f"seed-{seed}")
+        right = _generator(replicas_and_single / "two" / f"seed-{seed}")
         assert all(torch.equal(left[k], right[k]) for k in left)
 
 

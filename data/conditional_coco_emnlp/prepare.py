@@ -7,8 +7,9 @@ python data/conditional_coco_emnlp/prepare.py [--source DIR] [--train-per-class 
 ``--source`` holds image_coco/{train,test}.txt and emnlp_news/test.txt (default: this repository's data/
 folder, where data/image_coco/prepare.py and data/emnlp_news/prepare.py put them); each file is checked
 against its git blob hash first. Writes data/conditional_coco_emnlp/{train,test}.txt as ``label<TAB>sentence``
-lines (data.labelled: true), alternating between the classes: class coco is COCO's first training and first test captions; class news is the
-first and the last lines of the EMNLP test split (its training split is not needed), disjoint.
+lines (data.labelled: true), alternating between the classes: class coco is COCO's first training and first
+test captions; class news is the first and the last lines of the EMNLP test split (its training split is not
+needed), disjoint.
 """
 
 import argparse
@@ -44,7 +45,8 @@ def _verified_lines(source: Path, name: str, split: str) -> list[str]:
 
 def build(source: Path, train_per_class: int, test_per_class: int) -> dict[str, list[str]]:
     """split -> labelled lines."""
-    coco_train, coco_test = _verified_lines(source, "image_coco", "train"), _verified_lines(source, "image_coco", "test")
+    coco_train = _verified_lines(source, "image_coco", "train")
+    coco_test = _verified_lines(source, "image_coco", "test")
     news = _verified_lines(source, "emnlp_news", "test")
     if train_per_class + test_per_class > len(news):
         raise DataError(f"--train-per-class + --test-per-class = {train_per_class + test_per_class} exceeds the "
@@ -59,7 +61,8 @@ def build(source: Path, train_per_class: int, test_per_class: int) -> dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Prepare data/conditional_coco_emnlp/{train,test}.txt")
-    parser.add_argument("--source", default=str(DATA), help="folder holding image_coco/ and emnlp_news/ (default data/)")
+    parser.add_argument("--source", default=str(DATA),
+                        help="folder holding image_coco/ and emnlp_news/ (default data/)")
     parser.add_argument("--out", default=str(DATA / "conditional_coco_emnlp"), help="output folder")
     parser.add_argument("--train-per-class", type=int, default=8000)
     parser.add_argument("--test-per-class", type=int, default=2000)

@@ -126,12 +126,14 @@ def _apply_unit(module: nn.Module, kernels: build.Kernels, report: BackendReport
     name = type(module).__name__
     if fast_paths(module):
         return
+    if unit == "generator" and module.num_classes:  # no fast path exists for it: nothing to fix, no warning
+        report.reference[name] = "it is class-conditional, and its fast paths are for unconditional generators"
+        logger.info("fast backend: %s runs its reference code: %s", name, report.reference[name])
+        return
     why = _why_reference(unit, module, kernels)
     if why is not None:
         report.reference[name] = why
-        # a conditional model is no problem to fix (no fast path exists for it), an unverified one is
-        log = logger.info if getattr(module, "num_classes", 0) else logger.warning
-        log("fast backend: %s runs its reference code: %s", name, why)
+        logger.warning("fast backend: %s runs its reference code: %s", name, why)
         return
     if unit == "relational_memory":
         functions = {"unroll": fast_rmc.unroll, "step": fast_rmc.step}
@@ -160,8 +162,6 @@ def _why_reference(unit: str, module: nn.Module, kernels: build.Kernels) -> str 
         return "its weights are not float32"
     if unit == "relational_memory" and (reason := fast_rmc.supports(module)) is not None:
         return reason
-    if unit == "generator" and module.num_classes:
-        return "it is class-conditional, and its fast paths are for unconditional generators"
     if not fingerprint.is_verified(module):
         return (f"its code differs from the code the fast path was verified against (re-verify with "
                 f"`{fingerprint.VERIFY_COMMAND}`)")

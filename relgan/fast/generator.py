@@ -11,8 +11,8 @@
 
 The hand-written backward of :func:`sample` assumes the reference's output layer (``output_logits`` =
 ``self.output``) and relaxation (``relaxed_sample``): the backend applies these paths only while the
-fingerprint of ``Generator`` and ``relgan.gumbel`` equals the verified one (``fingerprint.py``), and only to unconditional
-generators (a class-conditional one keeps its reference code).
+fingerprint of ``Generator`` and ``relgan.gumbel`` equals the verified one (``fingerprint.py``), and only to
+unconditional generators (a class-conditional one keeps its reference code).
 """
 
 from __future__ import annotations

@@ -44,8 +44,9 @@ class ClassifierSpec:
     max_len: int = 64  # tokens per sentence (longer ones are cut)
 
     def describe(self) -> str:
-        return (f"CNN {self.embedding_dim}-wide, filters {'/'.join(map(str, self.filter_sizes))} x "
-                f"{self.num_filters}, {self.epochs} epochs, batch {self.batch_size}, Adam {self.lr:g}, seed {self.seed}")
+        filters = "/".join(map(str, self.filter_sizes))
+        return (f"CNN {self.embedding_dim}-wide, filters {filters} x {self.num_filters}, {self.epochs} epochs, "
+                f"batch {self.batch_size}, Adam {self.lr:g}, seed {self.seed}")
 
 
 class TextCNN(nn.Module):

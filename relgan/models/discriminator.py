@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from relgan.config import DiscriminatorConfig
 from relgan.errors import ConfigError
-from relgan.models.layers import linear, truncated_normal_
+from relgan.models.layers import check_labels, linear, truncated_normal_
 
 
 class Discriminator(nn.Module):
@@ -86,10 +86,7 @@ class Discriminator(nn.Module):
         element, 1/(1-p) for a kept one; drawn by :meth:`dropout_mask` when None). ``labels`` [B]: the class
         of each sentence, whose embedding is projected on these features (a conditional discriminator).
         """
-        if labels is None and self.class_embedding is not None:
-            raise ValueError(f"this discriminator is conditioned on {self.num_classes} classes: pass labels")
-        if labels is not None and self.class_embedding is None:
-            raise ValueError("labels given to an unconditional discriminator")
+        check_labels(labels, self.num_classes, "discriminator")
         batch, length, _ = embedded.shape
         s, d = self.num_representations, self.representation_dim
         per_rep = embedded.view(batch, length, s, d).permute(0, 2, 3, 1).reshape(batch * s, d, length)

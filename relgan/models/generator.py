@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from relgan.config import GeneratorConfig
 from relgan.gumbel import categorical_from_logits, relaxed_sample
-from relgan.models.layers import linear, truncated_normal_
+from relgan.models.layers import check_labels, linear, truncated_normal_
 from relgan.models.lstm import LSTMCore
 from relgan.models.relational_memory import RelationalMemory
 
@@ -69,10 +69,7 @@ class SequenceGenerator(nn.Module):
     def condition(self, embedded: Tensor, labels: Tensor | None) -> Tensor:
         """Input embeddings [..., B, E] plus each sentence's class embedding (``labels`` [B]); unchanged for an
         unconditional generator."""
-        if labels is None and self.class_embedding is not None:
-            raise ValueError(f"this generator is conditioned on {self.num_classes} classes: pass labels [B]")
-        if labels is not None and self.class_embedding is None:
-            raise ValueError("labels given to an unconditional generator")
+        check_labels(labels, self.num_classes, "generator")
         return embedded if labels is None else embedded + self.class_embedding[labels]
 
     def teacher_inputs(self, tokens: Tensor) -> Tensor:

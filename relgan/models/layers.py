@@ -14,6 +14,14 @@ def truncated_normal_(tensor: Tensor, std: float) -> Tensor:
     return nn.init.trunc_normal_(tensor, mean=0.0, std=std, a=-2 * std, b=2 * std)
 
 
+def check_labels(labels: Tensor | None, num_classes: int, module: str) -> None:
+    """A conditional ``module`` (``num_classes`` > 0) needs class ids; an unconditional one takes none."""
+    if labels is None and num_classes:
+        raise ValueError(f"this {module} is conditioned on {num_classes} classes: pass labels [B]")
+    if labels is not None and not num_classes:
+        raise ValueError(f"labels given to an unconditional {module}")
+
+
 def linear(in_features: int, out_features: int, bias: bool = True) -> nn.Linear:
     """The official ``linear()``: weight ~ truncated normal with std 1/sqrt(fan_in), zero bias."""
     layer = nn.Linear(in_features, out_features, bias=bias)
