@@ -8,7 +8,8 @@ Each call trains (or continues, from the replicas' latest checkpoints) until ``-
 makes the run write a checkpoint and stop; call it again with the same arguments to go on (on a device: two
 calls of at most 9 minutes, back to back, so that the machine and its disk stay). Every call then writes
 ``<output-dir>/<name>.{json,md}``: mean ± std over the seeds that finished, beside the paper's row, and where the
-others are. As many seeds as fit: the replicas train one after another.
+others are. As many seeds as fit: on one GPU the replicas train batched (``run.replicas=auto``: one vmapped pass
+of all seeds per step), elsewhere one after another.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 python bench/train_speed.py [--config configs/coco_relgan100.yaml [--config configs/coco_transformer.yaml]]
                             [--device cuda] [--dtype bf16] [--backend auto|reference]
+python bench/train_speed.py --seeds 1 2 6 [--device cuda] [--backend auto|reference]
 
 For each config, in one run (side by side, with the ratios of each config's times to the first's): times warm
 MLE batches, adversarial iterations (with their G-step / D-step split) and sampling of 10,000
@@ -9,6 +10,11 @@ sentences through the training code itself; counts each one's FLOPs from the con
 (or bf16) matmul peak in the same run (the better of its start and its end, and of torch.mm and oneDNN);
 prints achieved GFLOP/s, the fraction of peak and the floor (seconds at the measured peak). Uses COCO from
 $RELGAN_SHARED_DATA (default ../shared/data) when present, else random ids of the same shape.
+
+With ``--seeds K ...``: per-seed throughput of K replicas trained batched (``run.replicas=batched``: one vmapped
+pass of the reference models per step) for each K, side by side with one replica trained alone on the
+``--backend`` (what ``run.replicas=sequential`` costs per seed), for the MLE batch and the adversarial iteration
+(its per-replica draws of Gumbel noise and dropout masks included).
 """
 
 from __future__ import annotations
@@ -198,12 +204,19 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10000)
     parser.add_argument("--no-cuda-graphs", action="store_true", help="time eager steps on the GPU")
     parser.add_argument("--backend", default="auto", choices=("auto", "reference", "fast"))
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="K", help="time K replicas batched, for each K")
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args()
 
     args.dtype_flag = "bf16" if args.dtype == "bf16" else "no"
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.seeds:
+        if args.dtype != "fp32" or (args.config and len(args.config) > 1):
+            parser.error("--seeds times one config in fp32 (batched replicas have no mixed precision)")
+        args.config = (args.config or [str(REPO / "configs" / "coco_relgan100.yaml")])[0]
+        emit(measure_seeds(args), args.out)
+        return
     configs = args.config or [str(REPO / "configs" / "coco_relgan100.yaml")]
     runs = [measure(argparse.Namespace(**{**vars(args), "config": config})) for config in configs]
     timings = ("mle_batch", "adversarial_iteration", "sample_10k")
@@ -292,6 +305,60 @@ def measure(args: argparse.Namespace) -> dict:
         "sample_10k": {**entry(min(sampling), flops["sample_10k"]), "num_samples": args.samples,
                        "sampling_batch_size": config.eval.batch_size},
     }
+
+
+def measure_seeds(args: argparse.Namespace) -> dict:
+    """Seconds per step and per-seed steps per second: one replica alone on ``args.backend`` (and on the
+    reference code), then K replicas batched for each K of ``args.seeds``; throughput relative to the first."""
+    from relgan.batched import BatchedReplicas
+
+    device = torch.device(args.device)
+    repeats = max(args.repeats // 3, 1)
+    reference = argparse.Namespace(**{**vars(args), "backend": "reference"})
+    rows, first = [], None
+    for setting in [args, reference] if args.backend != "reference" else [args]:
+        alone, source = build_trainer(setting)
+        batch = alone.corpus.train_ids[: args.batch_size].to(device)
+        beta = torch.full((), 10.0, device=device)
+
+        def iteration_alone() -> None:
+            alone.book.seed("adversarial", 0)
+            alone.adversarial_iteration(beta)
+
+        warmup = 5 if alone.use_graphs else 1
+        seconds = {"mle_batch": statistics.median(timed(lambda: alone.mle_step(batch), device, args.repeats,
+                                                        warmup)),
+                   "adversarial_iteration": statistics.median(timed(iteration_alone, device, repeats, warmup))}
+        first = first or seconds
+        rows.append({"replicas": 1, "how": f"alone ({alone.backend.line()})", **_per_seed(seconds, 1, first)})
+    for count in args.seeds:
+        trainers = [build_trainer(reference)[0] for _ in range(count)]
+        replicas = BatchedReplicas(trainers, list(range(count)))
+        batches = [(batch,)] * count
+
+        def iteration() -> None:
+            replicas.book.seed("adversarial", 0)  # seeds every replica and draws its randomness
+            replicas.adversarial_iteration(beta)
+
+        batched = {"mle_batch": statistics.median(timed(lambda: replicas.mle_step(*batches), device,
+                                                        args.repeats, 1)),
+                   "adversarial_iteration": statistics.median(timed(iteration, device, repeats, 1))}
+        rows.append({"replicas": count, "how": "batched (reference models, vmapped)",
+                     **_per_seed(batched, count, first)})
+    return {
+        "config": args.config, "data": source, "batch_size": args.batch_size, "torch": torch.__version__,
+        "device": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                   else f"cpu ({torch.get_num_threads()} threads) {cpu_model()}"),
+        "rows": rows,
+    }
+
+
+def _per_seed(seconds: dict[str, float], count: int, alone: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per workload: seconds per step of all ``count`` replicas, steps per second per seed, and that throughput
+    over the throughput of the first replica alone (seconds ``alone``)."""
+    return {name: {"seconds": value, "per_seed_steps_per_second": count / value,
+                   "per_seed_throughput_vs_alone": alone[name] * count / value}
+            for name, value in seconds.items()}
 
 
 if __name__ == "__main__":

@@ -68,7 +68,9 @@ def _train_replicas(config, args: argparse.Namespace) -> int:
         trainer = replicas.setup_replica(config, config.run.seeds[0], resume=False, overwrite=False, write=False)
         if trainer.acc.is_main_process:
             dirs = [str(run_dir_of(replicas.replica_config(config, seed))) for seed in config.run.seeds]
-            print(json.dumps({**dry_run_summary(trainer), "replicas": dirs}))
+            mode, reason = replicas.replica_mode(config)
+            print(json.dumps({**dry_run_summary(trainer), "replicas": dirs,
+                              "replica_training": f"{mode} ({reason})"}))
         return 0
     summary = replicas.train_replicas(config, resume=args.resume, overwrite=args.overwrite)
     if summary is not None:

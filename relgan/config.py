@@ -26,6 +26,7 @@ GAN_LOSSES = ("rsgan", "standard", "js", "kl", "hinge", "tv", "ls", "wgan-gp")
 ARCHITECTURES = ("rmc", "lstm", "transformer")
 PROTOCOLS = ("relgan", "texygen", "full")
 BACKENDS = ("auto", "reference", "fast")
+REPLICA_MODES = ("auto", "sequential", "batched")
 METRICS = ("bleu", "self_bleu", "nll_gen", "nll_test", "nll_oracle", "diversity", "fed", "lm")
 
 
@@ -163,9 +164,12 @@ class RunConfig:
     name: str | None = _field(None, "run name; null = the config file's name")
     output_dir: str = _field("runs", "parent folder of run directories")
     seed: int = _field(42, "seed of initialisation, data order and noise", min=0)
-    seeds: list[int] | None = _field(None, "one replica per seed, trained in this process one after another, each "
-                                     "in <run dir>/seed-<s>/ and equal to a run with run.seed = s; null = one run "
+    seeds: list[int] | None = _field(None, "one replica per seed, trained in this process, each in "
+                                     "<run dir>/seed-<s>/ and equal to a run with run.seed = s; null = one run "
                                      "with run.seed", min=0)
+    replicas: str = _field("auto", "how the replicas of run.seeds train: sequential = one after another; batched = "
+                           "in lockstep, each step one vmapped pass of the reference models (one process); auto = "
+                           "batched on one GPU, sequential elsewhere", choices=REPLICA_MODES)
     mixed_precision: str = _field("no", "autocast precision", choices=("no", "bf16", "fp16"))
     cpu: bool = _field(False, "force the CPU even when a GPU is present")
     tracker: str = _field("auto", "experiment tracker; auto = tensorboard when installed",
@@ -420,6 +424,7 @@ CONDITIONAL_KEYS: tuple[tuple[str, tuple[str, ...], str, Any, str], ...] = (
      "adversarial.loss=wgan-gp"),
     ("run", ("seed",), "run.seeds", lambda c: c.run.seeds is None,
      "run.seeds=null (with run.seeds every replica has its own seed)"),
+    ("run", ("replicas",), "run.seeds", lambda c: c.run.seeds is not None, "run.seeds=[s1, s2, ...]"),
     ("gumbel", ("horizon",), "gumbel.schedule", lambda c: c.gumbel.schedule not in ("no", "learned"),
      "a schedule that rises (lin, exp, log, sigmoid, quad, sqrt)"),
 )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -42,7 +41,8 @@ def relaxed_sample(logits: Tensor, beta: float | Tensor, noise: Tensor | None = 
 def straight_through(tokens: Tensor, relaxed: Tensor) -> Tensor:
     """The straight-through estimator of tokens [...] and relaxed one-hots [..., V]: the value of
     one_hot(tokens), the gradient of ``relaxed``."""
-    one_hot = F.one_hot(tokens, relaxed.shape[-1]).to(relaxed.dtype)
+    # a scatter, not F.one_hot, which torch.func.vmap cannot batch (run.replicas=batched)
+    one_hot = torch.zeros_like(relaxed).scatter(-1, tokens.unsqueeze(-1), 1.0)
     return one_hot - relaxed.detach() + relaxed
 
 

@@ -3,9 +3,17 @@
 other run, then writes the seed aggregate of their last evaluations to ``<run dir>/seeds.json``.
 
 Replica k is the run with ``run.seed = s_k`` (its config, saved in its directory, says so): every step reseeds
-all RNGs from (seed, rank, phase, step), so the replicas run one after another, each exactly as it would alone.
-(Training them batched on one GPU, where a step is bound by latency, is not built yet.) ``--resume`` continues
-every replica from its latest complete checkpoint; finished replicas only re-export, replicas that never wrote
+all RNGs from (seed, rank, phase, step). ``run.replicas`` says how they train:
+
+* ``sequential``: one after another, each exactly as it would alone (any backend, any device, DDP);
+* ``batched``: in lockstep, every step one vmapped pass of the reference models for all K (batched.py), each
+  replica equal to its separate run with ``run.backend = reference`` up to the rounding of batched products;
+  one process, no mixed precision, no WGAN-GP, RMC or LSTM generators;
+* ``auto``: batched on one GPU, where a step is bound by kernel latency and K replicas cost little more than
+  one; sequential elsewhere (on CPU the C++ kernels train one replica faster than batching trains K / K).
+
+``--resume`` continues every replica from its latest complete checkpoint (batched: the latest one all replicas
+have, or sequentially if they have none in common); finished replicas only re-export, replicas that never wrote
 a checkpoint start from the beginning.
 """
 
@@ -13,37 +21,89 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from typing import Any
 
+from pathlib import Path
+
+import torch
+from accelerate.utils import str_to_bool
+
+from relgan.batched import BatchedReplicas
 from relgan.bookkeeping import METRICS_FILE, last_reports
 from relgan.checkpoint import complete_checkpoints
 from relgan.config import Config
-from relgan.errors import CheckpointError, NonFiniteLossError
+from relgan.errors import CheckpointError, ConfigError, NonFiniteLossError
 from relgan.io_utils import atomic_write_json
 from relgan.metrics.aggregate import summarise_seeds
-from relgan.training import Trainer, run_dir_of, setup
+from relgan.training import Trainer, learn, run_dir_of, setup
 
 logger = logging.getLogger("relgan")
 
 SUMMARY_FILE = "seeds.json"
 
 
-def replica_config(config: Config, seed: int) -> Config:
-    """The config of the replica with ``seed``: a single-seed run named <run.name>/seed-<seed>."""
+def replica_config(config: Config, seed: int, *, batched: bool = False) -> Config:
+    """The config of the replica with ``seed``: a single-seed run named <run.name>/seed-<seed> (batched replicas
+    run the reference models, which their configs say)."""
     replica = copy.deepcopy(config)
     replica.run.seed, replica.run.seeds = seed, None
+    replica.run.replicas = "auto"
     replica.run.name = f"{config.run.name or 'relgan'}/seed-{seed}"
+    if batched:
+        replica.run.backend = "reference"
     return replica
 
 
-def setup_replica(config: Config, seed: int, *, resume: bool, overwrite: bool, write: bool = True) -> Trainer:
-    """The trainer of one replica; with ``resume`` from its latest complete checkpoint, if it has one."""
-    replica = replica_config(config, seed)
+def setup_replica(config: Config, seed: int, *, resume: bool | Path, overwrite: bool, write: bool = True,
+                  batched: bool = False) -> Trainer:
+    """The trainer of one replica; with ``resume`` from its latest complete checkpoint (if it has one) or from the
+    checkpoint ``resume`` names."""
+    replica = replica_config(config, seed, batched=batched)
     directory = run_dir_of(replica)
-    start = "latest" if resume and complete_checkpoints(directory) else None
-    if resume and start is None:
-        logger.info("%s has no complete checkpoint; this replica starts from the beginning", directory)
-    return setup(replica, resume=start, overwrite=overwrite or resume, write=write)
+    if isinstance(resume, Path):
+        start: str | None = str(resume)
+    else:
+        start = "latest" if resume and complete_checkpoints(directory) else None
+        if resume and start is None:
+            logger.info("%s has no complete checkpoint; this replica starts from the beginning", directory)
+    return setup(replica, resume=start, overwrite=overwrite or bool(resume), write=write)
+
+
+def replica_mode(config: Config) -> tuple[str, str]:
+    """How the replicas train here: ("batched" or "sequential", the reason)."""
+    setting = config.run.replicas
+    if setting == "sequential":
+        return "sequential", "run.replicas=sequential"
+    # from the launcher's environment: accelerate's process state must first be made by the run's Accelerator
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    forced_cpu = config.run.cpu or str_to_bool(os.environ.get("ACCELERATE_USE_CPU", "0"))
+    on_gpu = torch.cuda.is_available() and not forced_cpu
+    obstacle = _batching_obstacle(config, processes)
+    if setting == "batched":
+        if obstacle:
+            raise ConfigError(f"run.replicas=batched: {obstacle}; use run.replicas=sequential (or auto)")
+        return "batched", "run.replicas=batched"
+    if obstacle:
+        return "sequential", obstacle
+    if not on_gpu:
+        return "sequential", "on CPU the C++ kernels train one replica at a time faster (run.replicas=batched to batch)"
+    return "batched", "one GPU"
+
+
+def _batching_obstacle(config: Config, processes: int) -> str | None:
+    """Why the replicas of ``config`` cannot train batched (None if they can)."""
+    if processes > 1:
+        return f"{processes} processes (DDP) train the replicas one after another"
+    if config.run.mixed_precision != "no":
+        return f"run.mixed_precision={config.run.mixed_precision} is not built for batched replicas"
+    if config.adversarial.loss == "wgan-gp":
+        return "the gradient penalty of adversarial.loss=wgan-gp is not built for batched replicas"
+    if config.generator.architecture == "transformer":
+        return "the transformer generator is not built for batched replicas"
+    if config.run.backend == "fast":
+        return "batched replicas run the reference models, not run.backend=fast"
+    return None
 
 
 def train_replicas(config: Config, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any] | None:
@@ -52,6 +112,23 @@ def train_replicas(config: Config, *, resume: bool = False, overwrite: bool = Fa
     parent = run_dir_of(config)
     if (parent / "config.yaml").exists():
         raise CheckpointError(f"{parent} holds a single-seed run; give the replicas another run.name")
+    mode, reason = replica_mode(config)
+    starts = _lockstep_starts(config) if mode == "batched" and resume else {}
+    if starts is None:
+        mode, reason = "sequential", "the replicas have no complete checkpoint in common"
+    logger.info("%d replicas, %s (%s)", len(config.run.seeds), mode, reason)
+    if mode == "batched":
+        main_process = _train_batched(config, starts, resume, overwrite)
+    else:
+        main_process = _train_sequential(config, resume, overwrite)
+    if not main_process:
+        return None
+    summary = seed_summary(config)
+    atomic_write_json(parent / SUMMARY_FILE, summary)
+    return summary
+
+
+def _train_sequential(config: Config, resume: bool, overwrite: bool) -> bool:
     for index, seed in enumerate(config.run.seeds):
         trainer = setup_replica(config, seed, resume=resume, overwrite=overwrite)
         try:  # the replicas share the process group, which the last one ends
@@ -60,11 +137,31 @@ def train_replicas(config: Config, *, resume: bool = False, overwrite: bool = Fa
             raise NonFiniteLossError(f"replica seed {seed} ({trainer.run_dir}): {exc}") from None
         main_process = trainer.acc.is_main_process
         del trainer  # one replica's networks in memory at a time
-    if not main_process:
+    return main_process
+
+
+def _train_batched(config: Config, starts: dict[int, Path | None], resume: bool, overwrite: bool) -> bool:
+    trainers = [setup_replica(config, seed, resume=starts.get(seed) or False, overwrite=overwrite or resume,
+                              batched=True)
+                for seed in config.run.seeds]
+    replicas = BatchedReplicas(trainers, list(config.run.seeds))
+    learn(replicas, replicas.book)
+    replicas.finish()
+    return trainers[0].acc.is_main_process
+
+
+def _lockstep_starts(config: Config) -> dict[int, Path | None] | None:
+    """Where batched replicas resume: each from its checkpoint of the latest step all of them have (none: all
+    from the beginning); None when some have checkpoints but none in common."""
+    found = {seed: {path.name: path for path in complete_checkpoints(run_dir_of(replica_config(config, seed)))}
+             for seed in config.run.seeds}
+    if not any(found.values()):
+        return {seed: None for seed in found}
+    common = set.intersection(*(set(names) for names in found.values()))
+    if not common:
         return None
-    summary = seed_summary(config)
-    atomic_write_json(parent / SUMMARY_FILE, summary)
-    return summary
+    latest = max(common)
+    return {seed: names[latest] for seed, names in found.items()}
 
 
 def seed_summary(config: Config) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from accelerate import Accelerator
@@ -33,6 +33,10 @@ from relgan.losses import gan_losses, gradient_penalty
 from relgan.models import Discriminator, build_generator, count_parameters
 from relgan.pretrained import load_pretrained_tokenizer
 from relgan.runtime import build_accelerator, configure_threads, evaluating, frozen
+
+if TYPE_CHECKING:  # the batched replicas import this module
+    from relgan.batched import BatchedReplicas
+    from relgan.replica_books import ReplicaBooks
 
 logger = logging.getLogger("relgan")
 
@@ -101,33 +105,19 @@ class Trainer:
     def restore(self, checkpoint: Path) -> None:
         self.book.restore(checkpoint)
 
-    def fit(self, *, keep_process_group: bool = False) -> dict[str, Any]:
-        """Train what is left of the run, export the generator, and return the last evaluation of each phase.
+    @property
+    def mle_batches_per_epoch(self) -> int:
+        return len(self.mle_loader)
 
-        The Accelerator's trackers are finished; its process group is destroyed unless ``keep_process_group``
-        (another run follows in this process: the replicas of ``run.seeds``)."""
-        config, book, p = self.config, self.book, self.book.progress
-        with book.running():
-            if p.epoch < config.mle.epochs:
-                with book.phase("MLE", config.mle.epochs * len(self.mle_loader), p.mle_step, "batch"):
-                    while p.epoch < config.mle.epochs:
-                        for batch in book.epoch_batches(self.mle_loader):
-                            loss, norm = self.mle_step(*batch)
-                            book.step_done("mle", g_loss=loss, g_grad_norm=norm)
-                        book.epoch_done()
-                self.mle_step.release()
-            gumbel = config.gumbel
-            if p.adv_step < config.adversarial.steps:
-                with book.phase("adversarial", config.adversarial.steps, p.adv_step, "it"):
-                    while p.adv_step < config.adversarial.steps:
-                        book.seed("adversarial", p.adv_step)
-                        scheduled = inverse_temperature(gumbel.schedule, p.adv_step, gumbel.beta_max, self.horizon)
-                        g_loss, d_loss, g_norm, d_norm, beta = self.adversarial_iteration(
-                            torch.full((), scheduled, device=self.acc.device))
-                        self.current_beta = beta
-                        book.step_done("adversarial", g_loss=g_loss, d_loss=d_loss, g_grad_norm=g_norm,
-                                       d_grad_norm=d_norm, beta=beta)
-                        book.iteration_done()
+    def fit(self, *, keep_process_group: bool = False) -> dict[str, Any]:
+        """Train what is left of the run, then :meth:`finish` it."""
+        learn(self, self.book)
+        return self.finish(keep_process_group=keep_process_group)
+
+    def finish(self, *, keep_process_group: bool = False) -> dict[str, Any]:
+        """After training: export the generator and finish the trackers; the process group too unless
+        ``keep_process_group`` (another run follows in this process: the replicas of ``run.seeds``). Returns
+        the last evaluation of each phase."""
         if self.acc.is_main_process:
             export_generator(self.gen, self.run_dir)
         self.acc.wait_for_everyone()
@@ -241,6 +231,38 @@ class Trainer:
         report["samples"] = texts[: cfg.print_samples]
         atomic_write_text(self.run_dir / "samples" / f"{phase}-{step:06d}.txt", "\n".join(texts) + "\n")
         return report
+
+
+def learn(steps: Trainer | BatchedReplicas, book: RunBook | ReplicaBooks) -> None:
+    """The learning algorithm: MLE epochs, then adversarial iterations, until the config's budget is done.
+
+    ``steps`` is a :class:`Trainer` (one run) or :class:`relgan.batched.BatchedReplicas` (the replicas of
+    ``run.seeds`` in lockstep, with a :class:`relgan.replica_books.ReplicaBooks` as ``book``): it gives the
+    config, the MLE loader(s) and their batches per epoch, the two steps and the schedule's horizon. ``book`` counts, seeds, logs,
+    evaluates, checkpoints and stops (bookkeeping.py).
+    """
+    config, p = steps.config, book.progress
+    with book.running():
+        if p.epoch < config.mle.epochs:
+            with book.phase("MLE", config.mle.epochs * steps.mle_batches_per_epoch, p.mle_step, "batch"):
+                while p.epoch < config.mle.epochs:
+                    for batch in book.epoch_batches(steps.mle_loader):
+                        loss, norm = steps.mle_step(*batch)
+                        book.step_done("mle", g_loss=loss, g_grad_norm=norm)
+                    book.epoch_done()
+            steps.mle_step.release()
+        gumbel = config.gumbel
+        if p.adv_step < config.adversarial.steps:
+            with book.phase("adversarial", config.adversarial.steps, p.adv_step, "it"):
+                while p.adv_step < config.adversarial.steps:
+                    book.seed("adversarial", p.adv_step)
+                    scheduled = inverse_temperature(gumbel.schedule, p.adv_step, gumbel.beta_max, steps.horizon)
+                    g_loss, d_loss, g_norm, d_norm, beta = steps.adversarial_iteration(
+                        torch.full((), scheduled, device=steps.acc.device))
+                    steps.current_beta = beta
+                    book.step_done("adversarial", g_loss=g_loss, d_loss=d_loss, g_grad_norm=g_norm,
+                                   d_grad_norm=d_norm, beta=beta)
+                    book.iteration_done()
 
 
 # ------------------------------------------------------------------------------------------ the run
