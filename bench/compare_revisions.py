@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS="2", HF_HUB_OFFLINE="1")
+    # the old worktree lives in a temporary directory, where ../shared/data is not: both sides read this one's
+    env.setdefault("RELGAN_SHARED_DATA", str(REPO.parent / "shared" / "data"))
     for name in ("RELGAN_CPU_ISA", "GLIBC_TUNABLES", "RELGAN_MALLOC_TUNED"):
         env.pop(name, None)
     from relgan.fast.build import default_isa, executable_isas

@@ -166,6 +166,7 @@ def cpu_model() -> str:
 
 def build_trainer(args: argparse.Namespace):
     from accelerate import Accelerator
+    from accelerate.utils import set_seed
 
     from relgan.data import Corpus, load_corpus
     from relgan.tokenization import build_identity_tokenizer
@@ -188,6 +189,7 @@ def build_trainer(args: argparse.Namespace):
         corpus = Corpus(build_identity_tokenizer(vocab), ids, ids[:1000], start_id=0, eos_id=None)
         source = "random ids"
     accelerator = Accelerator(cpu=args.device == "cpu", mixed_precision=args.dtype_flag)
+    set_seed(config.run.seed)  # as training.setup does: every process timed starts from the same weights
     return Trainer(config, corpus, Path(tempfile.mkdtemp()), accelerator), source
 
 
