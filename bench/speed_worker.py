@@ -30,6 +30,11 @@ def main() -> None:
 
     args = argparse.Namespace(config=str(checkout / "configs" / "coco_relgan100.yaml"), batch_size=64, seq_len=None,
                               device="cpu", dtype_flag="no", no_cuda_graphs=False, backend=options.backend)
+    from accelerate.utils import set_seed
+
+    from relgan.config import load_config
+
+    set_seed(load_config(args.config).run.seed)  # older revisions' build_trainer does not seed: the same weights
     trainer, _ = train_speed.build_trainer(args)
     mle_step = trainer.mle_graph if hasattr(trainer, "mle_graph") else trainer.mle_step
     iteration = trainer.adversarial_graph if hasattr(trainer, "adversarial_graph") else trainer.adversarial_iteration

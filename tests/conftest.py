@@ -61,14 +61,22 @@ def _executable_isas() -> list[str]:
     return executable_isas()
 
 
+@pytest.fixture(scope="session")
+def _every_build():
+    """Builds every instruction set this CPU executes side by side, once, before the first test needs one."""
+    from relgan.fast import build
+
+    build.prebuild(_executable_isas())
+
+
 @pytest.fixture(params=_executable_isas())
-def kernels(request):
+def kernels(request, _every_build):
     """Each instruction-set build this CPU can execute (baseline x86-64, AVX2, AVX-512), built explicitly."""
     return load_kernels(request.param)
 
 
 @pytest.fixture
-def default_kernels():
+def default_kernels(_every_build):
     return load_kernels()
 
 

@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     isas = args.isa or build.executable_isas()
     threads = [int(t) for t in args.threads.split(",")]
     failures: dict[str, list[str]] = {}
+    build.prebuild(isas)
     for isa in isas:
         kernels = build.load(isa)
         for count in threads:
