@@ -36,6 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from json_output import emit  # noqa: E402
 
+from relgan.adversarial import discriminator_step_draws, generator_step_draws, sample_draws  # noqa: E402
 from relgan.config import Config, load_config  # noqa: E402
 from relgan.fast.onednn import onednn_available  # noqa: E402
 
@@ -252,12 +253,15 @@ def measure(args: argparse.Namespace) -> dict:
     peak_memory = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
                    else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30
 
+    adv, draws = config.adversarial, trainer.draws
+
     def discriminator_steps() -> None:
-        for fake, labels in trainer._fake_batches(beta, config.adversarial.d_steps):
-            trainer._discriminator_step(fake, labels)
+        for fake in trainer.fake_batches(beta, sample_draws(draws, adv.batch_size * adv.d_steps), adv.d_steps):
+            trainer.discriminator_update(fake, discriminator_step_draws(draws, adv.batch_size))
 
     # the G-step / D-step split, eagerly (inside a CUDA graph the two are one replay)
-    g_times = timed(lambda: trainer._generator_step(beta), device, max(args.repeats // 3, 1), warmup=1)
+    g_times = timed(lambda: trainer.generator_update(generator_step_draws(draws, adv.batch_size), beta), device,
+                    max(args.repeats // 3, 1), warmup=1)
     d_times = timed(discriminator_steps, device, max(args.repeats // 3, 1), warmup=1)
 
     from relgan.sampling import sample_ids

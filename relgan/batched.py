@@ -7,11 +7,12 @@ data loader, run directory and book); only the forward and backward passes are s
 modules are views into one stacked tensor [K, ...] per parameter, so the batched pass reads them and each
 replica's optimiser updates its own slice in place.
 
-Randomness: the vmapped code may draw nothing (``randomness="error"``: a model edited to draw its own random
-numbers stops with an error instead of diverging silently from the separate runs). Right after replica k's RNGs
-are seeded for an adversarial iteration, :meth:`BatchedReplicas._draw` draws from them what the reference
-iteration (training.Trainer) draws, in its order and shapes: real-batch choices, fake classes, Gumbel noise
-(one [B, V] per time step), dropout masks. They are passed in as ``noise`` and ``dropout_mask``.
+The adversarial iteration is the one of adversarial.py, which a single run runs too; this class supplies its
+steps batched. Randomness: the vmapped code may draw nothing (``randomness="error"``: a model edited to draw its
+own random numbers stops with an error instead of diverging silently from the separate runs). Every draw the
+iteration asks for is made outside the vmapped code, from each replica's own RNG stream, in the order
+adversarial.py writes down (draws.ReplicaDraws), and passed in: real batches, classes, Gumbel noise and dropout
+masks.
 """
 
 from __future__ import annotations
@@ -24,14 +25,21 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 
+from relgan.adversarial import (
+    DiscriminatorStepDraws,
+    FakeBatch,
+    GeneratorStepDraws,
+    SampleDraws,
+    adversarial_iteration,
+    discriminator_loss,
+    fake_samples,
+    generator_loss,
+)
+from relgan.draws import ReplicaDraws, RunDraws
 from relgan.errors import ConfigError
 from relgan.fast.cuda_graphs import StepGraph
-from relgan.gumbel import gumbel_noise
-from relgan.losses import gan_losses
 from relgan.replica_books import ReplicaBooks
 from relgan.training import Trainer
-
-Draws = dict[str, Any]
 
 
 class BatchedReplicas:
@@ -42,7 +50,9 @@ class BatchedReplicas:
         self.trainers, self.config, self.acc, self.horizon = trainers, first.config, first.acc, first.horizon
         self.mle_loader = tuple(trainer.mle_loader for trainer in trainers)
         self.mle_batches_per_epoch = first.mle_batches_per_epoch
-        self.book = ReplicaBooks([trainer.book for trainer in trainers], seeds, self._draw)
+        self.draws = ReplicaDraws([RunDraws(t.draws.train_ids, t.draws.train_labels, t.disc, t.corpus.vocab_size,
+                                            materialise=True) for t in trainers])
+        self.book = ReplicaBooks([trainer.book for trainer in trainers], seeds, self.draws.seeded)
         # the reference modules through which the stacked weights are called
         self.generator, self.discriminator = copy.deepcopy(first.gen), copy.deepcopy(first.disc)
         self.beta_module = copy.deepcopy(first.beta_module) if first.beta_module is not None else None
@@ -50,7 +60,6 @@ class BatchedReplicas:
                         "discriminator": _stack_weights([t.disc for t in trainers])}
         if self.beta_module is not None:
             self.weights["beta"] = _stack_weights([t.beta_module for t in trainers])
-        self.draws: list[Draws] = [{} for _ in trainers]
         self.mle_step = StepGraph(self._mle_step, False, "batched MLE step")
         self.adversarial_iteration = StepGraph(self._adversarial_iteration, False, "batched adversarial iteration")
 
@@ -83,52 +92,49 @@ class BatchedReplicas:
         return functional_call(self.generator, weights, (ids,), {"mode": "nll", **conditional}).mean()
 
     def _adversarial_iteration(self, scheduled_beta: Tensor) -> tuple[Tensor, ...]:
-        """Trainer._adversarial_iteration of every replica, from the draws of :meth:`_draw`: the last
-        (g_loss, d_loss, g_grad_norm, d_grad_norm) and the beta of the D steps, each [K]."""
-        cfg = self.config.adversarial
-        draws = _stack_replicas(self.draws)
-        for step in draws["generator_steps"]:
-            learned = {name: self.weights[name] for name in ("generator", "beta") if name in self.weights}
-            grads, g_loss = _vmapped(grad_and_value(self._generator_loss), in_dims=(0, 0, None, 0))(
-                learned, self.weights["discriminator"], scheduled_beta, step)
-            g_norm = self._update(grads, "g_optimizer", cfg.grad_clip)
-        beta = self._beta(scheduled_beta)
-        with torch.no_grad():
-            fake = _vmapped(self._samples)(self.weights["generator"], beta, draws["samples"])
-        for fake_batch, step in zip(fake.split(cfg.batch_size, dim=1), draws["discriminator_steps"]):
-            grads, d_loss = _vmapped(grad_and_value(self._discriminator_loss))(
-                self.weights["discriminator"], fake_batch, step)
-            d_norm = self._update({"discriminator": grads}, "d_optimizer", cfg.grad_clip)
-        return g_loss.detach(), d_loss.detach(), g_norm, d_norm, beta
+        """The iteration of every replica: the last (g_loss, d_loss, g_grad_norm, d_grad_norm) and the beta of
+        the D steps, each [K]."""
+        return adversarial_iteration(self, self.draws, self.config.adversarial, scheduled_beta)
+
+    # the steps of adversarial.IterationSteps, batched over the replicas (draws [K, ...])
+
+    def generator_update(self, step: GeneratorStepDraws, scheduled_beta: Tensor) -> tuple[Tensor, Tensor]:
+        learned = {name: self.weights[name] for name in ("generator", "beta") if name in self.weights}
+        grads, g_loss = _vmapped(grad_and_value(self._generator_loss), in_dims=(0, 0, None, 0))(
+            learned, self.weights["discriminator"], scheduled_beta, step)
+        return g_loss.detach(), self._update(grads, "g_optimizer", self.config.adversarial.grad_clip)
 
     def _generator_loss(self, learned: dict[str, dict[str, Tensor]], d_weights: dict[str, Tensor],
-                        scheduled_beta: Tensor, step: Draws) -> Tensor:
+                        scheduled_beta: Tensor, step: GeneratorStepDraws) -> Tensor:
         beta = functional_call(self.beta_module, learned["beta"], ()) if "beta" in learned else scheduled_beta
-        _, fake = self._call_generator(learned["generator"], beta, step["generator"])
-        (d_real,) = functional_call(self.discriminator, d_weights, (step["real"],), step["real_kwargs"])
-        (d_fake,) = functional_call(self.discriminator, d_weights, (fake,), step["fake_kwargs"])
-        return gan_losses(self.config.adversarial.loss, d_real, d_fake)[1]
+        return generator_loss(_called(self.generator, learned["generator"]), _called(self.discriminator, d_weights),
+                              beta, step, self.config.adversarial, self.config.gumbel.straight_through)
 
-    def _samples(self, weights: dict[str, Tensor], beta: Tensor, kwargs: dict[str, Tensor]) -> Tensor:
-        return self._call_generator(weights, beta, kwargs)[1]
-
-    def _call_generator(self, weights: dict[str, Tensor], beta: Tensor,
-                        kwargs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """(tokens [B, T], relaxed one-hots [B, T, V]) from the Gumbel noise (and classes) in ``kwargs``."""
-        return functional_call(self.generator, weights, (), {
-            "mode": "sample", "batch_size": kwargs["noise"].shape[0], "beta": beta,
-            "hard": self.config.gumbel.straight_through, **kwargs})
-
-    def _discriminator_loss(self, weights: dict[str, Tensor], fake: Tensor, step: Draws) -> Tensor:
-        d_real, d_fake = functional_call(self.discriminator, weights, (step["real"], fake), step["kwargs"])
-        return gan_losses(self.config.adversarial.loss, d_real, d_fake)[0]
-
-    def _beta(self, scheduled: Tensor) -> Tensor:
+    def beta(self, scheduled_beta: Tensor) -> Tensor:
         """The beta of every replica [K]: the schedule's, or each replica's learned one."""
         if self.beta_module is None:
-            return scheduled.expand(len(self.trainers))
+            return scheduled_beta.expand(len(self.trainers))
         with torch.no_grad():
             return vmap(lambda weights: functional_call(self.beta_module, weights, ()))(self.weights["beta"])
+
+    def fake_batches(self, beta: Tensor, samples: SampleDraws, count: int) -> list[FakeBatch]:
+        with torch.no_grad():
+            return _vmapped(self._fake_samples, in_dims=(0, 0, 0, None))(self.weights["generator"], beta, samples,
+                                                                         count)
+
+    def _fake_samples(self, weights: dict[str, Tensor], beta: Tensor, samples: SampleDraws,
+                      count: int) -> list[FakeBatch]:
+        return fake_samples(_called(self.generator, weights), beta, samples, count,
+                            self.config.adversarial.batch_size, self.config.gumbel.straight_through)
+
+    def discriminator_update(self, fake: FakeBatch, step: DiscriminatorStepDraws) -> tuple[Tensor, Tensor]:
+        grads, d_loss = _vmapped(grad_and_value(self._discriminator_loss))(self.weights["discriminator"], fake,
+                                                                           step)
+        return d_loss.detach(), self._update({"discriminator": grads}, "d_optimizer",
+                                             self.config.adversarial.grad_clip)
+
+    def _discriminator_loss(self, weights: dict[str, Tensor], fake: FakeBatch, step: DiscriminatorStepDraws) -> Tensor:
+        return discriminator_loss(_called(self.discriminator, weights), fake, step, self.config.adversarial)
 
     def _update(self, grads: dict[str, dict[str, Tensor]], optimizer: str, max_norm: float) -> Tensor:
         """Each replica's own clipping and optimiser step on its slice of the batched gradients ({module:
@@ -147,45 +153,6 @@ class BatchedReplicas:
             getattr(trainer, optimizer).zero_grad(set_to_none=True)
         return torch.stack(norms)
 
-    # ------------------------------------------------------------------------------------- randomness
-
-    def _draw(self, k: int) -> None:
-        """Replica k's randomness of one adversarial iteration, drawn from its freshly seeded RNGs in the order
-        and shapes of Trainer._adversarial_iteration (which draws it where it is used)."""
-        trainer, cfg = self.trainers[k], self.config.adversarial
-        size = cfg.batch_size
-        generator_steps = []
-        for _ in range(cfg.g_steps):
-            real, real_labels = trainer._real_batch()
-            fake_labels = trainer._fake_labels(size)
-            generator = {"noise": self._noise(size), **_classes(fake_labels)}
-            real_kwargs = {**self._dropout(size), **_classes((real_labels,))}
-            fake_kwargs = {**self._dropout(size), **_classes((fake_labels,))}
-            generator_steps.append({"real": real, "generator": generator, "real_kwargs": real_kwargs,
-                                    "fake_kwargs": fake_kwargs})
-        fake_labels = trainer._fake_labels(size * cfg.d_steps)
-        samples = {"noise": self._noise(size * cfg.d_steps), **_classes(fake_labels)}
-        discriminator_steps = []
-        for j in range(cfg.d_steps):
-            real, real_labels = trainer._real_batch()
-            classes = _classes((real_labels, None if fake_labels is None else fake_labels[j * size:(j + 1) * size]))
-            discriminator_steps.append({"real": real, "kwargs": {**self._dropout(2 * size), **classes}})
-        self.draws[k] = {"generator_steps": generator_steps, "samples": samples,
-                         "discriminator_steps": discriminator_steps}
-
-    def _noise(self, batch_size: int) -> Tensor:
-        """Gumbel noise [B, T, V] drawn as the reference sampler draws it: one [B, V] per time step."""
-        shape = (batch_size, self.generator.vocab_size)
-        return torch.stack([gumbel_noise(shape, self.acc.device) for _ in range(self.generator.seq_len)], dim=1)
-
-    def _dropout(self, sentences: int) -> dict[str, Tensor]:
-        """The ``dropout_mask`` argument of a training-mode discriminator call on ``sentences`` sentences."""
-        disc = self.discriminator
-        if not (disc.training and disc.config.dropout > 0):
-            return {}
-        width = disc.highway_gate.in_features
-        return {"dropout_mask": disc.dropout_mask((sentences * disc.num_representations, width), self.acc.device)}
-
 
 def _vmapped(function: Callable[..., Any], in_dims: Any = 0) -> Callable[..., Any]:
     """``function`` vmapped over the replicas; a random draw inside it is a one-line error."""
@@ -199,17 +166,11 @@ def _vmapped(function: Callable[..., Any], in_dims: Any = 0) -> Callable[..., An
                 raise
             raise ConfigError(
                 "run.replicas=batched: the models draw random numbers inside a training step, where every replica "
-                "must use its own stream (BatchedReplicas._draw in relgan/batched.py draws the Gumbel noise and "
-                "dropout masks and passes them in); draw yours there too, or use run.replicas=sequential"
+                "must use its own stream (the iteration asks relgan/draws.py for the Gumbel noise and dropout masks "
+                "and passes them in); draw yours there too, or use run.replicas=sequential"
             ) from None
 
     return call
-
-
-def _classes(labels: Tensor | tuple[Tensor | None, ...] | None) -> dict[str, Any]:
-    """The ``labels`` argument of a conditional call ({} for unconditional models, whose labels are None)."""
-    first = labels[0] if isinstance(labels, tuple) else labels
-    return {} if first is None else {"labels": labels}
 
 
 def _replica_module(trainer: Trainer, name: str) -> nn.Module:
@@ -227,11 +188,6 @@ def _stack_weights(modules: list[nn.Module]) -> dict[str, Tensor]:
     return stacked
 
 
-def _stack_replicas(trees: list[Any]) -> Any:
-    """The replicas' draws (alike nests of dicts, lists and tuples of tensors) as one nest of [K, ...] tensors."""
-    first = trees[0]
-    if isinstance(first, Tensor):
-        return torch.stack(trees)
-    if isinstance(first, dict):
-        return {key: _stack_replicas([tree[key] for tree in trees]) for key in first}
-    return type(first)(_stack_replicas(list(items)) for items in zip(*trees))
+def _called(module: nn.Module, weights: dict[str, Tensor]) -> Callable[..., Any]:
+    """``module`` called with ``weights`` in place of its own (``functional_call``)."""
+    return lambda *args, **kwargs: functional_call(module, weights, args, kwargs)

@@ -19,11 +19,11 @@ from relgan.errors import NonFiniteLossError, TrainingInterrupted
 
 
 class ReplicaBooks:
-    """The books of replicas with ``seeds``; ``draw(k)`` is called right after replica k's RNGs are seeded for an
-    adversarial iteration (the batched steps draw each replica's randomness from its own stream there)."""
+    """The books of replicas with ``seeds``; ``seeded(k)`` is called right after replica k's RNGs are seeded for a
+    step (the batched steps draw each replica's randomness from its own stream)."""
 
-    def __init__(self, books: list[RunBook], seeds: list[int], draw: Callable[[int], None]) -> None:
-        self.books, self.seeds, self.draw = books, seeds, draw
+    def __init__(self, books: list[RunBook], seeds: list[int], seeded: Callable[[int], None]) -> None:
+        self.books, self.seeds, self.seeded = books, seeds, seeded
         for book in books[1:]:  # one signal stops every replica
             book.stop = books[0].stop
 
@@ -53,7 +53,7 @@ class ReplicaBooks:
     def seed(self, phase: str, step: int) -> None:
         for k, book in enumerate(self.books):
             book.seed(phase, step)
-            self.draw(k)
+            self.seeded(k)
 
     def step_done(self, phase: str, **values: Tensor) -> None:
         """``values``: one tensor [K] per name, entry k replica k's."""

@@ -1,9 +1,6 @@
 """The learning algorithm: MLE pretraining, then adversarial training, on one Accelerator (one CPU, one GPU or
-many GPUs/nodes). Run bookkeeping (logs, evaluations, checkpoints, signals, resume) is in bookkeeping.py.
-
-Adversarial iteration k (0-based) trains with beta(k) of the schedule: g_steps generator updates, then
-d_steps discriminator updates, each on a fresh random real batch and fresh generator samples. (The
-official code trains iteration k with beta(k-1) and iteration 0 with 1; the difference is one step.)
+many GPUs/nodes). The adversarial iteration itself is written in adversarial.py; run bookkeeping (logs,
+evaluations, checkpoints, signals, resume) is in bookkeeping.py.
 """
 
 from __future__ import annotations
@@ -20,16 +17,32 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from relgan import fast
+from relgan.adversarial import (
+    DiscriminatorStepDraws,
+    FakeBatch,
+    GeneratorStepDraws,
+    SampleDraws,
+    adversarial_iteration,
+    discriminator_loss,
+    fake_samples,
+    generator_loss,
+)
 from relgan.bookkeeping import METRICS_FILE, RunBook, last_reports
-from relgan.checkpoint import export_generator, latest_checkpoint, load_run_config, verify_checkpoint, write_model_card
+from relgan.checkpoint import (
+    export_generator,
+    latest_checkpoint,
+    load_run_config,
+    verify_checkpoint,
+    write_model_card,
+)
 from relgan.config import Config, save_config, schedule_horizon
 from relgan.data import Corpus, load_corpus, save_corpus_artifacts
+from relgan.draws import RunDraws
 from relgan.errors import CheckpointError, DataError
 from relgan.evaluation import CorpusEvaluation
 from relgan.fast.cuda_graphs import StepGraph
 from relgan.gumbel import LearnedInverseTemperature, inverse_temperature
 from relgan.io_utils import append_jsonl, atomic_write_text
-from relgan.losses import gan_losses, gradient_penalty
 from relgan.models import Discriminator, build_generator, count_parameters
 from relgan.pretrained import load_pretrained_tokenizer
 from relgan.runtime import build_accelerator, configure_threads, evaluating, frozen
@@ -83,8 +96,10 @@ class Trainer:
         self.beta_module = accelerator.prepare(beta_module) if beta_module is not None else None
         self.gen = accelerator.unwrap_model(self.generator)
         self.disc = accelerator.unwrap_model(self.discriminator)
-        self.train_ids = corpus.train_ids.to(accelerator.device)
-        self.train_labels = labels.to(accelerator.device) if labels is not None else None
+        # a single run leaves the Gumbel noise and dropout masks to the models (and their fast paths)
+        self.draws = RunDraws(corpus.train_ids.to(accelerator.device),
+                              labels.to(accelerator.device) if labels is not None else None, self.disc,
+                              corpus.vocab_size, materialise=False)
         self.horizon = schedule_horizon(config)
         self.current_beta: Tensor | float = 1.0
         if corpus.oracle is not None:
@@ -141,80 +156,42 @@ class Trainer:
         return loss.detach(), norm
 
     def _adversarial_iteration(self, scheduled_beta: Tensor) -> tuple[Tensor, ...]:
-        """g_steps generator updates, then d_steps discriminator updates. Each step reads beta anew (a learned
-        beta changes with every G step). Returns the last (g_loss, d_loss, g_grad_norm, d_grad_norm) and the
-        beta of the D steps."""
-        cfg = self.config.adversarial
-        for _ in range(cfg.g_steps):
-            g_loss, g_norm = self._generator_step(self._beta(scheduled_beta))
-        beta = self._beta(scheduled_beta).detach()
-        for fake, fake_labels in self._fake_batches(beta, cfg.d_steps):
-            d_loss, d_norm = self._discriminator_step(fake, fake_labels)
-        return g_loss, d_loss, g_norm, d_norm, beta
+        return adversarial_iteration(self, self.draws, self.config.adversarial, scheduled_beta)
 
-    def _beta(self, scheduled: Tensor) -> Tensor:
-        return self.beta_module() if self.beta_module is not None else scheduled
+    # the steps of adversarial.IterationSteps, on this run's modules
 
-    def _generator_step(self, beta: Tensor) -> tuple[Tensor, Tensor]:
+    def generator_update(self, step: GeneratorStepDraws, scheduled_beta: Tensor) -> tuple[Tensor, Tensor]:
         cfg = self.config.adversarial
-        real, real_labels = self._real_batch()
-        fake_labels = self._fake_labels(cfg.batch_size)
-        _, fake = self.generator(mode="sample", batch_size=cfg.batch_size, beta=beta,
-                                 hard=self.config.gumbel.straight_through, labels=fake_labels)
         # D is a fixed function here: no DDP, no weight gradients; its own step clears nothing of G's.
         with frozen(self.disc), self.acc.autocast():
-            with torch.no_grad():
-                (d_real,) = self.disc(real, labels=_per_batch(real_labels))
-            (d_fake,) = self.disc(fake, labels=_per_batch(fake_labels))
-            _, g_loss = gan_losses(cfg.loss, d_real, d_fake)
+            g_loss = generator_loss(self.generator, self.disc, self._beta(scheduled_beta), step, cfg,
+                                    self.config.gumbel.straight_through)
         self.g_optimizer.zero_grad(set_to_none=True)
         self.acc.backward(g_loss)
         norm = self.acc.clip_grad_norm_(self.g_params, cfg.grad_clip)
         self.g_optimizer.step()
         return g_loss.detach(), norm
 
-    def _discriminator_step(self, fake: Tensor, fake_labels: Tensor | None) -> tuple[Tensor, Tensor]:
+    def beta(self, scheduled_beta: Tensor) -> Tensor:
+        return self._beta(scheduled_beta).detach()
+
+    def _beta(self, scheduled: Tensor) -> Tensor:
+        return self.beta_module() if self.beta_module is not None else scheduled
+
+    def fake_batches(self, beta: Tensor, samples: SampleDraws, count: int) -> list[FakeBatch]:
+        with torch.no_grad(), self.acc.autocast():
+            return fake_samples(self.gen, beta, samples, count, self.config.adversarial.batch_size,
+                                self.config.gumbel.straight_through)
+
+    def discriminator_update(self, fake: FakeBatch, step: DiscriminatorStepDraws) -> tuple[Tensor, Tensor]:
         cfg = self.config.adversarial
-        real, real_labels = self._real_batch()
-        d_real, d_fake = self.discriminator(real, fake, labels=_per_batch(real_labels, fake_labels))
-        d_loss, _ = gan_losses(cfg.loss, d_real, d_fake)
-        if cfg.loss == "wgan-gp":
-            with self.acc.autocast():
-                d_loss = d_loss + gradient_penalty(self.disc, real, fake, cfg.gp_weight, real_labels)
+        with self.acc.autocast():
+            d_loss = discriminator_loss(self.discriminator, fake, step, cfg, penalised=self.disc)
         self.d_optimizer.zero_grad(set_to_none=True)
         self.acc.backward(d_loss)
         norm = self.acc.clip_grad_norm_(self.discriminator.parameters(), cfg.grad_clip)
         self.d_optimizer.step()
         return d_loss.detach(), norm
-
-    def _real_batch(self) -> tuple[Tensor, Tensor | None]:
-        """A random one of the sequential batches (the official ``random_batch``): ids [B, T] on the device and
-        their class ids [B] (None unless the models are conditional)."""
-        size = self.config.adversarial.batch_size
-        which = torch.randint(len(self.train_ids) // size, (1,), device=self.train_ids.device)
-        rows = which * size + torch.arange(size, device=self.train_ids.device)
-        return self.train_ids[rows], None if self.train_labels is None else self.train_labels[rows]
-
-    def _fake_labels(self, count: int) -> Tensor | None:
-        """The classes asked of a conditional generator: ``count`` draws [count] from the training split's class
-        frequencies (None, drawing nothing, for unconditional models)."""
-        if self.train_labels is None:
-            return None
-        return self.train_labels[torch.randint(len(self.train_labels), (count,), device=self.train_labels.device)]
-
-    def _fake_batches(self, beta: Tensor, count: int) -> list[tuple[Tensor, Tensor | None]]:
-        """``count`` fresh batches of relaxed samples [B, T, V] (and their classes [B]) for the discriminator
-        steps.
-
-        The generator does not change during the discriminator steps, so their samples are drawn in one
-        no-grad pass of count * B sentences: the same distribution, far better matrix shapes.
-        """
-        size = self.config.adversarial.batch_size
-        labels = self._fake_labels(size * count)
-        with torch.no_grad(), self.acc.autocast():
-            _, fake = self.gen(mode="sample", batch_size=size * count, beta=beta,
-                               hard=self.config.gumbel.straight_through, labels=labels)
-        return list(zip(fake.split(size), [None] * count if labels is None else labels.split(size)))
 
     # ------------------------------------------------------------------------------------- evaluation
 
@@ -266,11 +243,6 @@ def learn(steps: Trainer | BatchedReplicas, book: RunBook | ReplicaBooks) -> Non
 
 
 # ------------------------------------------------------------------------------------------ the run
-
-
-def _per_batch(*labels: Tensor | None) -> tuple[Tensor, ...] | None:
-    """The discriminator's ``labels`` argument: one class-id tensor per batch, or None (unconditional)."""
-    return None if labels[0] is None else labels
 
 
 def run_dir_of(config: Config) -> Path:

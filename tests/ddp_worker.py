@@ -20,18 +20,18 @@ def digest(tensors) -> str:
 def main() -> None:
     trainer = setup(load_config(sys.argv[1], sys.argv[2:]))
     seen = {"mle": [], "adversarial": []}
-    mle_step, real_batch = trainer.mle_step.step, trainer._real_batch
+    mle_step, real_batch = trainer.mle_step.step, trainer.draws.real_batch
 
     def recording_mle_step(batch):
         seen["mle"].append(batch.clone())
         return mle_step(batch)
 
-    def recording_real_batch():
-        batch, labels = real_batch()
+    def recording_real_batch(size):
+        batch, labels = real_batch(size)
         seen["adversarial"].append(batch.clone())
         return batch, labels
 
-    trainer.mle_step.step, trainer._real_batch = recording_mle_step, recording_real_batch
+    trainer.mle_step.step, trainer.draws.real_batch = recording_mle_step, recording_real_batch
     trainer.fit()
     result = {
         "rank": trainer.acc.process_index,

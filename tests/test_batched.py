@@ -141,14 +141,15 @@ def test_batched_resume_after_sigkill_ends_where_the_uninterrupted_run_ends(tmp_
 def test_a_nan_in_one_batched_replica_stops_the_run_naming_the_replica(tmp_path, monkeypatch):
     config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "run.name=two", "run.seeds=[3,5]",
                                  "run.replicas=batched", "adversarial.steps=4", "run.log_every=2"])
-    draw = BatchedReplicas._draw
+    fake_batches, calls = BatchedReplicas.fake_batches, []
 
-    def poisoned(self, k):
-        draw(self, k)
-        if k == 1 and self.book.progress.adv_step == 1:  # seed 5's second iteration: its D steps' fakes
-            self.draws[k]["samples"]["noise"].fill_(math.nan)
+    def poisoned(self, beta, samples, count):
+        calls.append(count)
+        if len(calls) == 2:  # the second iteration's D-step fakes of seed 5 (samples stacked [K, ...])
+            samples.noise[1].fill_(math.nan)
+        return fake_batches(self, beta, samples, count)
 
-    monkeypatch.setattr(BatchedReplicas, "_draw", poisoned)
+    monkeypatch.setattr(BatchedReplicas, "fake_batches", poisoned)
     with pytest.raises(NonFiniteLossError) as info:
         train_replicas(config)
     assert str(info.value).startswith(f"replica seed 5 ({tmp_path / 'two' / 'seed-5'}): non-finite d_loss = nan "

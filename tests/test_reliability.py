@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import relgan.adversarial as adversarial
 import relgan.training as training
 from relgan.checkpoint import complete_checkpoints, verify_checkpoint
 from relgan.config import load_config
@@ -19,7 +20,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, mon
     config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "adversarial.steps=12", "adversarial.eval_every=12",
                                  "adversarial.checkpoint_every=3", "run.log_every=10"])
     trainer = training.setup(config)
-    healthy = training.gan_losses
+    healthy = adversarial.gan_losses
 
     def poisoned(kind, d_real, d_fake):
         d_loss, g_loss = healthy(kind, d_real, d_fake)
@@ -27,7 +28,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, mon
             return d_loss * float("nan"), g_loss
         return d_loss, g_loss
 
-    monkeypatch.setattr(training, "gan_losses", poisoned)
+    monkeypatch.setattr(adversarial, "gan_losses", poisoned)
     with pytest.raises(NonFiniteLossError) as info:
         trainer.fit()
     message = str(info.value)

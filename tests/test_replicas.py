@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import relgan.training as training
+import relgan.adversarial as adversarial
 from relgan.checkpoint import complete_checkpoints
 from relgan.cli import main
 from relgan.config import load_config
@@ -98,7 +98,7 @@ def test_resume_after_sigkill_ends_where_the_uninterrupted_replicas_end(tmp_path
 def test_a_nan_in_one_replica_stops_the_run_naming_the_replica(tmp_path, monkeypatch):
     config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "run.name=two", "run.seeds=[3,5]",
                                  "adversarial.steps=4", "run.log_every=2"])
-    healthy, calls = training.gan_losses, []
+    healthy, calls = adversarial.gan_losses, []
 
     def poisoned(kind, d_real, d_fake):
         d_loss, g_loss = healthy(kind, d_real, d_fake)
@@ -106,7 +106,7 @@ def test_a_nan_in_one_replica_stops_the_run_naming_the_replica(tmp_path, monkeyp
         # seed 3 makes 4 iterations of 1 G and 2 D losses; the 2nd replica's 2nd iteration is poisoned
         return (d_loss * float("nan"), g_loss) if len(calls) == 12 + 5 else (d_loss, g_loss)
 
-    monkeypatch.setattr(training, "gan_losses", poisoned)
+    monkeypatch.setattr(adversarial, "gan_losses", poisoned)
     with pytest.raises(NonFiniteLossError) as info:
         train_replicas(config)
     assert str(info.value).startswith(f"replica seed 5 ({tmp_path / 'two' / 'seed-5'}): non-finite d_loss = nan "

@@ -161,8 +161,9 @@ def test_learned_beta_is_read_anew_by_every_generator_step(tmp_path):
                                  "adversarial.g_steps=2", "adversarial.g_lr=0.05", "mle.epochs=1"])
     trainer = setup(config)
     betas = []
-    generator_step = trainer._generator_step
-    trainer._generator_step = lambda beta: (betas.append(beta.item()), generator_step(beta))[1]
+    generator_update = trainer.generator_update
+    trainer.generator_update = lambda step, scheduled: (betas.append(trainer._beta(scheduled).item()),
+                                                        generator_update(step, scheduled))[1]
     reports = trainer.fit()
     assert len(betas) == 4 and len(set(betas)) == 4  # every G step saw the beta the step before left
     assert reports["adversarial"]["beta"] == pytest.approx(trainer.beta_module().item())
