@@ -36,7 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from json_output import emit  # noqa: E402
 
-from relgan.adversarial import discriminator_step_draws, generator_step_draws, sample_draws  # noqa: E402
+from relgan.adversarial import discriminator_step_draws  # noqa: E402
 from relgan.config import Config, load_config  # noqa: E402
 from relgan.fast.onednn import onednn_available  # noqa: E402
 
@@ -87,10 +87,11 @@ def generator_forward_flops(config: Config, vocab: int, seq_len: int, batch: int
 def discriminator_flops(config: Config, vocab: int, seq_len: int, dense_input: bool) -> tuple[float, float]:
     """(forward FLOPs of one sentence, of which in the input embedding) for the discriminator."""
     d = config.discriminator
-    s, width = d.num_representations, d.num_filters * len(d.filter_sizes)
+    counts = d.filter_counts or [d.num_filters] * len(d.filter_sizes)
+    s, width = d.num_representations, sum(counts)
     rep = d.embedding_dim // s
     embed = 2 * seq_len * vocab * d.embedding_dim if dense_input else 0.0
-    conv = sum(2 * (seq_len - k + 1) * s * k * rep * d.num_filters for k in d.filter_sizes)
+    conv = sum(2 * (seq_len - k + 1) * s * k * rep * count for k, count in zip(d.filter_sizes, counts))
     rest = 2 * s * (2 * width * width + width * d.hidden_size + d.hidden_size)
     return embed + conv + rest, embed
 
@@ -253,15 +254,16 @@ def measure(args: argparse.Namespace) -> dict:
     peak_memory = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
                    else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30
 
-    adv, draws = config.adversarial, trainer.draws
+    adv, draws, algorithm = config.adversarial, trainer.draws, trainer.algorithm
 
     def discriminator_steps() -> None:
-        for fake in trainer.fake_batches(beta, sample_draws(draws, adv.batch_size * adv.d_steps), adv.d_steps):
+        samples = algorithm.sample_draws(draws, adv.batch_size * adv.d_steps)
+        for fake in trainer.fake_batches(beta, samples, adv.d_steps):
             trainer.discriminator_update(fake, discriminator_step_draws(draws, adv.batch_size))
 
     # the G-step / D-step split, eagerly (inside a CUDA graph the two are one replay)
-    g_times = timed(lambda: trainer.generator_update(generator_step_draws(draws, adv.batch_size), beta), device,
-                    max(args.repeats // 3, 1), warmup=1)
+    g_times = timed(lambda: trainer.generator_update(algorithm.generator_step_draws(draws, adv.batch_size), beta),
+                    device, max(args.repeats // 3, 1), warmup=1)
     d_times = timed(discriminator_steps, device, max(args.repeats // 3, 1), warmup=1)
 
     from relgan.sampling import sample_ids

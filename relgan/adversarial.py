@@ -1,66 +1,68 @@
-"""The adversarial iteration, written once: the generator and discriminator steps as functions of the two networks
-and of the iteration's random draws, and the order in which those draws are made.
+"""The adversarial iteration, written once: g_steps generator updates, then d_steps discriminator updates, each
+on a fresh random real batch and fresh generator samples, as functions of the two networks and of the iteration's
+random draws. How the generator's loss is computed is the algorithm's (relgan/algorithms, ``adversarial.algorithm``).
 
-Adversarial iteration k (0-based) trains with beta(k) of the schedule: g_steps generator updates, then d_steps
-discriminator updates, each on a fresh random real batch and fresh generator samples. (The official code trains
-iteration k with beta(k-1) and iteration 0 with 1; the difference is one step.)
+Adversarial iteration k (0-based) trains with beta(k) of the schedule. (The official code trains iteration k with
+beta(k-1) and iteration 0 with 1; the difference is one step.)
 
-A single run (``training.Trainer``) calls the step functions with its modules; the batched replicas
-(``batched.BatchedReplicas``) call them with ``functional_call`` of stacked weights under ``torch.func.vmap``.
+A single run (``training.Trainer``) calls these functions with its modules; the batched replicas
+(``batched.BatchedReplicas``) with ``functional_call`` of stacked weights under ``torch.func.vmap`` (:class:`Bound`).
 What differs between the two sits behind :class:`IterationSteps` (how a loss becomes an update) and
 :class:`relgan.draws.Draws` (where the random numbers come from).
 
 The random draws of an iteration, in the order :func:`adversarial_iteration` asks for them:
 
-1. per generator step (:func:`generator_step_draws`): the real batch, the classes asked of the generator, the
-   Gumbel noise of its samples (one [B, V] per time step), the discriminator's dropout mask on the real batch,
-   then on the fake batch;
-2. before the discriminator steps (:func:`sample_draws`): the classes and the Gumbel noise of all
-   d_steps * B fake samples, drawn in one sampling pass;
+1. per generator step: the algorithm's ``generator_step_draws`` (RelGAN: the real batch, the classes asked of the
+   generator, the Gumbel noise of its samples (one [B, V] per time step), the discriminator's dropout mask on the
+   real batch, then on the fake batch);
+2. before the discriminator steps: the algorithm's ``sample_draws`` of all d_steps * B fake samples (RelGAN: their
+   classes and Gumbel noise), drawn in one sampling pass;
 3. per discriminator step (:func:`discriminator_step_draws`): the real batch, then the dropout mask of the real
    and fake batch together.
 
-A single run leaves the noise and the masks to the models, which draw them where they use them, in this same
-order (a fast backend's kernels draw them in their own way); the batched replicas draw every one of them here.
+Within each, what the iteration draws itself comes first, then what the models may draw where they use it (Gumbel
+noise, dropout masks), in the order of use. A single run leaves the latter to the models (a fast backend's
+kernels draw them in their own way); the batched replicas draw every one of them here.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import torch
-from torch import Tensor
-from torch.utils import _pytree
+from torch import Tensor, nn
+from torch.func import functional_call
 
 from relgan.config import AdversarialConfig
 from relgan.draws import Draws
 from relgan.losses import gan_losses, gradient_penalty
+from relgan.pytrees import batchable
+from relgan.runtime import evaluating
 
-Network = Callable[..., object]  # a module, or ``functional_call`` of one with given weights
+if TYPE_CHECKING:  # the algorithms build on this module
+    from relgan.algorithms import Algorithm
 
-
-@dataclass
-class GeneratorStepDraws:
-    """The random draws of one generator step (B sentences of length T over V tokens)."""
-
-    real: Tensor  # ids [B, T] of a random real batch
-    real_labels: Tensor | None  # their classes [B] (conditional models), else None
-    fake_labels: Tensor | None  # the classes asked of the generator [B], else None
-    noise: Tensor | None  # Gumbel noise [B, T, V]; None: the generator draws it
-    real_dropout: Tensor | None  # the discriminator's dropout mask on the real batch; None: it draws its own
-    fake_dropout: Tensor | None  # and on the fake batch
+Network = Callable[..., Any]  # a module (or its DDP wrapper), or a :class:`Bound` one
 
 
-@dataclass
-class SampleDraws:
-    """The random draws of the discriminator steps' fake samples (N = d_steps * B sentences)."""
+class Bound:
+    """``module`` called with ``weights`` in place of its own (``functional_call``): a batched replica's network."""
 
-    labels: Tensor | None  # classes [N], else None
-    noise: Tensor | None  # Gumbel noise [N, T, V]; None: the generator draws it
+    def __init__(self, module: nn.Module, weights: dict[str, Tensor]) -> None:
+        self.module, self.weights = module, weights
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return functional_call(self.module, self.weights, args, kwargs)
 
 
+def without_dropout(network: Network) -> contextlib.AbstractContextManager[None]:
+    """The network's module (under a DDP wrapper or bound to other weights) in eval mode inside the block."""
+    return evaluating(getattr(network, "module", network))
+
+
+@batchable
 @dataclass
 class DiscriminatorStepDraws:
     """The random draws of one discriminator step."""
@@ -70,65 +72,18 @@ class DiscriminatorStepDraws:
     dropout: Tensor | None  # the dropout mask of the real and fake batch together; None: drawn by the model
 
 
+@batchable
 @dataclass
 class FakeBatch:
-    """A batch of fake samples for one discriminator step."""
+    """A batch of fake samples for one discriminator step, as the discriminator sees them."""
 
-    samples: Tensor  # relaxed one-hots [B, T, V]
+    samples: Tensor  # (relaxed) one-hots [B, T, V] or ids [B, T]
     labels: Tensor | None  # the classes they were asked for [B], else None
-
-
-# vmap batches the tensors of these (the replicas' values stacked [K, ...]); a None field stays None
-for _batched in (GeneratorStepDraws, SampleDraws, DiscriminatorStepDraws, FakeBatch):
-    _pytree.register_dataclass(_batched)
-
-
-def generator_step_draws(draws: Draws, size: int) -> GeneratorStepDraws:
-    real, real_labels = draws.real_batch(size)
-    fake_labels = draws.fake_labels(size)
-    noise = draws.gumbel_noise(size)
-    real_dropout = draws.dropout_mask(size)
-    fake_dropout = draws.dropout_mask(size)
-    return GeneratorStepDraws(real, real_labels, fake_labels, noise, real_dropout, fake_dropout)
-
-
-def sample_draws(draws: Draws, count: int) -> SampleDraws:
-    labels = draws.fake_labels(count)
-    return SampleDraws(labels, draws.gumbel_noise(count))
 
 
 def discriminator_step_draws(draws: Draws, size: int) -> DiscriminatorStepDraws:
     real, real_labels = draws.real_batch(size)
     return DiscriminatorStepDraws(real, real_labels, draws.dropout_mask(2 * size))
-
-
-# ---------------------------------------------------------------------------------------------- the steps
-
-
-def generator_loss(generator: Network, discriminator: Network, beta: Tensor, step: GeneratorStepDraws,
-                   config: AdversarialConfig, hard: bool) -> Tensor:
-    """The generator's adversarial loss on B fresh samples softmax(beta (o + g)) (their straight-through
-    one-hots with ``hard``) against a real batch; the discriminator is a fixed function here."""
-    _, fake = generator(mode="sample", batch_size=step.real.shape[0], beta=beta, hard=hard, noise=step.noise,
-                        labels=step.fake_labels)
-    with torch.no_grad():
-        (d_real,) = discriminator(step.real, dropout_mask=step.real_dropout, labels=per_batch(step.real_labels))
-    (d_fake,) = discriminator(fake, dropout_mask=step.fake_dropout, labels=per_batch(step.fake_labels))
-    return gan_losses(config.loss, d_real, d_fake)[1]
-
-
-def fake_samples(generator: Network, beta: Tensor, samples: SampleDraws, count: int, size: int,
-                 hard: bool) -> list[FakeBatch]:
-    """``count`` batches of ``size`` relaxed samples [size, T, V] for the discriminator steps (call without
-    gradients; under vmap the batches are [K, size, ...]).
-
-    The generator does not change during the discriminator steps, so their samples are drawn in one pass of
-    d_steps * B sentences: the same distribution, far better matrix shapes.
-    """
-    _, fake = generator(mode="sample", batch_size=count * size, beta=beta, hard=hard, noise=samples.noise,
-                        labels=samples.labels)
-    labels = [None] * count if samples.labels is None else samples.labels.split(size)
-    return [FakeBatch(batch, batch_labels) for batch, batch_labels in zip(fake.split(size), labels)]
 
 
 def discriminator_loss(discriminator: Network, fake: FakeBatch, step: DiscriminatorStepDraws,
@@ -150,22 +105,19 @@ def per_batch(*labels: Tensor | None) -> tuple[Tensor, ...] | None:
     return None if labels[0] is None else labels
 
 
-# ------------------------------------------------------------------------------------------ the iteration
-
-
 class IterationSteps(Protocol):
-    """How one kind of run turns the step functions above into updates (a module and its optimiser, or each
-    replica's slice of batched gradients)."""
+    """How one kind of run turns an algorithm's losses into updates (a module and its optimiser, or each replica's
+    slice of batched gradients)."""
 
-    def generator_update(self, step: GeneratorStepDraws, scheduled_beta: Tensor) -> tuple[Tensor, Tensor]:
-        """One generator update: (loss, gradient norm before clipping)."""
+    def generator_update(self, step: Any, scheduled_beta: Tensor) -> tuple[Tensor, Tensor]:
+        """One generator update on the draws ``step``: (the logged g_loss, gradient norm before clipping)."""
         ...
 
     def beta(self, scheduled_beta: Tensor) -> Tensor:
         """The beta in effect now: the schedule's, or the learned one (no gradient)."""
         ...
 
-    def fake_batches(self, beta: Tensor, samples: SampleDraws, count: int) -> list[FakeBatch]:
+    def fake_batches(self, beta: Tensor, samples: Any, count: int) -> list[FakeBatch]:
         """``count`` batches of fresh fake samples for the discriminator steps."""
         ...
 
@@ -174,15 +126,20 @@ class IterationSteps(Protocol):
         ...
 
 
-def adversarial_iteration(steps: IterationSteps, draws: Draws, config: AdversarialConfig,
+def adversarial_iteration(steps: IterationSteps, algorithm: Algorithm, draws: Draws, config: AdversarialConfig,
                           scheduled_beta: Tensor) -> tuple[Tensor, ...]:
     """g_steps generator updates, then d_steps discriminator updates. Each generator step reads beta anew (a
-    learned beta changes with every G step). Returns the last (g_loss, d_loss, g_grad_norm, d_grad_norm) and
-    the beta of the D steps."""
+    learned beta changes with every G step). Returns the last (g_loss, d_loss, g_grad_norm, d_grad_norm), and
+    for a relaxed algorithm the beta of the D steps."""
     size = config.batch_size
     for _ in range(config.g_steps):
-        g_loss, g_norm = steps.generator_update(generator_step_draws(draws, size), scheduled_beta)
+        g_loss, g_norm = steps.generator_update(algorithm.generator_step_draws(draws, size), scheduled_beta)
     beta = steps.beta(scheduled_beta)
-    for fake in steps.fake_batches(beta, sample_draws(draws, size * config.d_steps), config.d_steps):
+    for fake in steps.fake_batches(beta, algorithm.sample_draws(draws, size * config.d_steps), config.d_steps):
         d_loss, d_norm = steps.discriminator_update(fake, discriminator_step_draws(draws, size))
-    return g_loss, d_loss, g_norm, d_norm, beta
+    return (g_loss, d_loss, g_norm, d_norm, beta) if algorithm.relaxed else (g_loss, d_loss, g_norm, d_norm)
+
+
+def iteration_values(values: tuple[Tensor, ...]) -> dict[str, Tensor]:
+    """The named values of one iteration's result (see :func:`adversarial_iteration`), as the book logs them."""
+    return dict(zip(("g_loss", "d_loss", "g_grad_norm", "d_grad_norm", "beta"), values))

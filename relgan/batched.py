@@ -26,14 +26,11 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from relgan.adversarial import (
+    Bound,
     DiscriminatorStepDraws,
     FakeBatch,
-    GeneratorStepDraws,
-    SampleDraws,
     adversarial_iteration,
     discriminator_loss,
-    fake_samples,
-    generator_loss,
 )
 from relgan.draws import ReplicaDraws, RunDraws
 from relgan.errors import ConfigError
@@ -48,6 +45,7 @@ class BatchedReplicas:
     def __init__(self, trainers: list[Trainer], seeds: list[int]) -> None:
         first = trainers[0]
         self.trainers, self.config, self.acc, self.horizon = trainers, first.config, first.acc, first.horizon
+        self.algorithm = first.algorithm
         self.mle_loader = tuple(trainer.mle_loader for trainer in trainers)
         self.mle_batches_per_epoch = first.mle_batches_per_epoch
         self.draws = ReplicaDraws([RunDraws(t.draws.train_ids, t.draws.train_labels, t.disc, t.corpus.vocab_size,
@@ -62,15 +60,6 @@ class BatchedReplicas:
             self.weights["beta"] = _stack_weights([t.beta_module for t in trainers])
         self.mle_step = StepGraph(self._mle_step, False, "batched MLE step")
         self.adversarial_iteration = StepGraph(self._adversarial_iteration, False, "batched adversarial iteration")
-
-    @property
-    def current_beta(self) -> Tensor | float:
-        return self.trainers[0].current_beta
-
-    @current_beta.setter
-    def current_beta(self, beta: Tensor) -> None:
-        for trainer, value in zip(self.trainers, beta):
-            trainer.current_beta = value
 
     def finish(self) -> None:
         """Export every replica's generator and finish its trackers (the process group ends with the last)."""
@@ -92,23 +81,22 @@ class BatchedReplicas:
         return functional_call(self.generator, weights, (ids,), {"mode": "nll", **conditional}).mean()
 
     def _adversarial_iteration(self, scheduled_beta: Tensor) -> tuple[Tensor, ...]:
-        """The iteration of every replica: the last (g_loss, d_loss, g_grad_norm, d_grad_norm) and the beta of
-        the D steps, each [K]."""
-        return adversarial_iteration(self, self.draws, self.config.adversarial, scheduled_beta)
+        """The iteration of every replica: its values (adversarial.adversarial_iteration), each [K]."""
+        return adversarial_iteration(self, self.algorithm, self.draws, self.config.adversarial, scheduled_beta)
 
     # the steps of adversarial.IterationSteps, batched over the replicas (draws [K, ...])
 
-    def generator_update(self, step: GeneratorStepDraws, scheduled_beta: Tensor) -> tuple[Tensor, Tensor]:
+    def generator_update(self, step: Any, scheduled_beta: Tensor) -> tuple[Tensor, Tensor]:
         learned = {name: self.weights[name] for name in ("generator", "beta") if name in self.weights}
-        grads, g_loss = _vmapped(grad_and_value(self._generator_loss), in_dims=(0, 0, None, 0))(
+        grads, (_, g_loss) = _vmapped(grad_and_value(self._generator_loss, has_aux=True), in_dims=(0, 0, None, 0))(
             learned, self.weights["discriminator"], scheduled_beta, step)
         return g_loss.detach(), self._update(grads, "g_optimizer", self.config.adversarial.grad_clip)
 
     def _generator_loss(self, learned: dict[str, dict[str, Tensor]], d_weights: dict[str, Tensor],
-                        scheduled_beta: Tensor, step: GeneratorStepDraws) -> Tensor:
+                        scheduled_beta: Tensor, step: Any) -> tuple[Tensor, Tensor]:
         beta = functional_call(self.beta_module, learned["beta"], ()) if "beta" in learned else scheduled_beta
-        return generator_loss(_called(self.generator, learned["generator"]), _called(self.discriminator, d_weights),
-                              beta, step, self.config.adversarial, self.config.gumbel.straight_through)
+        return self.algorithm.generator_loss(Bound(self.generator, learned["generator"]),
+                                             Bound(self.discriminator, d_weights), beta, step)
 
     def beta(self, scheduled_beta: Tensor) -> Tensor:
         """The beta of every replica [K]: the schedule's, or each replica's learned one."""
@@ -117,15 +105,14 @@ class BatchedReplicas:
         with torch.no_grad():
             return vmap(lambda weights: functional_call(self.beta_module, weights, ()))(self.weights["beta"])
 
-    def fake_batches(self, beta: Tensor, samples: SampleDraws, count: int) -> list[FakeBatch]:
+    def fake_batches(self, beta: Tensor, samples: Any, count: int) -> list[FakeBatch]:
         with torch.no_grad():
             return _vmapped(self._fake_samples, in_dims=(0, 0, 0, None))(self.weights["generator"], beta, samples,
                                                                          count)
 
-    def _fake_samples(self, weights: dict[str, Tensor], beta: Tensor, samples: SampleDraws,
-                      count: int) -> list[FakeBatch]:
-        return fake_samples(_called(self.generator, weights), beta, samples, count,
-                            self.config.adversarial.batch_size, self.config.gumbel.straight_through)
+    def _fake_samples(self, weights: dict[str, Tensor], beta: Tensor, samples: Any, count: int) -> list[FakeBatch]:
+        return self.algorithm.fake_samples(Bound(self.generator, weights), beta, samples, count,
+                                           self.config.adversarial.batch_size)
 
     def discriminator_update(self, fake: FakeBatch, step: DiscriminatorStepDraws) -> tuple[Tensor, Tensor]:
         grads, d_loss = _vmapped(grad_and_value(self._discriminator_loss))(self.weights["discriminator"], fake,
@@ -134,7 +121,7 @@ class BatchedReplicas:
                                              self.config.adversarial.grad_clip)
 
     def _discriminator_loss(self, weights: dict[str, Tensor], fake: FakeBatch, step: DiscriminatorStepDraws) -> Tensor:
-        return discriminator_loss(_called(self.discriminator, weights), fake, step, self.config.adversarial)
+        return discriminator_loss(Bound(self.discriminator, weights), fake, step, self.config.adversarial)
 
     def _update(self, grads: dict[str, dict[str, Tensor]], optimizer: str, max_norm: float) -> Tensor:
         """Each replica's own clipping and optimiser step on its slice of the batched gradients ({module:
@@ -187,7 +174,3 @@ def _stack_weights(modules: list[nn.Module]) -> dict[str, Tensor]:
             param.data = view
     return stacked
 
-
-def _called(module: nn.Module, weights: dict[str, Tensor]) -> Callable[..., Any]:
-    """``module`` called with ``weights`` in place of its own (``functional_call``)."""
-    return lambda *args, **kwargs: functional_call(module, weights, args, kwargs)

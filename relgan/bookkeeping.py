@@ -55,8 +55,9 @@ class Progress:
 class RunBook:
     """Everything of a run that is not the learning algorithm.
 
-    The trainer calls :meth:`step_done` after every step and :meth:`phase_point_done` after every MLE epoch or
-    adversarial iteration; the book logs, evaluates, checkpoints and stops when due.
+    The loop (``training.learn``) calls :meth:`step_done` after every step, :meth:`epoch_done` after every MLE
+    epoch and :meth:`iteration_done` after every adversarial iteration; the book logs, evaluates, checkpoints and
+    stops when due.
     """
 
     def __init__(self, config: Config, run_dir: Path, accelerator: Accelerator,
@@ -66,7 +67,8 @@ class RunBook:
         self.progress = Progress()
         self.stop = StopSignals()
         self.last_checkpoint: Path | None = None
-        self.last_losses: dict[str, float] = {}
+        self.last_losses: dict[str, float] = {}  # means of the last log interval
+        self.last_step: dict[str, float] = {}  # the values of the last step
         self._pending: list[tuple[str, int, dict[str, Tensor]]] = []
         self._bar: tqdm | None = None
 
@@ -167,7 +169,7 @@ class RunBook:
                 f"last good checkpoint: {where} (try a lower learning rate)"
             )
         means = dict(zip(names, table.mean(dim=0).tolist()))
-        self.last_losses = means
+        self.last_losses, self.last_step = means, dict(zip(names, table[-1].tolist()))
         self.acc.log({f"{rows[-1][0]}/{k}": v for k, v in means.items()}, step=self.progress.global_step)
         if self._bar is not None:
             self._bar.set_postfix({k: f"{v:.3g}" for k, v in means.items() if not k.endswith("norm")}, refresh=False)
@@ -201,8 +203,10 @@ class RunBook:
         """Write one evaluation (main process) to metrics.jsonl, the trackers and the console."""
         self.flush()
         if self.acc.is_main_process:
+            # beta is a state, not a rate: the evaluation logs its value at the last step
             report = {"phase": phase, "step": step, "global_step": self.progress.global_step,
-                      **{k: v for k, v in self.last_losses.items() if k != "beta"}}
+                      **{k: v for k, v in self.last_losses.items() if k != "beta"},
+                      **{k: v for k, v in self.last_step.items() if k == "beta"}}
             report.update(self.evaluation_report(phase, step))
             append_jsonl(self.run_dir / METRICS_FILE, report)
             self.acc.log({f"eval/{k}": v for k, v in report.items() if isinstance(v, (int, float))},

@@ -27,6 +27,10 @@ ARCHITECTURES = ("rmc", "lstm", "transformer")
 PROTOCOLS = ("relgan", "texygen", "full")
 BACKENDS = ("auto", "reference", "fast")
 REPLICA_MODES = ("auto", "sequential", "batched")
+# how the generator gets its gradient: one module each in relgan/algorithms
+ALGORITHMS = ("relgan", "straight-through", "gumbel-rao", "seqgan", "maligan")
+RELAXED_ALGORITHMS = ("relgan", "straight-through", "gumbel-rao")  # the discriminator sees softmax(beta (o + g))
+BASELINES = ("none", "mean")
 METRICS = ("bleu", "self_bleu", "nll_gen", "nll_test", "nll_oracle", "diversity", "fed", "lm")
 
 
@@ -105,6 +109,8 @@ class DiscriminatorConfig:
     num_representations: int = _field(64, "S: embedded representations sharing the CNN", min=1)
     filter_sizes: list[int] = _field([2, 3, 4, 5], "convolution heights over time", min=1)
     num_filters: int = _field(300, "filters per height", min=1)
+    filter_counts: list[int] | None = _field(None, "filters of each height, one per filter_sizes entry (SeqGAN's "
+                                             "100, 200, ..., 160); null = num_filters of every height", min=1)
     dropout: float = _field(0.25, "dropout before the output layers (always on, as in the official code)",
                             min=0.0, lt=1.0)
     hidden_size: int = _field(100, "width of the layer before the logit", min=1)
@@ -117,7 +123,7 @@ class GumbelConfig:
     horizon: int | None = _field(
         None, "N in the schedule formulas; null = adversarial.steps (paper), 5000 = official code", min=2
     )
-    straight_through: bool = _field(False, "hard one-hot forward, soft gradient backward (not in the paper)")
+    straight_through: bool = _field(False, "deprecated: adversarial.algorithm=straight-through says the same")
 
 
 @dataclass
@@ -133,6 +139,15 @@ class MLEConfig:
 
 @dataclass
 class AdversarialConfig:
+    algorithm: str = _field("relgan", "how the generator gets its gradient: relgan = through softmax(beta (o + g)); "
+                            "straight-through = one-hot forward, relaxed backward; gumbel-rao = straight-through "
+                            "with the backward averaged over rao_samples conditional Gumbel draws; seqgan = REINFORCE "
+                            "with Monte-Carlo rollouts; maligan = REINFORCE with normalised D/(1-D) weights "
+                            "(docs/algorithms.md)", choices=ALGORITHMS)
+    rao_samples: int = _field(10, "K: conditional Gumbel draws averaged per token (gumbel-rao)", min=1)
+    rollouts: int = _field(16, "N: Monte-Carlo completions per prefix (seqgan; the paper's 16)", min=1)
+    baseline: str = _field("none", "subtracted from seqgan's rewards: none (the paper) or mean = the mean reward of "
+                           "the batch's other sentences at the same position", choices=BASELINES)
     steps: int = _field(2000, "adversarial iterations; 0 = MLE baseline", min=0)
     batch_size: int = _field(64, "sentences per batch and process", min=1)
     g_steps: int = _field(1, "generator updates per iteration", min=1)
@@ -422,6 +437,15 @@ CONDITIONAL_KEYS: tuple[tuple[str, tuple[str, ...], str, Any, str], ...] = (
      "generator.pretrained=null (a pretrained model brings its tokenizer)"),
     ("adversarial", ("gp_weight",), "adversarial.loss", lambda c: c.adversarial.loss == "wgan-gp",
      "adversarial.loss=wgan-gp"),
+    ("adversarial", ("rao_samples",), "adversarial.algorithm", lambda c: c.adversarial.algorithm == "gumbel-rao",
+     "adversarial.algorithm=gumbel-rao"),
+    ("adversarial", ("rollouts", "baseline"), "adversarial.algorithm", lambda c: c.adversarial.algorithm == "seqgan",
+     "adversarial.algorithm=seqgan"),
+    ("gumbel", ("beta_max", "schedule", "horizon"), "adversarial.algorithm",
+     lambda c: c.adversarial.algorithm in RELAXED_ALGORITHMS,
+     "a relaxed algorithm (relgan, straight-through, gumbel-rao); REINFORCE's discriminator sees hard tokens"),
+    ("discriminator", ("num_filters",), "discriminator.filter_counts", lambda c: c.discriminator.filter_counts is None,
+     "discriminator.filter_counts=null"),
     ("run", ("seed",), "run.seeds", lambda c: c.run.seeds is None,
      "run.seeds=null (with run.seeds every replica has its own seed)"),
     ("run", ("replicas",), "run.seeds", lambda c: c.run.seeds is not None, "run.seeds=[s1, s2, ...]"),
@@ -464,6 +488,7 @@ def _dotted(config: Config, key: str) -> Any:
 
 def _validate(config: Config, overridden: set[str] = frozenset()) -> None:
     """Checks that involve more than one key (``overridden``: the keys set on the command line)."""
+    _read_straight_through(config)
     _check_effect(config, overridden)
     data = config.data
     if data.source == "files":
@@ -484,6 +509,11 @@ def _validate(config: Config, overridden: set[str] = frozenset()) -> None:
             f"discriminator.embedding_dim = {disc.embedding_dim} must be a multiple of "
             f"discriminator.num_representations = {disc.num_representations}"
         )
+    counts = disc.filter_counts
+    if counts is not None and len(counts) != len(disc.filter_sizes):
+        raise ConfigError(f"discriminator.filter_counts = {counts} must give one count per height of "
+                          f"discriminator.filter_sizes = {disc.filter_sizes}")
+    _validate_algorithm(config)
     horizon = config.gumbel.horizon
     if horizon is not None and horizon < config.adversarial.steps:
         raise ConfigError(
@@ -495,6 +525,26 @@ def _validate(config: Config, overridden: set[str] = frozenset()) -> None:
         raise ConfigError(f"run.seeds = {seeds!r} must list at least one seed, each once")
     if config.mle.epochs == 0 and config.adversarial.steps == 0:
         raise ConfigError("nothing to train: mle.epochs and adversarial.steps are both 0")
+
+
+def _read_straight_through(config: Config) -> None:
+    """gumbel.straight_through (configs saved before adversarial.algorithm) becomes that algorithm."""
+    if not config.gumbel.straight_through:
+        return
+    if config.adversarial.algorithm not in ("relgan", "straight-through"):
+        raise ConfigError(f"gumbel.straight_through = true contradicts adversarial.algorithm = "
+                          f"{config.adversarial.algorithm!r}; remove gumbel.straight_through")
+    logger.warning("gumbel.straight_through is deprecated; read as adversarial.algorithm=straight-through")
+    config.adversarial.algorithm, config.gumbel.straight_through = "straight-through", False
+
+
+def _validate_algorithm(config: Config) -> None:
+    """Combinations an algorithm cannot train (its module says why)."""
+    from relgan.algorithms import algorithm_class  # the algorithms import the models, which import this module
+
+    problem = algorithm_class(config.adversarial.algorithm).obstacle(config)
+    if problem is not None:
+        raise ConfigError(f"adversarial.algorithm={config.adversarial.algorithm}: {problem}")
 
 
 def _validate_transformer(config: Config) -> None:

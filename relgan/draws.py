@@ -42,6 +42,19 @@ class Draws(Protocol):
         has no dropout)."""
         ...
 
+    def uniforms(self, rows: int) -> Tensor:
+        """U[0, 1) [rows, T]: one per row and position (sampling by inversion)."""
+        ...
+
+    def exponentials(self, leading: tuple[int, ...]) -> Tensor:
+        """Standard exponentials [*leading, T, V] (conditional Gumbel draws), all positive."""
+        ...
+
+    @property
+    def seq_len(self) -> int:
+        """T."""
+        ...
+
 
 class RunDraws:
     """The draws of one run: real batches from ``train_ids`` [N, T] (classes ``train_labels`` [N] or None)."""
@@ -79,6 +92,18 @@ class RunDraws:
         width = disc.highway_gate.in_features
         return disc.dropout_mask((sentences * disc.num_representations, width), self.train_ids.device)
 
+    def uniforms(self, rows: int) -> Tensor:
+        return torch.rand(rows, self.seq_len, device=self.train_ids.device)
+
+    def exponentials(self, leading: tuple[int, ...]) -> Tensor:
+        shape = (*leading, self.seq_len, self.vocab_size)
+        drawn = torch.empty(shape, device=self.train_ids.device).exponential_()
+        return drawn.clamp_(min=torch.finfo(torch.float32).tiny)  # exponential_ may return 0
+
+    @property
+    def seq_len(self) -> int:
+        return self.train_ids.shape[1]
+
 
 class ReplicaDraws:
     """The draws of K replicas, each from its own RNG stream, stacked [K, ...] (None stays None).
@@ -105,6 +130,16 @@ class ReplicaDraws:
 
     def dropout_mask(self, sentences: int) -> Tensor | None:
         return self._each(lambda replica: replica.dropout_mask(sentences))
+
+    def uniforms(self, rows: int) -> Tensor:
+        return self._each(lambda replica: replica.uniforms(rows))
+
+    def exponentials(self, leading: tuple[int, ...]) -> Tensor:
+        return self._each(lambda replica: replica.exponentials(leading))
+
+    @property
+    def seq_len(self) -> int:
+        return self.replicas[0].seq_len
 
     def _each(self, draw: Callable[[RunDraws], T]) -> T:
         """``draw`` of every replica, each from its own RNG stream, stacked."""

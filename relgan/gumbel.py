@@ -51,10 +51,44 @@ def categorical_sample(probs: Tensor, generator: torch.Generator | None = None) 
 
     One uniform per row (not V Gumbel variables): a fast backend draws the same u and inverts the same CDF.
     """
-    cdf = probs.cumsum(dim=-1)
     u = torch.rand(probs.shape[0], generator=generator, dtype=torch.float32, device=probs.device)
-    u = (u.to(probs.dtype) * cdf[:, -1]).unsqueeze(1)
-    return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=probs.shape[1] - 1)
+    return inverse_cdf_sample(probs, u)
+
+
+def inverse_cdf_sample(probs: Tensor, u: Tensor) -> Tensor:
+    """The draws [B] of probs [B, V] (unnormalised) given one uniform u [B] in [0, 1) per row: the first index
+    whose CDF exceeds u."""
+    cdf = probs.cumsum(dim=-1)
+    scaled = (u.to(probs.dtype) * cdf[:, -1]).unsqueeze(1)
+    return torch.searchsorted(cdf, scaled, right=True).squeeze(1).clamp(max=probs.shape[1] - 1)
+
+
+def conditional_gumbel(logits: Tensor, tokens: Tensor, exponentials: Tensor) -> Tensor:
+    """Gumbel noise g [K, ..., V] drawn given that argmax(logits + g) = tokens (Paulus, Maddison & Krause 2021,
+    after Maddison et al.): K draws from K x [..., V] standard exponentials E, independent of the logits.
+
+    With Z = sum_j exp(o_j) and i the token, the perturbed maximum o_i + g_i = log Z - log E_i is a Gumbel
+    with location log Z, and every other o_j + g_j = -log(E_j exp(-o_j) + E_i / Z) is a Gumbel with location
+    o_j truncated below it. logits [..., V], tokens [...]. No gradient flows to the logits through g.
+    """
+    logits = logits.detach().float()
+    chosen = torch.zeros_like(logits).scatter(-1, tokens.unsqueeze(-1), 1.0)
+    log_z = torch.logsumexp(logits, dim=-1, keepdim=True)
+    top = log_z - torch.log((exponentials * chosen).sum(dim=-1, keepdim=True))  # [K, ..., 1]
+    others = -torch.logaddexp(torch.log(exponentials) - logits, -top)
+    return torch.where(chosen.bool(), top, others) - logits
+
+
+def gumbel_rao(logits: Tensor, tokens: Tensor, beta: float | Tensor, exponentials: Tensor) -> Tensor:
+    """The Gumbel-Rao estimator of the one-hots of ``tokens`` [...]: the value of one_hot(tokens), the gradient of
+    the mean over K of softmax(beta (o + g_k)), g_k drawn given the tokens (:func:`conditional_gumbel`).
+
+    logits o [..., V] carry the gradient; exponentials [K, ..., V]. With K = 1 this has the distribution of
+    straight-through's gradient; the mean over K is its conditional expectation given the tokens.
+    """
+    noise = conditional_gumbel(logits, tokens, exponentials)
+    surrogate = torch.softmax(beta * (logits.unsqueeze(0) + noise), dim=-1).mean(dim=0)
+    return straight_through(tokens, surrogate)
 
 
 def categorical_from_logits(logits: Tensor, temperature: float = 1.0,

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from accelerate.utils import str_to_bool
 
+from relgan.algorithms import algorithm_class
 from relgan.batched import BatchedReplicas
 from relgan.bookkeeping import METRICS_FILE, last_reports
 from relgan.checkpoint import complete_checkpoints
@@ -103,6 +104,9 @@ def _batching_obstacle(config: Config, processes: int) -> str | None:
         return "the transformer generator is not built for batched replicas"
     if config.run.backend == "fast":
         return "batched replicas run the reference models, not run.backend=fast"
+    if not algorithm_class(config.adversarial.algorithm).batched:
+        return (f"adversarial.algorithm={config.adversarial.algorithm} draws random numbers inside its steps, "
+                "which batched replicas cannot")
     return None
 
 

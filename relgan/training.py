@@ -20,13 +20,11 @@ from relgan import fast
 from relgan.adversarial import (
     DiscriminatorStepDraws,
     FakeBatch,
-    GeneratorStepDraws,
-    SampleDraws,
     adversarial_iteration,
     discriminator_loss,
-    fake_samples,
-    generator_loss,
+    iteration_values,
 )
+from relgan.algorithms import build_algorithm
 from relgan.bookkeeping import METRICS_FILE, RunBook, last_reports
 from relgan.checkpoint import (
     export_generator,
@@ -80,10 +78,12 @@ class Trainer:
         labels = corpus.train_labels if num_classes else None
         loader = DataLoader(TensorDataset(corpus.train_ids, *([] if labels is None else [labels])),
                             batch_size=config.mle.batch_size, shuffle=config.mle.shuffle, drop_last=True)
-        # the transformer's steps run eagerly: capturing transformers' attention code is not verified yet
+        self.algorithm = build_algorithm(config)
+        # the transformer's steps run eagerly: capturing transformers' attention code is not verified yet; so do
+        # the algorithms whose iteration was never measured captured
         self.use_graphs = (config.run.cuda_graphs and accelerator.device.type == "cuda"
                            and accelerator.num_processes == 1 and config.run.mixed_precision != "fp16"
-                           and config.generator.architecture != "transformer")
+                           and config.generator.architecture != "transformer" and self.algorithm.cuda_graphs)
         adam = {"capturable": True} if self.use_graphs else {}
         (self.generator, self.discriminator, self.mle_optimizer, self.g_optimizer, self.d_optimizer,
          self.mle_loader) = accelerator.prepare(
@@ -101,7 +101,6 @@ class Trainer:
                               labels.to(accelerator.device) if labels is not None else None, self.disc,
                               corpus.vocab_size, materialise=False)
         self.horizon = schedule_horizon(config)
-        self.current_beta: Tensor | float = 1.0
         if corpus.oracle is not None:
             corpus.oracle.to(accelerator.device)
         self.evaluation = CorpusEvaluation(corpus, config.eval.protocol, config.eval.bleu_orders, config.eval.metrics)
@@ -156,19 +155,17 @@ class Trainer:
         return loss.detach(), norm
 
     def _adversarial_iteration(self, scheduled_beta: Tensor) -> tuple[Tensor, ...]:
-        return adversarial_iteration(self, self.draws, self.config.adversarial, scheduled_beta)
+        return adversarial_iteration(self, self.algorithm, self.draws, self.config.adversarial, scheduled_beta)
 
     # the steps of adversarial.IterationSteps, on this run's modules
 
-    def generator_update(self, step: GeneratorStepDraws, scheduled_beta: Tensor) -> tuple[Tensor, Tensor]:
-        cfg = self.config.adversarial
+    def generator_update(self, step: Any, scheduled_beta: Tensor) -> tuple[Tensor, Tensor]:
         # D is a fixed function here: no DDP, no weight gradients; its own step clears nothing of G's.
         with frozen(self.disc), self.acc.autocast():
-            g_loss = generator_loss(self.generator, self.disc, self._beta(scheduled_beta), step, cfg,
-                                    self.config.gumbel.straight_through)
+            loss, g_loss = self.algorithm.generator_loss(self.generator, self.disc, self._beta(scheduled_beta), step)
         self.g_optimizer.zero_grad(set_to_none=True)
-        self.acc.backward(g_loss)
-        norm = self.acc.clip_grad_norm_(self.g_params, cfg.grad_clip)
+        self.acc.backward(loss)
+        norm = self.acc.clip_grad_norm_(self.g_params, self.config.adversarial.grad_clip)
         self.g_optimizer.step()
         return g_loss.detach(), norm
 
@@ -178,10 +175,9 @@ class Trainer:
     def _beta(self, scheduled: Tensor) -> Tensor:
         return self.beta_module() if self.beta_module is not None else scheduled
 
-    def fake_batches(self, beta: Tensor, samples: SampleDraws, count: int) -> list[FakeBatch]:
+    def fake_batches(self, beta: Tensor, samples: Any, count: int) -> list[FakeBatch]:
         with torch.no_grad(), self.acc.autocast():
-            return fake_samples(self.gen, beta, samples, count, self.config.adversarial.batch_size,
-                                self.config.gumbel.straight_through)
+            return self.algorithm.fake_samples(self.gen, beta, samples, count, self.config.adversarial.batch_size)
 
     def discriminator_update(self, fake: FakeBatch, step: DiscriminatorStepDraws) -> tuple[Tensor, Tensor]:
         cfg = self.config.adversarial
@@ -198,14 +194,12 @@ class Trainer:
     def evaluation_report(self, phase: str, step: int) -> dict[str, Any]:
         """Samples (written to samples/) and metrics of the current generator; main process only."""
         cfg = self.config.eval
-        report: dict[str, Any] = {"beta": float(self.current_beta)} if phase == "adversarial" else {}
         with torch.no_grad(), self.acc.autocast(), evaluating(self.gen):
             metrics_report, texts = self.evaluation(
                 self.gen, cfg.metrics, num_samples=cfg.num_samples, batch_size=cfg.batch_size,
                 seed=self.config.run.seed, nll_batch_size=self.config.mle.batch_size,
             )
-        report.update(metrics_report)
-        report["samples"] = texts[: cfg.print_samples]
+        report = {**metrics_report, "samples": texts[: cfg.print_samples]}
         atomic_write_text(self.run_dir / "samples" / f"{phase}-{step:06d}.txt", "\n".join(texts) + "\n")
         return report
 
@@ -234,11 +228,8 @@ def learn(steps: Trainer | BatchedReplicas, book: RunBook | ReplicaBooks) -> Non
                 while p.adv_step < config.adversarial.steps:
                     book.seed("adversarial", p.adv_step)
                     scheduled = inverse_temperature(gumbel.schedule, p.adv_step, gumbel.beta_max, steps.horizon)
-                    g_loss, d_loss, g_norm, d_norm, beta = steps.adversarial_iteration(
-                        torch.full((), scheduled, device=steps.acc.device))
-                    steps.current_beta = beta
-                    book.step_done("adversarial", g_loss=g_loss, d_loss=d_loss, g_grad_norm=g_norm,
-                                   d_grad_norm=d_norm, beta=beta)
+                    values = steps.adversarial_iteration(torch.full((), scheduled, device=steps.acc.device))
+                    book.step_done("adversarial", **iteration_values(values))
                     book.iteration_done()
 
 

@@ -19,8 +19,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("config", [SMOKE, REPO / "configs" / "smoke_transformer.yaml"], ids=["rmc", "transformer"])
-def test_two_processes_keep_both_networks_identical(tmp_path, config):
+@pytest.mark.parametrize("config, overrides, real_batches_per_g_step", [
+    (SMOKE, ["adversarial.loss=wgan-gp"], 1),
+    (REPO / "configs" / "smoke_transformer.yaml", ["adversarial.loss=wgan-gp"], 1),
+    (SMOKE, ["adversarial.algorithm=gumbel-rao", "adversarial.rao_samples=3"], 1),
+    (SMOKE, ["adversarial.algorithm=seqgan", "adversarial.loss=standard", "adversarial.rollouts=2"], 0),
+], ids=["rmc", "transformer", "gumbel-rao", "seqgan"])
+def test_two_processes_keep_both_networks_identical(tmp_path, config, overrides, real_batches_per_g_step):
     launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
     if launcher is None:
         pytest.skip("accelerate launcher not found")
@@ -29,8 +34,7 @@ def test_two_processes_keep_both_networks_identical(tmp_path, config):
     command = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
                str(REPO / "tests" / "ddp_worker.py"), str(config), f"run.output_dir={tmp_path}", "run.name=ddp",
-               "mle.epochs=1", "mle.batch_size=16", "adversarial.steps=4", "adversarial.batch_size=16",
-               "adversarial.loss=wgan-gp"]
+               "mle.epochs=1", "mle.batch_size=16", "adversarial.steps=4", "adversarial.batch_size=16", *overrides]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads(path.read_text()) for path in sorted((tmp_path / "ddp").glob("result-rank*.json"))]
@@ -40,7 +44,8 @@ def test_two_processes_keep_both_networks_identical(tmp_path, config):
     assert ranks[0]["discriminator"] == ranks[1]["discriminator"]
     assert ranks[0]["mle_data"] != ranks[1]["mle_data"]
     assert ranks[0]["adversarial_data"] != ranks[1]["adversarial_data"]
-    assert ranks[0]["batches"] == {"mle": 8, "adversarial": 4 * (1 + 2)}
+    # 4 iterations of 1 G step and 2 D steps (REINFORCE's G step reads no real batch)
+    assert ranks[0]["batches"] == {"mle": 8, "adversarial": 4 * (real_batches_per_g_step + 2)}
 
 
 def test_replicas_on_two_processes_equal_the_two_process_run_of_their_seed(tmp_path):

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import relgan.adversarial as adversarial
+import relgan.algorithms.relgan as relgan_algorithm
 from relgan.checkpoint import complete_checkpoints
 from relgan.cli import main
 from relgan.config import load_config
@@ -106,7 +107,8 @@ def test_a_nan_in_one_replica_stops_the_run_naming_the_replica(tmp_path, monkeyp
         # seed 3 makes 4 iterations of 1 G and 2 D losses; the 2nd replica's 2nd iteration is poisoned
         return (d_loss * float("nan"), g_loss) if len(calls) == 12 + 5 else (d_loss, g_loss)
 
-    monkeypatch.setattr(adversarial, "gan_losses", poisoned)
+    monkeypatch.setattr(adversarial, "gan_losses", poisoned)  # the D losses
+    monkeypatch.setattr(relgan_algorithm, "gan_losses", poisoned)  # RelGAN's G losses
     with pytest.raises(NonFiniteLossError) as info:
         train_replicas(config)
     assert str(info.value).startswith(f"replica seed 5 ({tmp_path / 'two' / 'seed-5'}): non-finite d_loss = nan "

@@ -149,7 +149,7 @@ def check_discriminator(discriminator: Discriminator, kernels: Kernels, batch: i
     rng = torch.Generator().manual_seed(seed)
     vocab, length = d.embedding.shape[0], max(d.filter_sizes) + 4
     one_hots = torch.softmax(3 * torch.randn(batch, length, vocab, generator=rng), dim=-1)
-    width = d.config.num_filters * len(d.filter_sizes)
+    width = d.highway_gate.in_features
     keep = torch.rand(batch * d.num_representations, width, generator=rng) >= d.config.dropout
     mask = keep.float() / (1 - d.config.dropout)
     upstream = torch.randn(batch * d.num_representations, generator=rng)
@@ -306,6 +306,9 @@ COVERAGE: tuple[Case, ...] = (
     Case("discriminator", "width 1, 5 filters of 1 and 4, no dropout",
          _discriminator(9, 7, embedding_dim=4, num_representations=4, filter_sizes=[1, 4], num_filters=5,
                         hidden_size=6, dropout=0.0)),
+    Case("discriminator", "SeqGAN's: one width-16 representation, 1-10, 15, 20 with 2-9 filters each",
+         _discriminator(13, 22, embedding_dim=16, num_representations=1, filter_sizes=[*range(1, 11), 15, 20],
+                        filter_counts=[2, 4, 4, 4, 4, 2, 2, 2, 2, 2, 9, 9], hidden_size=5, dropout=0.25)),
     Case("discriminator", "projection discriminator, 3 classes, width 2",
          _discriminator(11, 8, num_classes=3, embedding_dim=8, num_representations=4, filter_sizes=[2, 3],
                         num_filters=19, hidden_size=5, dropout=0.25)),

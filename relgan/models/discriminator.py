@@ -22,7 +22,8 @@ class Discriminator(nn.Module):
     """Input: token ids [B, T] (real data) or (relaxed) one-hots [B, T, V]; output: logits [B*S].
 
     Each representation s is one d-wide slice of the input embedding; the convolutions (heights
-    ``filter_sizes`` x ``num_filters``), the highway and the output layers are shared by all S.
+    ``filter_sizes``, ``num_filters`` or ``filter_counts`` of each), the highway and the output layers are shared
+    by all S.
     ``forward(*batches)`` runs the CNN once over all batches together and returns their logits in order;
     a conditional discriminator takes ``labels``, one tensor of class ids [B_i] per batch.
     """
@@ -41,16 +42,15 @@ class Discriminator(nn.Module):
         truncated_normal_(self.embedding, 1 / math.sqrt(vocab_size))
         d = self.representation_dim
         self.filter_sizes = list(config.filter_sizes)
-        # filter k of height `size` is conv_weights[i][k].view(d, size): [C, d*size], d-major
+        counts = config.filter_counts or [config.num_filters] * len(self.filter_sizes)
+        # filter k of height `size` is conv_weights[i][k].view(d, size): [C_i, d*size], d-major
         self.conv_weights = nn.ParameterList()
-        for size in self.filter_sizes:
-            weight = nn.Parameter(torch.empty(config.num_filters, size * d))
+        for size, count in zip(self.filter_sizes, counts):
+            weight = nn.Parameter(torch.empty(count, size * d))
             truncated_normal_(weight, math.sqrt(2.0 / (size * d)))
             self.conv_weights.append(weight)
-        self.conv_biases = nn.ParameterList(
-            nn.Parameter(torch.zeros(config.num_filters)) for _ in self.filter_sizes
-        )
-        width = config.num_filters * len(self.filter_sizes)
+        self.conv_biases = nn.ParameterList(nn.Parameter(torch.zeros(count)) for count in counts)
+        width = sum(counts)
         self.highway_transform = linear(width, width, bias=False)
         self.highway_gate = linear(width, width, bias=False)
         self.hidden = linear(width, config.hidden_size)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from relgan.config import GeneratorConfig
-from relgan.gumbel import categorical_from_logits, relaxed_sample
+from relgan.gumbel import categorical_from_logits, inverse_cdf_sample, relaxed_sample
 from relgan.models.layers import check_labels, linear, truncated_normal_
 from relgan.models.lstm import LSTMCore
 from relgan.models.relational_memory import RelationalMemory
@@ -31,6 +31,7 @@ class SequenceGenerator(nn.Module):
     ``forward(tokens)`` -> teacher-forced logits [B, T, V];
     ``forward(tokens, mode="nll")`` -> teacher-forced negative log-likelihood of each token [B, T] (nats);
     ``forward(mode="sample", batch_size=B, beta=beta)`` -> (tokens [B, T], relaxed one-hots [B, T, V]);
+    ``forward(prefixes, mode="rollout", lengths=L, uniforms=U)`` -> completed sentences [B, T] (:meth:`rollout`);
     a conditional generator takes ``labels`` [B] in each.
 
     A subclass defines teacher forcing (:meth:`logits`) and one decoding step (:meth:`initial_state`,
@@ -47,7 +48,8 @@ class SequenceGenerator(nn.Module):
 
     def forward(self, tokens: Tensor | None = None, *, mode: str = "logits", batch_size: int | None = None,
                 beta: float | Tensor = 1.0, hard: bool = False, noise: Tensor | None = None,
-                labels: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+                labels: Tensor | None = None, lengths: Tensor | None = None,
+                uniforms: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         # unconditional calls keep their signatures, as overrides of your own (and the fast paths) expect them
         conditional = {} if labels is None else {"labels": labels}
         if mode == "logits":
@@ -56,6 +58,8 @@ class SequenceGenerator(nn.Module):
             return self.token_nll(tokens, **conditional)
         if mode == "sample":
             return self.sample(batch_size, beta, hard=hard, noise=noise, **conditional)
+        if mode == "rollout":
+            return self.rollout(tokens, lengths, uniforms, **conditional)
         raise ValueError(f"unknown generator mode {mode!r}")
 
     @property
@@ -107,6 +111,24 @@ class SequenceGenerator(nn.Module):
             tokens.append(token)
             relaxed.append(soft)
         return torch.stack(tokens, dim=1), torch.stack(relaxed, dim=1)
+
+    @torch.no_grad()
+    def rollout(self, prefixes: Tensor, lengths: Tensor, uniforms: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Monte-Carlo completions: tokens [B, T] equal to prefixes [B, T] before position lengths [B] (0: none of
+        it) and drawn from the generator from there on, each by inversion of one uniform of uniforms [B, T].
+
+        Every row runs all T steps in lockstep (a row still in its prefix feeds its own token), so any mix of
+        prefix lengths is one batched pass.
+        """
+        tokens = []
+        state = self.initial_state(prefixes.shape[0])
+        token = torch.full_like(prefixes[:, 0], self.start_id)
+        for t in range(self.seq_len):
+            logits, state = self.next_logits(token, state, labels)
+            drawn = inverse_cdf_sample(torch.softmax(logits.float(), dim=-1), uniforms[:, t])
+            token = torch.where(lengths > t, prefixes[:, t], drawn)
+            tokens.append(token)
+        return torch.stack(tokens, dim=1)
 
     @torch.no_grad()
     def sample_tokens(self, batch_size: int, *, temperature: float = 1.0,

@@ -1,0 +1,21 @@
+"""MaliGAN (Che, Li, Zhang, Hjelm, Li, Song & Bengio 2017, "Maximum-Likelihood Augmented Discrete Generative
+Adversarial Networks"): every token of sentence x_b gets the sequence-level reward r_b / sum_j r_j - 1/B, with
+r = D/(1-D) the discriminator's importance weight (exp of its logit), normalised over the batch, minus its mean."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from relgan.adversarial import Network
+from relgan.algorithms.base import Score
+from relgan.algorithms.reinforce import PolicyGradient, PolicyStepDraws
+
+
+class MaliGAN(PolicyGradient):
+    name = "maligan"
+
+    def rewards(self, generator: Network, score: Score, tokens: Tensor, step: PolicyStepDraws) -> Tensor:
+        size = tokens.shape[0]
+        weights = torch.softmax(score(tokens, step.labels), dim=0)  # exp(logit_b) / sum_j exp(logit_j)
+        return (weights - 1 / size).unsqueeze(1).expand_as(tokens)

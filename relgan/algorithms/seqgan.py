@@ -1,0 +1,45 @@
+"""SeqGAN (Yu, Zhang, Wang & Yu, AAAI 2017): REINFORCE whose reward of token t is the discriminator's mean
+P(real) over N Monte-Carlo completions of the prefix x_0..t by the current generator (the sentence's own score
+for the last token); the paper's update sum_t Q_t grad log G(x_t | x_<t), optionally minus a baseline.
+
+All (T - 1) * N * B completions of a batch are sampled in one batched pass (every row runs T steps, feeding its
+prefix until it ends) and scored in T - 1 discriminator calls of N * B sentences. ``rollouts: 0`` gives every token
+the sentence's score: plain REINFORCE.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from relgan.adversarial import Network
+from relgan.algorithms.base import Score
+from relgan.algorithms.reinforce import PolicyGradient, PolicyStepDraws, complete
+from relgan.draws import Draws
+
+
+class SeqGAN(PolicyGradient):
+    name = "seqgan"
+
+    def rollout_draws(self, draws: Draws, size: int) -> Tensor | None:
+        rows = (draws.seq_len - 1) * self.config.rollouts * size
+        return draws.uniforms(rows) if rows else None
+
+    def rewards(self, generator: Network, score: Score, tokens: Tensor, step: PolicyStepDraws) -> Tensor:
+        size, length = tokens.shape
+        final = torch.sigmoid(score(tokens, step.labels))  # [B]
+        n = self.config.rollouts
+        if n == 0:
+            q = final.unsqueeze(1).expand(size, length)
+        else:
+            copies = (length - 1) * n  # rows ordered (prefix length 1 .. T-1, rollout, sentence)
+            lengths = torch.arange(1, length, device=tokens.device).repeat_interleave(n * size)
+            labels = None if step.labels is None else step.labels.repeat(copies)
+            completed = complete(generator, tokens.repeat(copies, 1), lengths, step.rollout_uniforms, labels)
+            per_prefix = [torch.sigmoid(score(rows, None if labels is None else labels[:n * size]))
+                          for rows in completed.split(n * size)]  # one discriminator call per prefix length
+            q = torch.stack(per_prefix).view(length - 1, n, size).mean(dim=1).t()  # [B, T - 1]
+            q = torch.cat([q, final.unsqueeze(1)], dim=1)
+        if self.config.baseline == "mean":  # leave-one-out: the other sentences' mean, so the gradient stays unbiased
+            q = q - (q.sum(dim=0, keepdim=True) - q) / (size - 1)
+        return q

@@ -1,0 +1,11 @@
+"""Straight-through Gumbel-Softmax (Jang, Gu & Poole 2017; Bengio et al. 2013): the discriminator sees the one-hot
+of the sampled token, and the gradient is the relaxation's, softmax(beta (o + g)), as if the one-hot were it."""
+
+from __future__ import annotations
+
+from relgan.algorithms.relgan import RelGAN
+
+
+class StraightThrough(RelGAN):
+    name = "straight-through"
+    hard = True

@@ -1,0 +1,133 @@
+"""The exact-gradient lab: each algorithm's estimator of the generator's gradient against the exact gradient.
+
+With a vocabulary and a length small enough to enumerate every sentence (V = 6, T = 4: 1,296 sentences), the
+objective every estimator targets, J = E_{x ~ G}[f(one_hot(x))] with f = sigmoid of a fixed random
+discriminator's sentence logit, has the exact gradient sum_x f(x) grad p(x). Each estimator is the algorithm's
+own code (``Algorithm.gradient_estimate``), drawn many times: the mean against the exact gradient is its bias,
+the spread its variance. ``bench/gradient_lab.py`` runs the sweep; the tests assert what theory guarantees.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from relgan.algorithms import build_algorithm
+from relgan.algorithms.reinforce import sentence_logits
+from relgan.config import Config, DiscriminatorConfig, GeneratorConfig
+from relgan.draws import RunDraws
+from relgan.models import Discriminator, Generator
+
+
+@dataclass
+class Lab:
+    """A small generator, a fixed discriminator (no dropout) and every sentence of the game."""
+
+    generator: Generator
+    discriminator: Discriminator
+    sentences: Tensor  # all V^T sentences [V^T, T]
+
+    @property
+    def vocab_size(self) -> int:
+        return self.generator.vocab_size
+
+    def score(self, inputs: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The fixed discriminator's logit of each sentence [B] (ids [B, T] or one-hots [B, T, V])."""
+        return sentence_logits(self.discriminator, inputs, labels)
+
+
+def make_lab(vocab_size: int = 6, seq_len: int = 4, hidden_size: int = 8, seed: int = 0) -> Lab:
+    """An LSTM generator (embedding 8) and a discriminator of 16 filters of heights 2 and 3, seeded."""
+    torch.manual_seed(seed)
+    generator = Generator(GeneratorConfig(architecture="lstm", embedding_dim=8, hidden_size=hidden_size),
+                          vocab_size, seq_len, start_id=0)
+    discriminator = Discriminator(DiscriminatorConfig(embedding_dim=8, num_representations=1, filter_sizes=[2, 3],
+                                                      num_filters=16, hidden_size=8, dropout=0.0),
+                                  vocab_size, seq_len).eval()
+    for param in discriminator.parameters():
+        param.requires_grad_(False)
+    sentences = torch.tensor(list(itertools.product(range(vocab_size), repeat=seq_len)))
+    lab = Lab(generator, discriminator, sentences)
+    with torch.no_grad():  # sentence logits of mean 0 and spread 2: f = sigmoid(logit) far from saturation
+        logits = lab.score(sentences)
+        discriminator.logit.weight.mul_(2 / logits.std())
+        discriminator.logit.bias.sub_(lab.score(sentences).mean())
+    return lab
+
+
+def flat_gradient(generator: Generator, loss: Tensor) -> Tensor:
+    """d loss / d (the generator's parameters), flattened [P]."""
+    grads = torch.autograd.grad(loss, list(generator.parameters()))
+    return torch.cat([grad.reshape(-1) for grad in grads])
+
+
+def exact_gradient(lab: Lab) -> tuple[Tensor, float]:
+    """(grad J [P], J) by enumerating every sentence, J = sum_x p(x) sigmoid(score(x))."""
+    with torch.no_grad():
+        values = torch.sigmoid(lab.score(lab.sentences)).double()
+    log_probs = -lab.generator(lab.sentences, mode="nll").double().sum(dim=1)
+    objective = (log_probs.exp() * values).sum()
+    # sum_x grad p(x) = 0: centring f leaves the gradient and avoids cancelling large terms
+    centred = (log_probs.exp() * (values - objective.detach())).sum()
+    return flat_gradient(lab.generator, centred).double(), objective.item()
+
+
+@dataclass
+class Estimates:
+    """Independent draws of one estimator of grad J."""
+
+    draws: Tensor  # [R, P]
+    seconds_per_gradient: float
+
+    @property
+    def mean(self) -> Tensor:
+        return self.draws.mean(dim=0)
+
+    @property
+    def standard_error(self) -> Tensor:
+        """Of the mean, per coordinate [P]."""
+        return self.draws.std(dim=0) / len(self.draws) ** 0.5
+
+    @property
+    def variance(self) -> float:
+        """The total variance of one draw: the trace of its covariance."""
+        return self.draws.var(dim=0).sum().item()
+
+    def against(self, exact: Tensor) -> dict[str, float]:
+        """Bias of the mean (relative error, cosine) and the variance of one draw."""
+        mean = self.mean
+        return {"relative_error": ((mean - exact).norm() / exact.norm()).item(),
+                "cosine": torch.nn.functional.cosine_similarity(mean, exact, dim=0).item(),
+                "variance": self.variance, "relative_variance": self.variance / exact.norm().item() ** 2,
+                "seconds_per_gradient": self.seconds_per_gradient}
+
+
+def estimator_config(algorithm: str, **adversarial: object) -> Config:
+    """A config naming ``algorithm`` with the other ``adversarial`` keys (rao_samples, rollouts, baseline)."""
+    config = Config()
+    config.adversarial.algorithm = algorithm
+    config.adversarial.loss = "standard"
+    for key, value in adversarial.items():
+        setattr(config.adversarial, key, value)
+    return config
+
+
+def estimate(lab: Lab, config: Config, *, beta: float, batch_size: int, repeats: int, seed: int = 0) -> Estimates:
+    """``repeats`` independent estimates of grad J by ``config``'s algorithm, each on ``batch_size`` samples."""
+    algorithm = build_algorithm(config)
+    torch.manual_seed(seed)
+    train = torch.zeros(batch_size, lab.generator.seq_len, dtype=torch.long)  # a real batch nobody reads
+    draws = RunDraws(train, None, lab.discriminator, lab.vocab_size, materialise=True)
+    scale = torch.tensor(beta)
+    gradients = []
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step = algorithm.generator_step_draws(draws, batch_size)
+        gradients.append(-flat_gradient(lab.generator, algorithm.gradient_estimate(lab.generator, lab.score, scale,
+                                                                                    step)))
+    seconds = (time.perf_counter() - start) / repeats
+    return Estimates(torch.stack(gradients).double(), seconds)
