@@ -1,6 +1,6 @@
 """Exact fast BLEU against nltk, then the full COCO protocol (JSON out).
 
-python bench/bleu.py [--data ../shared/data] [--hypotheses 200] [--self-bleu 5000]
+python -m bench.bleu [--data ../shared/data] [--hypotheses 200] [--self-bleu 5000]
 
 1. nltk and ours on the same hypotheses (training captions) against all 10,000 COCO test references,
    BLEU-2..5, in one run: asserts bit-for-bit equality and prints the speed ratio.
@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+from relgan.io_utils import emit_json, read_text_lines
+from relgan.metrics.bleu import ReferenceIndex, self_bleu_scores_by_order
+from relgan.tokenization import reference_words
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from json_output import emit  # noqa: E402
-from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu  # noqa: E402
-
-from relgan.io_utils import read_text_lines  # noqa: E402
-from relgan.metrics.bleu import ReferenceIndex, self_bleu_scores_by_order  # noqa: E402
-from relgan.tokenization import reference_words  # noqa: E402
 
 ORDERS = (2, 3, 4, 5)
 
@@ -77,7 +74,7 @@ def main() -> None:
         },
         "self_bleu": {"samples": len(pool), **self_time, **{f"self-bleu-{n}": mean(self_bleu[n]) for n in ORDERS}},
     }
-    emit(result, args.out)
+    emit_json(result, args.out)
     if not equal:
         raise SystemExit("BLEU differs from nltk")
 

@@ -1,6 +1,6 @@
 """Training speed of this checkout against another revision, interleaved in one run (JSON out).
 
-python bench/compare_revisions.py --old REV [--rounds 5] [--reference] [--isas] [--malloc] [--out FILE]
+python -m bench.compare_revisions --old REV [--rounds 5] [--reference] [--isas] [--malloc] [--out FILE]
 
 Checks REV out into a temporary git worktree and starts one worker process per side (``speed_worker.py``:
 each side's own trainer at paper sizes on COCO, OMP_NUM_THREADS=2): the old revision, this checkout, and
@@ -22,10 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from relgan.io_utils import emit_json
 
-from json_output import emit  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 WORKLOADS = (("mle", 3), ("adversarial", 1), ("sample", 1))
 # what the old revision set by restarting itself, and what docs/performance.md suggests as an opt-in
@@ -35,8 +34,10 @@ MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_thre
 class Worker:
     def __init__(self, checkout: Path, extra: list[str], env: dict[str, str]) -> None:
         command = [sys.executable, str(REPO / "bench" / "speed_worker.py"), str(checkout), *extra]
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-                                        cwd=checkout)
+        # the checkout's relgan (and an old revision's bench modules) before the installed one
+        path = os.pathsep.join([str(checkout), str(checkout / "bench"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        env=dict(env, PYTHONPATH=path), cwd=checkout)
         line = self.process.stdout.readline().strip()
         if line != "ready":
             raise SystemExit(f"{' '.join(command)} did not start")
@@ -99,7 +100,7 @@ def main() -> None:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old)], check=False)
     medians = {name: {workload: statistics.median(values) for workload, values in per.items()}
                for name, per in times.items()}
-    emit({"old": args.old, "rounds": args.rounds, "isa": default_isa(), "medians_seconds": medians,
+    emit_json({"old": args.old, "rounds": args.rounds, "isa": default_isa(), "medians_seconds": medians,
           "ratio_to_new": {name: {w: m[w] / medians["new"][w] for w in m} for name, m in medians.items()},
           "seconds": times}, args.out)
 

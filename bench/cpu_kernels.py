@@ -1,6 +1,6 @@
 """Each fast path against the reference method it replaces, at paper sizes, timed alternately (JSON out).
 
-python bench/cpu_kernels.py [--config configs/coco_relgan100.yaml] [--isa avx2] [--repeats 3] [--out FILE]
+python -m bench.cpu_kernels [--config configs/coco_relgan100.yaml] [--isa avx2] [--repeats 3] [--out FILE]
 
 Workloads (batch 64, COCO's 4,662 words, 37 steps, the config's networks): one MLE batch (``token_nll``
 forward and backward), one G step's samples with their backward (``sample``), the D steps' no-grad fake
@@ -15,20 +15,18 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-from json_output import emit  # noqa: E402
 
 from relgan import fast  # noqa: E402
 from relgan.config import load_config  # noqa: E402
 from relgan.fast import build  # noqa: E402
+from relgan.io_utils import emit_json  # noqa: E402
 from relgan.models import Discriminator, Generator  # noqa: E402
 
 
@@ -100,7 +98,7 @@ def main() -> None:
                    "reference_seconds": statistics.median(t["reference"][1:]),
                    "reference_over_fast": statistics.median(t["reference"][1:]) / statistics.median(t["fast"][1:])}
             for name, t in times.items()}
-    emit(result, args.out)
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":

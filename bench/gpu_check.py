@@ -1,6 +1,6 @@
 """On a GPU: do CUDA-graph training steps compute what eager steps compute? (JSON out)
 
-python bench/gpu_check.py [--config configs/coco_relgan100.yaml] [--steps 6] [--dtype bf16]
+python -m bench.gpu_check [--config configs/coco_relgan100.yaml] [--steps 6] [--dtype bf16]
 
 Builds two trainers with the same seed and weights, one replaying CUDA graphs and one eager, runs the same
 MLE batches and adversarial iterations (reseeded per step, as training does) and reports the largest
@@ -12,13 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402

@@ -25,12 +25,13 @@ from pathlib import Path
 
 import torch
 
-from bench.json_output import emit
+from relgan.assembly import setup
 from relgan.config import load_config
 from relgan.fast.build import cpu_model
-from relgan.training import setup
+from relgan.io_utils import emit_json
 
 REPO = Path(__file__).resolve().parent.parent
+
 
 
 def relgan_side(backend: str) -> tuple[dict, object]:
@@ -101,7 +102,7 @@ def main() -> None:
             times["textgan"][workload].append(theirs(workload))
     theirs.close()
     medians = {side: {w: statistics.median(v) for w, v in by.items()} for side, by in times.items()}
-    emit({
+    emit_json({
         "machine": f"{platform.node() and 'vm'} {platform.machine()}", "cpu_model": cpu_model(),
         "threads": args.threads, "torch": torch.__version__, "relgan_backend": trainer.backend.line(),
         "sizes": theirs.sizes, "repeats": args.repeats,

@@ -2,7 +2,7 @@
 ``build_trainer``, COCO when present), then runs one workload per line read from stdin (``mle``,
 ``adversarial``, ``sample``) and prints its seconds.
 
-python bench/speed_worker.py CHECKOUT [--backend auto|reference]
+PYTHONPATH=CHECKOUT:CHECKOUT/bench python bench/speed_worker.py CHECKOUT [--backend auto|reference]
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ def main() -> None:
     parser.add_argument("--backend", default="auto")
     options = parser.parse_args()
     checkout = options.checkout.resolve()
-    sys.path[:0] = [str(checkout), str(checkout / "bench")]
     spec = importlib.util.spec_from_file_location("train_speed", checkout / "bench" / "train_speed.py")
     train_speed = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train_speed)  # the old code restarts the process here once, for its malloc settings

@@ -1,8 +1,8 @@
 """Training and sampling speed at paper sizes, against the machine's measured matmul peak (JSON out).
 
-python bench/train_speed.py [--config configs/coco_relgan100.yaml [--config configs/coco_transformer.yaml]]
+python -m bench.train_speed [--config configs/coco_relgan100.yaml [--config configs/coco_transformer.yaml]]
                             [--device cuda] [--dtype bf16] [--backend auto|reference]
-python bench/train_speed.py --seeds 1 2 6 [--device cuda] [--backend auto|reference]
+python -m bench.train_speed --seeds 1 2 6 [--device cuda] [--backend auto|reference]
 
 For each config, in one run (side by side, with the ratios of each config's times to the first's): times warm
 MLE batches, adversarial iterations (with their G-step / D-step split) and sampling of 10,000
@@ -24,21 +24,19 @@ import os
 import platform
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-from json_output import emit  # noqa: E402
 
 from relgan.adversarial import discriminator_step_draws  # noqa: E402
 from relgan.config import Config, load_config  # noqa: E402
 from relgan.fast.onednn import onednn_available  # noqa: E402
+from relgan.io_utils import emit_json  # noqa: E402
 
 # ----------------------------------------------------------------------------------------- FLOP counts
 
@@ -76,7 +74,7 @@ def generator_forward_flops(config: Config, vocab: int, seq_len: int, batch: int
     """Forward FLOPs of the generator over ``batch`` sequences, as the code computes them.
 
     Teacher forcing projects every input token; sampling projects the whole vocabulary once instead
-    when batch * seq_len > vocab (``Generator._unroll``).
+    when batch * seq_len > vocab (the fast ``Generator.sample``'s projection table).
     """
     inputs, recurrent = generator_token_flops(config, vocab, seq_len)
     tokens = batch * seq_len
@@ -219,7 +217,7 @@ def main() -> None:
         if args.dtype != "fp32" or (args.config and len(args.config) > 1):
             parser.error("--seeds times one config in fp32 (batched replicas have no mixed precision)")
         args.config = (args.config or [str(REPO / "configs" / "coco_relgan100.yaml")])[0]
-        emit(measure_seeds(args), args.out)
+        emit_json(measure_seeds(args), args.out)
         return
     configs = args.config or [str(REPO / "configs" / "coco_relgan100.yaml")]
     runs = [measure(argparse.Namespace(**{**vars(args), "config": config})) for config in configs]
@@ -230,7 +228,7 @@ def main() -> None:
                            for run in runs},
         "runs": runs,
     }
-    emit(result, args.out)
+    emit_json(result, args.out)
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -345,7 +343,7 @@ def measure_seeds(args: argparse.Namespace) -> dict:
         batches = [(batch,)] * count
 
         def iteration() -> None:
-            replicas.book.seed("adversarial", 0)  # seeds every replica and draws its randomness
+            replicas.book.seed("adversarial", 0)  # seeds every replica's stream
             replicas.adversarial_iteration(beta)
 
         batched = {"mle_batch": statistics.median(timed(lambda: replicas.mle_step(*batches), device,

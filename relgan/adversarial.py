@@ -37,7 +37,7 @@ from torch.func import functional_call
 
 from relgan.config import AdversarialConfig
 from relgan.draws import Draws
-from relgan.losses import gan_losses, gradient_penalty
+from relgan.losses import gan_losses, penalty
 from relgan.pytrees import batchable
 from relgan.runtime import evaluating
 
@@ -59,7 +59,10 @@ class Bound:
 
 def without_dropout(network: Network) -> contextlib.AbstractContextManager[None]:
     """The network's module (under a DDP wrapper or bound to other weights) in eval mode inside the block."""
-    return evaluating(getattr(network, "module", network))
+    module = getattr(network, "module", network)
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"{network!r} is not a module, a DDP wrapper or a Bound one")
+    return evaluating(module)
 
 
 @batchable
@@ -86,23 +89,30 @@ def discriminator_step_draws(draws: Draws, size: int) -> DiscriminatorStepDraws:
     return DiscriminatorStepDraws(real, real_labels, draws.dropout_mask(2 * size))
 
 
-def discriminator_loss(discriminator: Network, fake: FakeBatch, step: DiscriminatorStepDraws,
-                       config: AdversarialConfig, penalised: Network | None = None) -> Tensor:
-    """The discriminator's loss on a real batch and a fake one; with ``adversarial.loss=wgan-gp`` plus the
-    gradient penalty, computed through ``penalised`` (the same discriminator without a DDP wrapper, which a
+def discriminator_loss(
+    discriminator: Network,
+    fake: FakeBatch,
+    step: DiscriminatorStepDraws,
+    config: AdversarialConfig,
+    penalised: Network | None = None,
+) -> Tensor:
+    """The discriminator's loss on a real batch and a fake one, plus the loss's penalty if it has one (WGAN-GP's
+    gradient penalty), computed through ``penalised`` (the same discriminator without a DDP wrapper, which a
     double backward needs; default ``discriminator``)."""
-    d_real, d_fake = discriminator(step.real, fake.samples, dropout_mask=step.dropout,
-                                   labels=per_batch(step.real_labels, fake.labels))
+    d_real, d_fake = discriminator(
+        step.real, fake.samples, dropout_mask=step.dropout, labels=per_batch(step.real_labels, fake.labels)
+    )
     d_loss = gan_losses(config.loss, d_real, d_fake)[0]
-    if config.loss == "wgan-gp":
-        d_loss = d_loss + gradient_penalty(penalised or discriminator, step.real, fake.samples, config.gp_weight,
-                                           step.real_labels)
+    extra = penalty(config.loss)
+    if extra is not None:
+        d_loss = d_loss + extra(penalised or discriminator, step.real, fake.samples, config.gp_weight, step.real_labels)
     return d_loss
 
 
 def per_batch(*labels: Tensor | None) -> tuple[Tensor, ...] | None:
     """The discriminator's ``labels`` argument: one class-id tensor per batch, or None (unconditional)."""
-    return None if labels[0] is None else labels
+    given = tuple(batch for batch in labels if batch is not None)
+    return given or None
 
 
 class IterationSteps(Protocol):
@@ -126,8 +136,9 @@ class IterationSteps(Protocol):
         ...
 
 
-def adversarial_iteration(steps: IterationSteps, algorithm: Algorithm, draws: Draws, config: AdversarialConfig,
-                          scheduled_beta: Tensor) -> tuple[Tensor, ...]:
+def adversarial_iteration(
+    steps: IterationSteps, algorithm: Algorithm, draws: Draws, config: AdversarialConfig, scheduled_beta: Tensor
+) -> tuple[Tensor, ...]:
     """g_steps generator updates, then d_steps discriminator updates. Each generator step reads beta anew (a
     learned beta changes with every G step). Returns the last (g_loss, d_loss, g_grad_norm, d_grad_norm), and
     for a relaxed algorithm the beta of the D steps."""
@@ -142,4 +153,4 @@ def adversarial_iteration(steps: IterationSteps, algorithm: Algorithm, draws: Dr
 
 def iteration_values(values: tuple[Tensor, ...]) -> dict[str, Tensor]:
     """The named values of one iteration's result (see :func:`adversarial_iteration`), as the book logs them."""
-    return dict(zip(("g_loss", "d_loss", "g_grad_norm", "d_grad_norm", "beta"), values))
+    return dict(zip(("g_loss", "d_loss", "g_grad_norm", "d_grad_norm", "beta"), values, strict=False))

@@ -48,16 +48,23 @@ class BatchedReplicas:
         self.algorithm = first.algorithm
         self.mle_loader = tuple(trainer.mle_loader for trainer in trainers)
         self.mle_batches_per_epoch = first.mle_batches_per_epoch
-        self.draws = ReplicaDraws([RunDraws(t.draws.train_ids, t.draws.train_labels, t.disc, t.corpus.vocab_size,
-                                            materialise=True) for t in trainers])
+        self.draws = ReplicaDraws(
+            [
+                RunDraws(t.draws.train_ids, t.draws.train_labels, t.disc, t.corpus.vocab_size, materialise=True)
+                for t in trainers
+            ]
+        )
         self.book = ReplicaBooks([trainer.book for trainer in trainers], seeds, self.draws.seeded)
         # the reference modules through which the stacked weights are called
         self.generator, self.discriminator = copy.deepcopy(first.gen), copy.deepcopy(first.disc)
         self.beta_module = copy.deepcopy(first.beta_module) if first.beta_module is not None else None
-        self.weights = {"generator": _stack_weights([t.gen for t in trainers]),
-                        "discriminator": _stack_weights([t.disc for t in trainers])}
-        if self.beta_module is not None:
-            self.weights["beta"] = _stack_weights([t.beta_module for t in trainers])
+        self.weights = {
+            "generator": _stack_weights([t.gen for t in trainers]),
+            "discriminator": _stack_weights([t.disc for t in trainers]),
+        }
+        betas = [t.beta_module for t in trainers if t.beta_module is not None]
+        if betas:
+            self.weights["beta"] = _stack_weights(betas)
         self.mle_step = StepGraph(self._mle_step, False, "batched MLE step")
         self.adversarial_iteration = StepGraph(self._adversarial_iteration, False, "batched adversarial iteration")
 
@@ -72,8 +79,7 @@ class BatchedReplicas:
         """One MLE batch of every replica ((ids [B, T],) or (ids, classes [B])) -> losses [K], norms [K]."""
         ids = torch.stack([batch[0] for batch in batches])
         conditional = {"labels": torch.stack([batch[1] for batch in batches])} if len(batches[0]) > 1 else {}
-        grads, losses = _vmapped(grad_and_value(self._mle_loss))(
-            self.weights["generator"], ids, conditional)
+        grads, losses = _vmapped(grad_and_value(self._mle_loss))(self.weights["generator"], ids, conditional)
         norms = self._update({"generator": grads}, "mle_optimizer", self.config.mle.grad_clip)
         return losses.detach(), norms
 
@@ -89,36 +95,40 @@ class BatchedReplicas:
     def generator_update(self, step: Any, scheduled_beta: Tensor) -> tuple[Tensor, Tensor]:
         learned = {name: self.weights[name] for name in ("generator", "beta") if name in self.weights}
         grads, (_, g_loss) = _vmapped(grad_and_value(self._generator_loss, has_aux=True), in_dims=(0, 0, None, 0))(
-            learned, self.weights["discriminator"], scheduled_beta, step)
+            learned, self.weights["discriminator"], scheduled_beta, step
+        )
         return g_loss.detach(), self._update(grads, "g_optimizer", self.config.adversarial.grad_clip)
 
-    def _generator_loss(self, learned: dict[str, dict[str, Tensor]], d_weights: dict[str, Tensor],
-                        scheduled_beta: Tensor, step: Any) -> tuple[Tensor, Tensor]:
-        beta = functional_call(self.beta_module, learned["beta"], ()) if "beta" in learned else scheduled_beta
-        return self.algorithm.generator_loss(Bound(self.generator, learned["generator"]),
-                                             Bound(self.discriminator, d_weights), beta, step)
+    def _generator_loss(
+        self, learned: dict[str, dict[str, Tensor]], d_weights: dict[str, Tensor], scheduled_beta: Tensor, step: Any
+    ) -> tuple[Tensor, Tensor]:
+        beta = Bound(self.beta_module, learned["beta"])() if self.beta_module is not None else scheduled_beta
+        return self.algorithm.generator_loss(
+            Bound(self.generator, learned["generator"]), Bound(self.discriminator, d_weights), beta, step
+        )
 
     def beta(self, scheduled_beta: Tensor) -> Tensor:
         """The beta of every replica [K]: the schedule's, or each replica's learned one."""
-        if self.beta_module is None:
+        module = self.beta_module
+        if module is None:
             return scheduled_beta.expand(len(self.trainers))
         with torch.no_grad():
-            return vmap(lambda weights: functional_call(self.beta_module, weights, ()))(self.weights["beta"])
+            return vmap(lambda weights: functional_call(module, weights, ()))(self.weights["beta"])
 
     def fake_batches(self, beta: Tensor, samples: Any, count: int) -> list[FakeBatch]:
         with torch.no_grad():
-            return _vmapped(self._fake_samples, in_dims=(0, 0, 0, None))(self.weights["generator"], beta, samples,
-                                                                         count)
+            return _vmapped(self._fake_samples, in_dims=(0, 0, 0, None))(
+                self.weights["generator"], beta, samples, count
+            )
 
     def _fake_samples(self, weights: dict[str, Tensor], beta: Tensor, samples: Any, count: int) -> list[FakeBatch]:
-        return self.algorithm.fake_samples(Bound(self.generator, weights), beta, samples, count,
-                                           self.config.adversarial.batch_size)
+        return self.algorithm.fake_samples(
+            Bound(self.generator, weights), beta, samples, count, self.config.adversarial.batch_size
+        )
 
     def discriminator_update(self, fake: FakeBatch, step: DiscriminatorStepDraws) -> tuple[Tensor, Tensor]:
-        grads, d_loss = _vmapped(grad_and_value(self._discriminator_loss))(self.weights["discriminator"], fake,
-                                                                           step)
-        return d_loss.detach(), self._update({"discriminator": grads}, "d_optimizer",
-                                             self.config.adversarial.grad_clip)
+        grads, d_loss = _vmapped(grad_and_value(self._discriminator_loss))(self.weights["discriminator"], fake, step)
+        return d_loss.detach(), self._update({"discriminator": grads}, "d_optimizer", self.config.adversarial.grad_clip)
 
     def _discriminator_loss(self, weights: dict[str, Tensor], fake: FakeBatch, step: DiscriminatorStepDraws) -> Tensor:
         return discriminator_loss(Bound(self.discriminator, weights), fake, step, self.config.adversarial)
@@ -170,7 +180,6 @@ def _stack_weights(modules: list[nn.Module]) -> dict[str, Tensor]:
     for name, _ in modules[0].named_parameters():
         params = [module.get_parameter(name) for module in modules]
         stacked[name] = torch.stack([param.detach() for param in params])
-        for param, view in zip(params, stacked[name]):
+        for param, view in zip(params, stacked[name], strict=True):
             param.data = view
     return stacked
-

@@ -60,8 +60,13 @@ class RunBook:
     stops when due.
     """
 
-    def __init__(self, config: Config, run_dir: Path, accelerator: Accelerator,
-                 evaluation_report: Callable[[str, int], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        run_dir: Path,
+        accelerator: Accelerator,
+        evaluation_report: Callable[[str, int], dict[str, Any]],
+    ) -> None:
         self.config, self.run_dir, self.acc = config, run_dir, accelerator
         self.evaluation_report = evaluation_report
         self.progress = Progress()
@@ -85,8 +90,9 @@ class RunBook:
     @contextlib.contextmanager
     def phase(self, name: str, total: int, done: int, unit: str) -> Iterator[None]:
         """A progress bar for one phase."""
-        self._bar = tqdm(total=total, initial=done, desc=name, unit=unit, disable=not self.acc.is_main_process,
-                         dynamic_ncols=True)
+        self._bar = tqdm(
+            total=total, initial=done, desc=name, unit=unit, disable=not self.acc.is_main_process, dynamic_ncols=True
+        )
         try:
             yield
         finally:
@@ -99,7 +105,8 @@ class RunBook:
         loader.set_epoch(p.epoch)
         if p.batch_in_epoch:
             loader = self.acc.skip_first_batches(loader, p.batch_in_epoch)
-        self._bar.set_description(f"MLE epoch {p.epoch + 1}/{self.config.mle.epochs}")
+        if self._bar is not None:
+            self._bar.set_description(f"MLE epoch {p.epoch + 1}/{self.config.mle.epochs}")
         for batch in loader:  # (ids,) or, for conditional models, (ids, class ids)
             self.seed("mle", p.mle_step)
             yield tuple(batch)
@@ -117,7 +124,8 @@ class RunBook:
         else:
             p.adv_step += 1
         self._record(phase, p.mle_step if phase == "mle" else p.adv_step, values)
-        self._bar.update()
+        if self._bar is not None:
+            self._bar.update()
         self._check_stop()
 
     def epoch_done(self) -> None:
@@ -130,8 +138,9 @@ class RunBook:
     def iteration_done(self) -> None:
         """After an adversarial iteration: evaluate and checkpoint when due."""
         cfg = self.config.adversarial
-        self._evaluate_and_checkpoint("adversarial", self.progress.adv_step, cfg.steps, cfg.eval_every,
-                                      cfg.checkpoint_every)
+        self._evaluate_and_checkpoint(
+            "adversarial", self.progress.adv_step, cfg.steps, cfg.eval_every, cfg.checkpoint_every
+        )
 
     # ------------------------------------------------------------------------------- logs and NaN checks
 
@@ -168,8 +177,8 @@ class RunBook:
                 f"non-finite {what} in the {phase} phase at step {step}; training stopped; "
                 f"last good checkpoint: {where} (try a lower learning rate)"
             )
-        means = dict(zip(names, table.mean(dim=0).tolist()))
-        self.last_losses, self.last_step = means, dict(zip(names, table[-1].tolist()))
+        means = dict(zip(names, table.mean(dim=0).tolist(), strict=True))
+        self.last_losses, self.last_step = means, dict(zip(names, table[-1].tolist(), strict=True))
         self.acc.log({f"{rows[-1][0]}/{k}": v for k, v in means.items()}, step=self.progress.global_step)
         if self._bar is not None:
             self._bar.set_postfix({k: f"{v:.3g}" for k, v in means.items() if not k.endswith("norm")}, refresh=False)
@@ -186,13 +195,15 @@ class RunBook:
             self.save_checkpoint()
             raise TrainingInterrupted(
                 f"stopped by {signal.Signals(requested).name} at step {self.progress.global_step}; checkpoint "
-                f"written to {self.last_checkpoint}; continue with --resume", requested
+                f"written to {self.last_checkpoint}; continue with --resume",
+                requested,
             )
 
     # -------------------------------------------------------------------------- evaluation, checkpoints
 
-    def _evaluate_and_checkpoint(self, phase: str, done: int, total: int, eval_every: int,
-                                 checkpoint_every: int) -> None:
+    def _evaluate_and_checkpoint(
+        self, phase: str, done: int, total: int, eval_every: int, checkpoint_every: int
+    ) -> None:
         last = done == total
         if done % eval_every == 0 or last:
             self.evaluate(phase, done, total)
@@ -204,13 +215,19 @@ class RunBook:
         self.flush()
         if self.acc.is_main_process:
             # beta is a state, not a rate: the evaluation logs its value at the last step
-            report = {"phase": phase, "step": step, "global_step": self.progress.global_step,
-                      **{k: v for k, v in self.last_losses.items() if k != "beta"},
-                      **{k: v for k, v in self.last_step.items() if k == "beta"}}
+            report = {
+                "phase": phase,
+                "step": step,
+                "global_step": self.progress.global_step,
+                **{k: v for k, v in self.last_losses.items() if k != "beta"},
+                **{k: v for k, v in self.last_step.items() if k == "beta"},
+            }
             report.update(self.evaluation_report(phase, step))
             append_jsonl(self.run_dir / METRICS_FILE, report)
-            self.acc.log({f"eval/{k}": v for k, v in report.items() if isinstance(v, (int, float))},
-                         step=self.progress.global_step)
+            self.acc.log(
+                {f"eval/{k}": v for k, v in report.items() if isinstance(v, (int, float))},
+                step=self.progress.global_step,
+            )
             (self._bar.write if self._bar is not None else print)(_summary_line(report, total))
         self.acc.wait_for_everyone()
 
@@ -265,13 +282,27 @@ def _drop_metrics_after(path: Path, global_step: int) -> None:
     """On resume, forget evaluations newer than the checkpoint: they will be redone."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("global_step", 0) <= global_step]
+    kept = [
+        line
+        for line in path.read_text().splitlines()
+        if line.strip() and json.loads(line).get("global_step", 0) <= global_step
+    ]
     atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
-_SUMMARY_KEYS = ("beta", "g_loss", "d_loss", "nll_oracle", "nll_gen", "nll_test", "bleu-2", "bleu-3", "bleu-4",
-                 "bleu-5", "self-bleu-4")
+_SUMMARY_KEYS = (
+    "beta",
+    "g_loss",
+    "d_loss",
+    "nll_oracle",
+    "nll_gen",
+    "nll_test",
+    "bleu-2",
+    "bleu-3",
+    "bleu-4",
+    "bleu-5",
+    "self-bleu-4",
+)
 
 
 def _summary_line(report: dict[str, Any], total: int) -> str:

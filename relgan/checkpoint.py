@@ -214,10 +214,18 @@ def load_generator(run_dir: Path, checkpoint: Path | None = None) -> tuple[Seque
     num_classes = card.get("num_classes", 0)
     card["labels"] = load_labels(run_dir) if num_classes else []
     if num_classes and len(card["labels"] or ()) != num_classes:
-        raise CheckpointError(f"{run_dir}: the generator is conditioned on {num_classes} classes but "
-                              f"{run_dir / LABELS_FILE} does not name them")
-    generator = build_generator(GeneratorConfig(**card["generator"]), card["vocab_size"], card["seq_len"],
-                                card["start_id"], transformer=card.get("transformer"), num_classes=num_classes)
+        raise CheckpointError(
+            f"{run_dir}: the generator is conditioned on {num_classes} classes but "
+            f"{run_dir / LABELS_FILE} does not name them"
+        )
+    generator = build_generator(
+        GeneratorConfig(**card["generator"]),
+        card["vocab_size"],
+        card["seq_len"],
+        card["start_id"],
+        transformer=card.get("transformer"),
+        num_classes=num_classes,
+    )
     if checkpoint is not None:
         weights_dir = checkpoint
     elif (run_dir / GENERATOR_WEIGHTS).is_file():
@@ -226,8 +234,11 @@ def load_generator(run_dir: Path, checkpoint: Path | None = None) -> tuple[Seque
         weights_dir = run_dir / EXPORT
         if not weights_dir.is_dir():
             found = complete_checkpoints(run_dir)
-            hint = f"pass --checkpoint {found[-1]} (its latest complete checkpoint)" if found else \
-                "it has no complete checkpoint either"
+            hint = (
+                f"pass --checkpoint {found[-1]} (its latest complete checkpoint)"
+                if found
+                else "it has no complete checkpoint either"
+            )
             raise CheckpointError(f"{run_dir}: no final generator export yet (the run has not finished); {hint}")
     verify_checkpoint(weights_dir)
     try:

@@ -39,8 +39,8 @@ def _configure_logging(debug: bool) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from relgan.assembly import dry_run_summary, setup
     from relgan.config import load_config
-    from relgan.training import dry_run_summary, setup
 
     config = load_config(args.config, args.overrides)
     if config.run.seeds is not None:
@@ -59,18 +59,19 @@ def _train(args: argparse.Namespace) -> int:
 
 def _train_replicas(config, args: argparse.Namespace) -> int:
     from relgan import replicas
-    from relgan.training import dry_run_summary, run_dir_of
+    from relgan.assembly import dry_run_summary, run_dir_of
 
     if args.resume_from:
-        raise RelganError("--resume-from names one checkpoint; with run.seeds use --resume (each replica continues "
-                          "from its own latest checkpoint)")
+        raise RelganError(
+            "--resume-from names one checkpoint; with run.seeds use --resume (each replica continues "
+            "from its own latest checkpoint)"
+        )
     if args.dry_run:
         trainer = replicas.setup_replica(config, config.run.seeds[0], resume=False, overwrite=False, write=False)
         if trainer.acc.is_main_process:
             dirs = [str(run_dir_of(replicas.replica_config(config, seed))) for seed in config.run.seeds]
             mode, reason = replicas.replica_mode(config)
-            print(json.dumps({**dry_run_summary(trainer), "replicas": dirs,
-                              "replica_training": f"{mode} ({reason})"}))
+            print(json.dumps({**dry_run_summary(trainer), "replicas": dirs, "replica_training": f"{mode} ({reason})"}))
         return 0
     summary = replicas.train_replicas(config, resume=args.resume, overwrite=args.overwrite)
     if summary is not None:
@@ -81,8 +82,11 @@ def _train_replicas(config, args: argparse.Namespace) -> int:
 def _final_summary(reports: dict, run_dir: Path) -> str:
     """Each metric after MLE and after adversarial training, the oracle's own NLL, and a few samples."""
     lines = [f"run directory: {run_dir}"]
-    phases = [(label, reports[phase]) for label, phase in (("after MLE", "mle"), ("after adversarial", "adversarial"))
-              if phase in reports]
+    phases = [
+        (label, reports[phase])
+        for label, phase in (("after MLE", "mle"), ("after adversarial", "adversarial"))
+        if phase in reports
+    ]
     for key in ("nll_oracle", "nll_gen", "nll_test", "bleu-2", "bleu-3", "bleu-4", "bleu-5"):
         values = [f"{label}: {report[key]:.4f}" for label, report in phases if isinstance(report.get(key), float)]
         if not values:
@@ -102,11 +106,10 @@ def _final_summary(reports: dict, run_dir: Path) -> str:
 def _sample(args: argparse.Namespace) -> int:
     import torch
 
+    from relgan import fast
     from relgan.checkpoint import load_generator
     from relgan.sampling import sample_ids
     from relgan.tokenization import decode
-
-    from relgan import fast
 
     generator, tokenizer, card = load_generator(Path(args.run), Path(args.checkpoint) if args.checkpoint else None)
     names = card["labels"]
@@ -125,8 +128,14 @@ def _sample(args: argparse.Namespace) -> int:
     lines = []
     for label, prefix in plan:
         with torch.no_grad():
-            ids = sample_ids(generator, args.num, args.batch_size or card["sample_batch_size"], seed,
-                             temperature=args.temperature, label=label)
+            ids = sample_ids(
+                generator,
+                args.num,
+                args.batch_size or card["sample_batch_size"],
+                seed,
+                temperature=args.temperature,
+                label=label,
+            )
         lines += [prefix + text for text in decode(tokenizer, ids, card["eos_id"])]
     text = "\n".join(lines) + "\n"
     if args.out:
@@ -150,25 +159,41 @@ def _evaluate(args: argparse.Namespace) -> int:
             if args.judge_lm:
                 raise RelganError("--judge-lm has no effect with --temperature-sweep; evaluate one temperature")
             temperatures = [_positive_float(t, "--temperature-sweep") for t in args.temperature_sweep.split(",")]
-            curve = reports.temperature_sweep(run_dir, checkpoint, args.protocol, temperatures, args.num_samples,
-                                              args.seed, _device(args.device))
+            curve = reports.temperature_sweep(
+                run_dir, checkpoint, args.protocol, temperatures, args.num_samples, args.seed, _device(args.device)
+            )
             out = Path(args.out or run_dir / f"temperature-sweep-{args.protocol}.json")
             reports.write_report(curve, out)
             for point in curve["points"]:
                 print(" ".join(f"{k}={v:.4f}" for k, v in point.items() if isinstance(v, float)))
             plots = reports.plot_sweep(curve, out)
-            print(f"curve written to {out}" + (" and " + ", ".join(map(str, plots)) if plots
-                                               else " (install the 'plot' extra for plots)"))
+            print(
+                f"curve written to {out}"
+                + (" and " + ", ".join(map(str, plots)) if plots else " (install the 'plot' extra for plots)")
+            )
             return 0
-        report, _ = reports.evaluate_run(run_dir, checkpoint, args.protocol, metrics, args.num_samples, args.seed,
-                                         _device(args.device), args.judge_lm)
+        report, _ = reports.evaluate_run(
+            run_dir,
+            checkpoint,
+            args.protocol,
+            metrics,
+            args.num_samples,
+            args.seed,
+            _device(args.device),
+            args.judge_lm,
+        )
         out = Path(args.out or run_dir / f"evaluation-{args.protocol}.json")
     else:
         if not (args.samples and args.references):
             raise RelganError("evaluate needs --run DIR, or --samples FILE and --references FILE")
-        report = reports.evaluate_files(Path(args.samples), Path(args.references),
-                                        Path(args.train) if args.train else None, args.protocol, metrics,
-                                        judge_lm=args.judge_lm)
+        report = reports.evaluate_files(
+            Path(args.samples),
+            Path(args.references),
+            Path(args.train) if args.train else None,
+            args.protocol,
+            metrics,
+            judge_lm=args.judge_lm,
+        )
         out = Path(args.out or f"evaluation-{args.protocol}.json")
     if report.get("fed_notice"):
         logger.warning(report["fed_notice"])
@@ -204,9 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser(
-        "train", help="MLE pretraining then adversarial training (python train.py ...)",
+        "train",
+        help="MLE pretraining then adversarial training (python train.py ...)",
         description="Train a generator: MLE pretraining, then adversarial training. Launch on several "
-                    "GPUs/nodes with `accelerate launch train.py ...`.",
+        "GPUs/nodes with `accelerate launch train.py ...`.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="config keys (override any with section.key=value):\n" + describe_keys(),
     )
@@ -215,30 +241,43 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue runs/<name> from its latest complete checkpoint")
     train.add_argument("--resume-from", metavar="CHECKPOINT", help="continue from this checkpoint directory")
     train.add_argument("--overwrite", action="store_true", help="delete an existing run directory and start over")
-    train.add_argument("--dry-run", action="store_true",
-                       help="build data and models, print one JSON line (sizes, parameter counts) and exit")
+    train.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="build data and models, print one JSON line (sizes, parameter counts) and exit",
+    )
     train.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     train.set_defaults(handler=_train)
 
-    sample = commands.add_parser("sample", help="write sentences sampled from a trained generator",
-                                 description="Sample sentences from a run's final generator or a checkpoint.")
+    sample = commands.add_parser(
+        "sample",
+        help="write sentences sampled from a trained generator",
+        description="Sample sentences from a run's final generator or a checkpoint.",
+    )
     sample.add_argument("--run", required=True, help="run directory (runs/<name>) or its generator/ export")
     sample.add_argument("--checkpoint", help="a checkpoint directory of the run instead of the final export")
     sample.add_argument("--num", type=int, default=100, help="number of sentences (per class; default 100)")
-    sample.add_argument("--label", help="class to sample (a conditional run; default: every class in turn, written "
-                                        "as label<TAB>sentence lines)")
+    sample.add_argument(
+        "--label",
+        help="class to sample (a conditional run; default: every class in turn, written as label<TAB>sentence lines)",
+    )
     sample.add_argument("--seed", type=int, help="sampling seed (default: the run's seed, as in its evaluations)")
     sample.add_argument("--temperature", type=float, default=1.0, help="softmax temperature tau (default 1)")
     sample.add_argument("--batch-size", type=int, help="sampling batch size (default: the run's eval.batch_size)")
     sample.add_argument("--out", help="output file (default: stdout), one sentence per line")
     sample.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    sample.add_argument("--backend", default="auto", choices=BACKENDS,
-                        help="reference: relgan/models as written; auto: verified fast paths (default)")
+    sample.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="reference: relgan/models as written; auto: verified fast paths (default)",
+    )
     sample.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sample.set_defaults(handler=_sample)
 
     evaluate = commands.add_parser(
-        "evaluate", help="BLEU, Self-BLEU, NLL, diversity, LM judges, FED and MAUVE of a run or of text files",
+        "evaluate",
+        help="BLEU, Self-BLEU, NLL, diversity, LM judges, FED and MAUVE of a run or of text files",
         description="Evaluate a run's generator (--run) or any samples file (--samples/--references).",
     )
     evaluate.add_argument("--run", help="run directory: sample from its final generator (or --checkpoint)")
@@ -246,19 +285,32 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--samples", help="text file of generated sentences, one per line")
     evaluate.add_argument("--references", help="text file of reference (test) sentences")
     evaluate.add_argument("--train", help="training sentences: novelty, and the LM judges (lm_score, reverse_lm_score)")
-    evaluate.add_argument("--protocol", default="relgan", choices=PROTOCOLS,
-                          help="relgan: 200 samples vs all references; texygen: all samples vs 500 references; "
-                               "full: all vs all (default relgan)")
-    evaluate.add_argument("--metrics", help="comma-separated subset of bleu,self_bleu,nll_gen,nll_test,nll_oracle,"
-                                            "diversity,lm,fed (default: all that apply; fed, which is FED and MAUVE, "
-                                            "when the 'fed' extra is installed)")
-    evaluate.add_argument("--judge-lm", metavar="DIR",
-                          help="also score the samples under a causal LM saved there with save_pretrained "
-                               "(judge_lm_nll, judge_lm_ppl; nothing is downloaded)")
+    evaluate.add_argument(
+        "--protocol",
+        default="relgan",
+        choices=PROTOCOLS,
+        help="relgan: 200 samples vs all references; texygen: all samples vs 500 references; "
+        "full: all vs all (default relgan)",
+    )
+    evaluate.add_argument(
+        "--metrics",
+        help="comma-separated subset of bleu,self_bleu,nll_gen,nll_test,nll_oracle,"
+        "diversity,lm,fed (default: all that apply; fed, which is FED and MAUVE, "
+        "when the 'fed' extra is installed)",
+    )
+    evaluate.add_argument(
+        "--judge-lm",
+        metavar="DIR",
+        help="also score the samples under a causal LM saved there with save_pretrained "
+        "(judge_lm_nll, judge_lm_ppl; nothing is downloaded)",
+    )
     evaluate.add_argument("--num-samples", type=int, help="samples to draw (default: the run's eval.num_samples)")
     evaluate.add_argument("--seed", type=int, help="sampling seed (default: the run's seed)")
-    evaluate.add_argument("--temperature-sweep", metavar="T1,T2,...",
-                          help="sample at each softmax temperature; write the quality-diversity curve (JSON + PNG)")
+    evaluate.add_argument(
+        "--temperature-sweep",
+        metavar="T1,T2,...",
+        help="sample at each softmax temperature; write the quality-diversity curve (JSON + PNG)",
+    )
     evaluate.add_argument("--out", help="JSON report path (default: <run>/evaluation-<protocol>.json)")
     evaluate.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
     evaluate.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")

@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from relgan.metrics.aggregate import summarise_seeds
+from relgan.metrics.aggregate import SeedSummary, summarise_seeds
 
-Summary = Mapping[str, float | int | None]
+Summary = SeedSummary
 Point = Mapping[str, Summary]
 
 
@@ -45,7 +45,7 @@ SYNTHETIC_PLANES = (
 )
 
 
-def aggregate(records: Iterable[Mapping[str, object]]) -> dict[str, dict]:
+def aggregate(records: Iterable[Mapping[str, object]]) -> dict[str, SeedSummary]:
     """Per numeric key, the seed summary (:func:`summarise_seeds`) over the records that have it."""
     values: dict[str, list[float]] = {}
     for record in records:
@@ -85,8 +85,9 @@ def dominates(mle: Point, gan: Point, plane: Plane) -> bool:
     axes = (plane.quality, plane.diversity)
     if any(axis.key not in mle or axis.key not in gan for axis in axes):
         return False
-    return (not any(better_beyond_intervals(gan[a.key], mle[a.key], a) for a in axes)
-            and any(better_beyond_intervals(mle[a.key], gan[a.key], a) for a in axes))
+    return not any(better_beyond_intervals(gan[a.key], mle[a.key], a) for a in axes) and any(
+        better_beyond_intervals(mle[a.key], gan[a.key], a) for a in axes
+    )
 
 
 def worse_means(mle: Point, gan: Point, plane: Plane) -> list[str]:
@@ -102,7 +103,7 @@ def worse_means(mle: Point, gan: Point, plane: Plane) -> list[str]:
 def verdicts(sweep: Mapping[float, Point], gans: Mapping[str, Point], planes: Sequence[Plane]) -> dict[str, dict]:
     """For each GAN point and plane: the MLE temperatures that dominate it, each with the axes on which its mean
     is nevertheless worse (inside the intervals); None where a metric is missing."""
-    result = {}
+    result: dict[str, dict] = {}
     for name, gan in gans.items():
         result[name] = {}
         for plane in planes:
@@ -110,8 +111,11 @@ def verdicts(sweep: Mapping[float, Point], gans: Mapping[str, Point], planes: Se
             if any(key not in gan for key in keys) or not any(all(k in p for k in keys) for p in sweep.values()):
                 result[name][plane.name] = None
             else:
-                result[name][plane.name] = [{"temperature": t, "worse_mean_on": worse_means(point, gan, plane)}
-                                            for t, point in sweep.items() if dominates(point, gan, plane)]
+                result[name][plane.name] = [
+                    {"temperature": t, "worse_mean_on": worse_means(point, gan, plane)}
+                    for t, point in sweep.items()
+                    if dominates(point, gan, plane)
+                ]
     return result
 
 
@@ -125,16 +129,23 @@ def verdict_line(name: str, by_plane: Mapping[str, list[dict] | None], planes: S
             parts.append(f"not measured on {label}")
         elif found:
             temperatures = ", ".join(
-                f"{d['temperature']:g}" + (f" (its mean {' and '.join(d['worse_mean_on'])} is worse, inside the "
-                                           "intervals)" if d["worse_mean_on"] else "") for d in found)
+                f"{d['temperature']:g}"
+                + (
+                    f" (its mean {' and '.join(d['worse_mean_on'])} is worse, inside the intervals)"
+                    if d["worse_mean_on"]
+                    else ""
+                )
+                for d in found
+            )
             parts.append(f"dominated by MLE at T = {temperatures} on {label}")
         else:
             parts.append(f"not dominated on {label}")
     return f"{name}: " + "; ".join(parts)
 
 
-def plot_planes(sweep: Mapping[float, Point], gans: Mapping[str, Point], planes: Sequence[Plane],
-                prefix: Path, title: str) -> list[Path]:
+def plot_planes(
+    sweep: Mapping[float, Point], gans: Mapping[str, Point], planes: Sequence[Plane], prefix: Path, title: str
+) -> list[Path]:
     """One PNG per plane (diversity on x, quality on y, 95% intervals as error bars); [] without matplotlib."""
     try:
         import matplotlib
@@ -152,15 +163,28 @@ def plot_planes(sweep: Mapping[float, Point], gans: Mapping[str, Point], planes:
             continue
         fig, axis = plt.subplots(figsize=(6, 4.5))
         if curve:
-            axis.errorbar([p[dk]["mean"] for _, p in curve], [p[qk]["mean"] for _, p in curve],
-                          xerr=[p[dk].get("ci95") or 0 for _, p in curve],
-                          yerr=[p[qk].get("ci95") or 0 for _, p in curve], marker="o", label="MLE, temperature T")
+            axis.errorbar(
+                [p[dk]["mean"] for _, p in curve],
+                [p[qk]["mean"] for _, p in curve],
+                xerr=[p[dk].get("ci95") or 0 for _, p in curve],
+                yerr=[p[qk].get("ci95") or 0 for _, p in curve],
+                marker="o",
+                label="MLE, temperature T",
+            )
             for t, p in curve:
-                axis.annotate(f"T={t:g}", (p[dk]["mean"], p[qk]["mean"]), fontsize=8,
-                              textcoords="offset points", xytext=(4, 4))
+                axis.annotate(
+                    f"T={t:g}", (p[dk]["mean"], p[qk]["mean"]), fontsize=8, textcoords="offset points", xytext=(4, 4)
+                )
         for name, p in points:
-            axis.errorbar([p[dk]["mean"]], [p[qk]["mean"]], xerr=[p[dk].get("ci95") or 0],
-                          yerr=[p[qk].get("ci95") or 0], marker="s", linestyle="none", label=name)
+            axis.errorbar(
+                [p[dk]["mean"]],
+                [p[qk]["mean"]],
+                xerr=[p[dk].get("ci95") or 0],
+                yerr=[p[qk].get("ci95") or 0],
+                marker="s",
+                linestyle="none",
+                label=name,
+            )
         better = lambda a: "higher" if a.higher_is_better else "lower"  # noqa: E731
         axis.set_xlabel(f"{plane.diversity.label} ({better(plane.diversity)} is better)")
         axis.set_ylabel(f"{plane.quality.label} ({better(plane.quality)} is better)")

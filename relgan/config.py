@@ -11,6 +11,7 @@ import difflib
 import logging
 import types
 import typing
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,15 +66,20 @@ class DataConfig:
     dataset: str | None = _field(None, "Hugging Face dataset name (source=hub)")
     dataset_config: str | None = _field(None, "Hugging Face dataset configuration name (source=hub)")
     text_column: str = _field("text", "column holding the sentences (source=hub)")
-    label_column: str | None = _field(None, "column holding each sentence's class; set = a class-conditional run "
-                                      "(source=hub)")
+    label_column: str | None = _field(
+        None, "column holding each sentence's class; set = a class-conditional run (source=hub)"
+    )
     labelled: bool = _field(False, "each line is `label<TAB>sentence`; true = a class-conditional run (source=files)")
-    condition_on_labels: bool = _field(True, "with labelled data: class-conditional models; false = unconditional "
-                                       "models, evaluated per class all the same (the baseline of class_accuracy)")
+    condition_on_labels: bool = _field(
+        True,
+        "with labelled data: class-conditional models; false = unconditional "
+        "models, evaluated per class all the same (the baseline of class_accuracy)",
+    )
     train_split: str = _field("train", "training split name (source=hub)")
     test_split: str = _field("test", "test split name (source=hub)")
     tokenization: str = _field(
-        "nltk", "nltk = lower-case + NLTKWordTokenizer (RelGAN); whitespace = split on spaces",
+        "nltk",
+        "nltk = lower-case + NLTKWordTokenizer (RelGAN); whitespace = split on spaces",
         choices=("nltk", "whitespace"),
     )
     min_frequency: int = _field(1, "words seen fewer times in training become <unk>", min=1)
@@ -96,11 +102,13 @@ class GeneratorConfig:
     head_size: int = _field(256, "width of each head; memory width = num_heads * head_size (rmc)", min=1)
     hidden_size: int = _field(32, "LSTM hidden size (lstm)", min=1)
     num_layers: int = _field(2, "transformer blocks (transformer)", min=1)
-    context_length: int | None = _field(None, "positions the transformer can attend over; null = the sentence "
-                                        "length T (transformer)", min=1)
+    context_length: int | None = _field(
+        None, "positions the transformer can attend over; null = the sentence length T (transformer)", min=1
+    )
     dropout: float = _field(0.1, "dropout of embeddings, attention and residuals (transformer)", min=0.0, lt=1.0)
-    pretrained: str | None = _field(None, "local directory of a saved GPT-2 model and its tokenizer to start from "
-                                    "(transformer; never downloaded)")
+    pretrained: str | None = _field(
+        None, "local directory of a saved GPT-2 model and its tokenizer to start from (transformer; never downloaded)"
+    )
 
 
 @dataclass
@@ -109,10 +117,15 @@ class DiscriminatorConfig:
     num_representations: int = _field(64, "S: embedded representations sharing the CNN", min=1)
     filter_sizes: list[int] = _field([2, 3, 4, 5], "convolution heights over time", min=1)
     num_filters: int = _field(300, "filters per height", min=1)
-    filter_counts: list[int] | None = _field(None, "filters of each height, one per filter_sizes entry (SeqGAN's "
-                                             "100, 200, ..., 160); null = num_filters of every height", min=1)
-    dropout: float = _field(0.25, "dropout before the output layers (always on, as in the official code)",
-                            min=0.0, lt=1.0)
+    filter_counts: list[int] | None = _field(
+        None,
+        "filters of each height, one per filter_sizes entry (SeqGAN's "
+        "100, 200, ..., 160); null = num_filters of every height",
+        min=1,
+    )
+    dropout: float = _field(
+        0.25, "dropout before the output layers (always on, as in the official code)", min=0.0, lt=1.0
+    )
     hidden_size: int = _field(100, "width of the layer before the logit", min=1)
 
 
@@ -139,15 +152,23 @@ class MLEConfig:
 
 @dataclass
 class AdversarialConfig:
-    algorithm: str = _field("relgan", "how the generator gets its gradient: relgan = through softmax(beta (o + g)); "
-                            "straight-through = one-hot forward, relaxed backward; gumbel-rao = straight-through "
-                            "with the backward averaged over rao_samples conditional Gumbel draws; seqgan = REINFORCE "
-                            "with Monte-Carlo rollouts; maligan = REINFORCE with normalised D/(1-D) weights "
-                            "(docs/algorithms.md)", choices=ALGORITHMS)
+    algorithm: str = _field(
+        "relgan",
+        "how the generator gets its gradient: relgan = through softmax(beta (o + g)); "
+        "straight-through = one-hot forward, relaxed backward; gumbel-rao = straight-through "
+        "with the backward averaged over rao_samples conditional Gumbel draws; seqgan = REINFORCE "
+        "with Monte-Carlo rollouts; maligan = REINFORCE with normalised D/(1-D) weights "
+        "(docs/algorithms.md)",
+        choices=ALGORITHMS,
+    )
     rao_samples: int = _field(10, "K: conditional Gumbel draws averaged per token (gumbel-rao)", min=1)
     rollouts: int = _field(16, "N: Monte-Carlo completions per prefix (seqgan; the paper's 16)", min=1)
-    baseline: str = _field("none", "subtracted from seqgan's rewards: none (the paper) or mean = the mean reward of "
-                           "the batch's other sentences at the same position", choices=BASELINES)
+    baseline: str = _field(
+        "none",
+        "subtracted from seqgan's rewards: none (the paper) or mean = the mean reward of "
+        "the batch's other sentences at the same position",
+        choices=BASELINES,
+    )
     steps: int = _field(2000, "adversarial iterations; 0 = MLE baseline", min=0)
     batch_size: int = _field(64, "sentences per batch and process", min=1)
     g_steps: int = _field(1, "generator updates per iteration", min=1)
@@ -165,8 +186,10 @@ class AdversarialConfig:
 class EvalConfig:
     protocol: str = _field("relgan", "which samples and references BLEU uses", choices=PROTOCOLS)
     metrics: list[str] = _field(
-        ["bleu", "nll_gen", "nll_test", "nll_oracle"], "metrics computed during training (lm: the LM judges, "
-        "which train two small LSTMs per evaluation; fed: FED and MAUVE, with the 'fed' extra)", item_choices=METRICS
+        ["bleu", "nll_gen", "nll_test", "nll_oracle"],
+        "metrics computed during training (lm: the LM judges, "
+        "which train two small LSTMs per evaluation; fed: FED and MAUVE, with the 'fed' extra)",
+        item_choices=METRICS,
     )
     num_samples: int = _field(10000, "sentences sampled at each evaluation", min=1)
     bleu_orders: list[int] = _field([2, 3, 4, 5], "BLEU / Self-BLEU orders", min=1, max=9)
@@ -179,21 +202,36 @@ class RunConfig:
     name: str | None = _field(None, "run name; null = the config file's name")
     output_dir: str = _field("runs", "parent folder of run directories")
     seed: int = _field(42, "seed of initialisation, data order and noise", min=0)
-    seeds: list[int] | None = _field(None, "one replica per seed, trained in this process, each in "
-                                     "<run dir>/seed-<s>/ and equal to a run with run.seed = s; null = one run "
-                                     "with run.seed", min=0)
-    replicas: str = _field("auto", "how the replicas of run.seeds train: sequential = one after another; batched = "
-                           "in lockstep, each step one vmapped pass of the reference models (one process); auto = "
-                           "batched on one GPU, sequential elsewhere", choices=REPLICA_MODES)
+    seeds: list[int] | None = _field(
+        None,
+        "one replica per seed, trained in this process, each in "
+        "<run dir>/seed-<s>/ and equal to a run with run.seed = s; null = one run "
+        "with run.seed",
+        min=0,
+    )
+    replicas: str = _field(
+        "auto",
+        "how the replicas of run.seeds train: sequential = one after another; batched = "
+        "in lockstep, each step one vmapped pass of the reference models (one process); auto = "
+        "sequential, until batched replicas are measured faster somewhere",
+        choices=REPLICA_MODES,
+    )
     mixed_precision: str = _field("no", "autocast precision", choices=("no", "bf16", "fp16"))
     cpu: bool = _field(False, "force the CPU even when a GPU is present")
-    tracker: str = _field("auto", "experiment tracker; auto = tensorboard when installed",
-                          choices=("auto", "none", "tensorboard", "wandb", "mlflow"))
+    tracker: str = _field(
+        "auto",
+        "experiment tracker; auto = tensorboard when installed",
+        choices=("auto", "none", "tensorboard", "wandb", "mlflow"),
+    )
     log_every: int = _field(10, "steps between loss logs and NaN checks", min=1)
     keep_checkpoints: int = _field(3, "complete checkpoints kept on disk", min=1)
-    backend: str = _field("auto", "reference = relgan/models as written; auto = verified fast paths where they "
-                          "apply (C++ kernels on CPU), else the reference; fast = auto, but missing kernels are "
-                          "an error", choices=BACKENDS)
+    backend: str = _field(
+        "auto",
+        "reference = relgan/models as written; auto = verified fast paths where they "
+        "apply (C++ kernels on CPU), else the reference; fast = auto, but missing kernels are "
+        "an error",
+        choices=BACKENDS,
+    )
     cuda_graphs: bool = _field(True, "replay whole training steps as CUDA graphs (one GPU only; no effect on CPU)")
     num_threads: int | None = _field(None, "torch CPU threads; null = torch's default", min=1)
 
@@ -282,7 +320,7 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
     for depth, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"{where}: '{'.'.join(parts[:depth + 1])}' is a value, not a section")
+            raise ConfigError(f"{where}: '{'.'.join(parts[: depth + 1])}' is a value, not a section")
         node = child
     node[parts[-1]] = value
 
@@ -297,16 +335,14 @@ def _build(cls: type, raw: Any, prefix: str, where: str) -> Any:
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-            raise ConfigError(
-                f"{where}: unknown key '{prefix}{key}'{hint}; keys in {section}: {', '.join(known)}"
-            )
+            raise ConfigError(f"{where}: unknown key '{prefix}{key}'{hint}; keys in {section}: {', '.join(known)}")
     values = {}
     for name, spec in known.items():
         if name not in raw:
             continue
         key = prefix + name
         kind = hints[name]
-        if dataclasses.is_dataclass(kind):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
             values[name] = _build(kind, raw[name], prefix=key + ".", where=where)
         else:
             value = _coerce(raw[name], kind, key, where)
@@ -334,7 +370,7 @@ def _coerce(value: Any, kind: Any, key: str, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None:
             return None
-        inner = [a for a in typing.get_args(kind) if a is not type(None)][0]
+        inner = next(a for a in typing.get_args(kind) if a is not type(None))
         return _coerce(value, inner, key, where)
     if origin is list:
         item_kind = typing.get_args(kind)[0]
@@ -413,48 +449,137 @@ def _check_constraints(value: Any, meta: typing.Mapping[str, Any], key: str, whe
 
 # Keys that only count under some setting: (section, keys, the setting, when it counts, what makes them count)
 CONDITIONAL_KEYS: tuple[tuple[str, tuple[str, ...], str, Any, str], ...] = (
-    ("data", ("train_file", "test_file", "labelled"), "data.source", lambda c: c.data.source == "files",
-     "data.source=files"),
-    ("data", ("dataset", "dataset_config", "text_column", "label_column", "train_split", "test_split"), "data.source",
-     lambda c: c.data.source == "hub", "data.source=hub"),
-    ("data", ("condition_on_labels",), "data.labelled", lambda c: c.data.has_labels,
-     "labelled data (data.labelled=true, or data.label_column)"),
-    ("data", ("tokenization", "min_frequency", "max_vocab_size", "seq_len"), "data.source",
-     lambda c: c.data.source != "oracle", "data.source=files or hub (the oracle's length is data.oracle.seq_len)"),
-    ("data.oracle", tuple(f.name for f in dataclasses.fields(OracleConfig)), "data.source",
-     lambda c: c.data.source == "oracle", "data.source=oracle"),
-    ("generator", ("mem_slots", "head_size"), "generator.architecture",
-     lambda c: c.generator.architecture == "rmc", "generator.architecture=rmc"),
-    ("generator", ("num_heads",), "generator.architecture",
-     lambda c: c.generator.architecture in ("rmc", "transformer"), "generator.architecture=rmc or transformer"),
-    ("generator", ("hidden_size",), "generator.architecture", lambda c: c.generator.architecture == "lstm",
-     "generator.architecture=lstm"),
-    ("generator", ("num_layers", "context_length", "dropout", "pretrained"), "generator.architecture",
-     lambda c: c.generator.architecture == "transformer", "generator.architecture=transformer"),
-    ("generator", ("embedding_dim", "num_heads", "num_layers", "context_length", "dropout"), "generator.pretrained",
-     lambda c: c.generator.pretrained is None, "generator.pretrained=null (a pretrained model keeps its own sizes)"),
-    ("data", ("min_frequency", "max_vocab_size"), "generator.pretrained", lambda c: c.generator.pretrained is None,
-     "generator.pretrained=null (a pretrained model brings its tokenizer)"),
-    ("adversarial", ("gp_weight",), "adversarial.loss", lambda c: c.adversarial.loss == "wgan-gp",
-     "adversarial.loss=wgan-gp"),
-    ("adversarial", ("rao_samples",), "adversarial.algorithm", lambda c: c.adversarial.algorithm == "gumbel-rao",
-     "adversarial.algorithm=gumbel-rao"),
-    ("adversarial", ("rollouts", "baseline"), "adversarial.algorithm", lambda c: c.adversarial.algorithm == "seqgan",
-     "adversarial.algorithm=seqgan"),
-    ("gumbel", ("beta_max", "schedule", "horizon"), "adversarial.algorithm",
-     lambda c: c.adversarial.algorithm in RELAXED_ALGORITHMS,
-     "a relaxed algorithm (relgan, straight-through, gumbel-rao); REINFORCE's discriminator sees hard tokens"),
-    ("discriminator", ("num_filters",), "discriminator.filter_counts", lambda c: c.discriminator.filter_counts is None,
-     "discriminator.filter_counts=null"),
-    ("run", ("seed",), "run.seeds", lambda c: c.run.seeds is None,
-     "run.seeds=null (with run.seeds every replica has its own seed)"),
+    (
+        "data",
+        ("train_file", "test_file", "labelled"),
+        "data.source",
+        lambda c: c.data.source == "files",
+        "data.source=files",
+    ),
+    (
+        "data",
+        ("dataset", "dataset_config", "text_column", "label_column", "train_split", "test_split"),
+        "data.source",
+        lambda c: c.data.source == "hub",
+        "data.source=hub",
+    ),
+    (
+        "data",
+        ("condition_on_labels",),
+        "data.labelled",
+        lambda c: c.data.has_labels,
+        "labelled data (data.labelled=true, or data.label_column)",
+    ),
+    (
+        "data",
+        ("tokenization", "min_frequency", "max_vocab_size", "seq_len"),
+        "data.source",
+        lambda c: c.data.source != "oracle",
+        "data.source=files or hub (the oracle's length is data.oracle.seq_len)",
+    ),
+    (
+        "data.oracle",
+        tuple(f.name for f in dataclasses.fields(OracleConfig)),
+        "data.source",
+        lambda c: c.data.source == "oracle",
+        "data.source=oracle",
+    ),
+    (
+        "generator",
+        ("mem_slots", "head_size"),
+        "generator.architecture",
+        lambda c: c.generator.architecture == "rmc",
+        "generator.architecture=rmc",
+    ),
+    (
+        "generator",
+        ("num_heads",),
+        "generator.architecture",
+        lambda c: c.generator.architecture in ("rmc", "transformer"),
+        "generator.architecture=rmc or transformer",
+    ),
+    (
+        "generator",
+        ("hidden_size",),
+        "generator.architecture",
+        lambda c: c.generator.architecture == "lstm",
+        "generator.architecture=lstm",
+    ),
+    (
+        "generator",
+        ("num_layers", "context_length", "dropout", "pretrained"),
+        "generator.architecture",
+        lambda c: c.generator.architecture == "transformer",
+        "generator.architecture=transformer",
+    ),
+    (
+        "generator",
+        ("embedding_dim", "num_heads", "num_layers", "context_length", "dropout"),
+        "generator.pretrained",
+        lambda c: c.generator.pretrained is None,
+        "generator.pretrained=null (a pretrained model keeps its own sizes)",
+    ),
+    (
+        "data",
+        ("min_frequency", "max_vocab_size"),
+        "generator.pretrained",
+        lambda c: c.generator.pretrained is None,
+        "generator.pretrained=null (a pretrained model brings its tokenizer)",
+    ),
+    (
+        "adversarial",
+        ("gp_weight",),
+        "adversarial.loss",
+        lambda c: c.adversarial.loss == "wgan-gp",
+        "adversarial.loss=wgan-gp",
+    ),
+    (
+        "adversarial",
+        ("rao_samples",),
+        "adversarial.algorithm",
+        lambda c: c.adversarial.algorithm == "gumbel-rao",
+        "adversarial.algorithm=gumbel-rao",
+    ),
+    (
+        "adversarial",
+        ("rollouts", "baseline"),
+        "adversarial.algorithm",
+        lambda c: c.adversarial.algorithm == "seqgan",
+        "adversarial.algorithm=seqgan",
+    ),
+    (
+        "gumbel",
+        ("beta_max", "schedule", "horizon"),
+        "adversarial.algorithm",
+        lambda c: c.adversarial.algorithm in RELAXED_ALGORITHMS,
+        "a relaxed algorithm (relgan, straight-through, gumbel-rao); REINFORCE's discriminator sees hard tokens",
+    ),
+    (
+        "discriminator",
+        ("num_filters",),
+        "discriminator.filter_counts",
+        lambda c: c.discriminator.filter_counts is None,
+        "discriminator.filter_counts=null",
+    ),
+    (
+        "run",
+        ("seed",),
+        "run.seeds",
+        lambda c: c.run.seeds is None,
+        "run.seeds=null (with run.seeds every replica has its own seed)",
+    ),
     ("run", ("replicas",), "run.seeds", lambda c: c.run.seeds is not None, "run.seeds=[s1, s2, ...]"),
-    ("gumbel", ("horizon",), "gumbel.schedule", lambda c: c.gumbel.schedule not in ("no", "learned"),
-     "a schedule that rises (lin, exp, log, sigmoid, quad, sqrt)"),
+    (
+        "gumbel",
+        ("horizon",),
+        "gumbel.schedule",
+        lambda c: c.gumbel.schedule not in ("no", "learned"),
+        "a schedule that rises (lin, exp, log, sigmoid, quad, sqrt)",
+    ),
 )
 
 
-def _check_effect(config: Config, overridden: set[str]) -> None:
+def _check_effect(config: Config, overridden: Collection[str]) -> None:
     """A key set away from its default where it has no effect is an error, not silence. One exception: where
     the command line changes the setting (say generator.architecture) that makes a key of the config file
     ineffective, the key is reset to its default with a warning, so that any config can switch setting."""
@@ -469,8 +594,13 @@ def _check_effect(config: Config, overridden: set[str]) -> None:
             if value == default:
                 continue
             if setting in overridden and name not in overridden:
-                logger.warning("%s = %r (config file) has no effect with %s = %r (command line) and is reset "
-                               "to its default", name, value, setting, current)
+                logger.warning(
+                    "%s = %r (config file) has no effect with %s = %r (command line) and is reset to its default",
+                    name,
+                    value,
+                    setting,
+                    current,
+                )
                 setattr(_dotted(config, section), key, default)
                 continue
             raise ConfigError(
@@ -486,7 +616,7 @@ def _dotted(config: Config, key: str) -> Any:
     return value
 
 
-def _validate(config: Config, overridden: set[str] = frozenset()) -> None:
+def _validate(config: Config, overridden: Collection[str] = frozenset()) -> None:
     """Checks that involve more than one key (``overridden``: the keys set on the command line)."""
     _read_straight_through(config)
     _check_effect(config, overridden)
@@ -511,8 +641,10 @@ def _validate(config: Config, overridden: set[str] = frozenset()) -> None:
         )
     counts = disc.filter_counts
     if counts is not None and len(counts) != len(disc.filter_sizes):
-        raise ConfigError(f"discriminator.filter_counts = {counts} must give one count per height of "
-                          f"discriminator.filter_sizes = {disc.filter_sizes}")
+        raise ConfigError(
+            f"discriminator.filter_counts = {counts} must give one count per height of "
+            f"discriminator.filter_sizes = {disc.filter_sizes}"
+        )
     _validate_algorithm(config)
     horizon = config.gumbel.horizon
     if horizon is not None and horizon < config.adversarial.steps:
@@ -532,8 +664,10 @@ def _read_straight_through(config: Config) -> None:
     if not config.gumbel.straight_through:
         return
     if config.adversarial.algorithm not in ("relgan", "straight-through"):
-        raise ConfigError(f"gumbel.straight_through = true contradicts adversarial.algorithm = "
-                          f"{config.adversarial.algorithm!r}; remove gumbel.straight_through")
+        raise ConfigError(
+            f"gumbel.straight_through = true contradicts adversarial.algorithm = "
+            f"{config.adversarial.algorithm!r}; remove gumbel.straight_through"
+        )
     logger.warning("gumbel.straight_through is deprecated; read as adversarial.algorithm=straight-through")
     config.adversarial.algorithm, config.gumbel.straight_through = "straight-through", False
 
@@ -555,12 +689,16 @@ def _validate_transformer(config: Config) -> None:
         return
     if gen.pretrained is not None:
         if config.data.source == "oracle":
-            raise ConfigError("generator.pretrained needs text data (data.source=files or hub); the synthetic "
-                              "oracle has its own vocabulary")
+            raise ConfigError(
+                "generator.pretrained needs text data (data.source=files or hub); the synthetic "
+                "oracle has its own vocabulary"
+            )
         return
     if gen.embedding_dim % gen.num_heads:
-        raise ConfigError(f"generator.num_heads = {gen.num_heads} must divide generator.embedding_dim = "
-                          f"{gen.embedding_dim} (the transformer's width)")
+        raise ConfigError(
+            f"generator.num_heads = {gen.num_heads} must divide generator.embedding_dim = "
+            f"{gen.embedding_dim} (the transformer's width)"
+        )
 
 
 def schedule_horizon(config: Config) -> int:
@@ -577,7 +715,7 @@ def describe_keys() -> str:
         for spec in dataclasses.fields(cls):
             kind = hints[spec.name]
             value = getattr(instance, spec.name)
-            if dataclasses.is_dataclass(kind):
+            if isinstance(kind, type) and dataclasses.is_dataclass(kind):
                 walk(kind, f"{prefix}{spec.name}.", value)
                 continue
             allowed = spec.metadata.get("choices") or spec.metadata.get("item_choices")

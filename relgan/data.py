@@ -69,17 +69,24 @@ class Corpus:
 
     def of_class(self, index: int) -> Corpus:
         """The sentences of class ``index`` as an unlabelled corpus (same vocabulary and length)."""
+        if self.train_labels is None or self.test_labels is None or self.train_text is None or self.test_text is None:
+            raise ValueError("of_class needs a corpus of labelled text")
         train, test = self.train_labels == index, self.test_labels == index
         return dataclasses.replace(
-            self, train_ids=self.train_ids[train], test_ids=self.test_ids[test],
-            train_text=[text for text, keep in zip(self.train_text, train.tolist()) if keep],
-            test_text=[text for text, keep in zip(self.test_text, test.tolist()) if keep],
-            label_names=None, train_labels=None, test_labels=None,
+            self,
+            train_ids=self.train_ids[train],
+            test_ids=self.test_ids[test],
+            train_text=[text for text, keep in zip(self.train_text, train.tolist(), strict=True) if keep],
+            test_text=[text for text, keep in zip(self.test_text, test.tolist(), strict=True) if keep],
+            label_names=None,
+            train_labels=None,
+            test_labels=None,
         )
 
 
-def load_corpus(config: DataConfig, saved: Path | None = None,
-                tokenizer: PreTrainedTokenizerBase | None = None) -> Corpus:
+def load_corpus(
+    config: DataConfig, saved: Path | None = None, tokenizer: PreTrainedTokenizerBase | None = None
+) -> Corpus:
     """Build the corpus; tokenizer and oracle are reused from the run directory ``saved`` when present there.
 
     ``tokenizer`` (a pretrained model's) replaces the word vocabulary built from the training split.
@@ -143,9 +150,14 @@ def _text_corpus(config: DataConfig, saved: Path | None, tokenizer: PreTrainedTo
     test_ids, test_cut = encode(tokenizer, test.words, seq_len)
     for split, cut, total in (("training", train_cut, len(train.words)), ("test", test_cut, len(test.words))):
         if cut == total:
-            logger.warning("all %d %s sentences are longer than seq_len = %d and were truncated: NLL_test and BLEU "
-                           "then measure cut sentences, not the %s data; raise data.seq_len", cut, split, seq_len,
-                           split)
+            logger.warning(
+                "all %d %s sentences are longer than seq_len = %d and were truncated: NLL_test and BLEU "
+                "then measure cut sentences, not the %s data; raise data.seq_len",
+                cut,
+                split,
+                seq_len,
+                split,
+            )
         elif cut:
             logger.warning("%d %s sentences are longer than seq_len = %d and were truncated", cut, split, seq_len)
     return Corpus(
@@ -167,36 +179,48 @@ def _class_labels(config: DataConfig, train: Split, test: Split, saved: Path | N
         return {}
     names = sorted(set(train.labels))
     stored = load_labels(saved) if saved is not None else None
-    if stored is not None and stored != names:
-        raise CheckpointError(f"{saved / LABELS_FILE}: the run was trained on the classes {', '.join(stored)} but the "
-                              f"data has {', '.join(names)}; use the run's original data or a new run.name")
+    if saved is not None and stored is not None and stored != names:
+        raise CheckpointError(
+            f"{saved / LABELS_FILE}: the run was trained on the classes {', '.join(stored)} but the "
+            f"data has {', '.join(names)}; use the run's original data or a new run.name"
+        )
     where = "data.test_file" if config.source == "files" else f"{config.dataset}[{config.test_split}]"
+    if test.labels is None:
+        raise DataError(f"{where}: the test split has no labels, the training split has")
     test_labels = label_ids(names, test.labels, where)
     missing = [name for i, name in enumerate(names) if not (test_labels == i).any()]
     if missing:
-        raise DataError(f"{where}: class {missing[0]!r} has no test sentences; per-class evaluation needs them as "
-                        "references: add some, or drop the class from the training split")
-    return {"label_names": names, "train_labels": label_ids(names, train.labels, "the training split"),
-            "test_labels": test_labels}
+        raise DataError(
+            f"{where}: class {missing[0]!r} has no test sentences; per-class evaluation needs them as "
+            "references: add some, or drop the class from the training split"
+        )
+    return {
+        "label_names": names,
+        "train_labels": label_ids(names, train.labels, "the training split"),
+        "test_labels": test_labels,
+    }
 
 
-def _tokenize_batch(batch: dict[str, list], indices: list[int], column: str, mode: str, tab_labels: bool,
-                    where: str) -> dict[str, list]:
+def _tokenize_batch(
+    batch: dict[str, list], indices: list[int], column: str, mode: str, tab_labels: bool, where: str
+) -> dict[str, list]:
     """Words of each line; with ``tab_labels`` the line is ``label<TAB>sentence`` and the label is split off."""
-    texts, labels = [], []
-    for index, line in zip(indices, batch[column]):
+    texts: list[str] = []
+    labels: list[str] = []
+    for index, line in zip(indices, batch[column], strict=True):
         line = line or ""
         if tab_labels and line.strip():
             label, tab, line = line.partition("\t")
             if not tab or not label.strip():
-                raise DataError(f"{where} line {index + 1}: no label; with data.labelled=true every line is "
-                                "`label<TAB>sentence`")
+                raise DataError(
+                    f"{where} line {index + 1}: no label; with data.labelled=true every line is `label<TAB>sentence`"
+                )
             labels.append(label.strip())
         texts.append(line)
-    result = {"sentence": texts, "words": [split_words(text, mode) for text in texts]}
+    result: dict[str, list] = {"sentence": texts, "words": [split_words(text, mode) for text in texts]}
     if tab_labels:
-        labels = iter(labels)  # blank lines carry no label
-        result["class"] = [next(labels) if line.strip() else "" for line in batch[column]]
+        in_order = iter(labels)  # blank lines carry no label
+        result["class"] = [next(in_order) if line.strip() else "" for line in batch[column]]
     return result
 
 
@@ -215,6 +239,8 @@ def read_splits(config: DataConfig) -> tuple[Split, Split]:
 
     if config.source == "files":
         names = {"train": "data.train_file", "test": "data.test_file"}
+        if config.train_file is None or config.test_file is None:
+            raise DataError("data.source=files needs data.train_file and data.test_file")
         files = {"train": config.train_file, "test": config.test_file}
         for role, path in files.items():
             read_text_lines(path, names[role])  # one-line errors before datasets sees the file
@@ -229,17 +255,19 @@ def read_splits(config: DataConfig) -> tuple[Split, Split]:
     for role in ("train", "test"):
         part = dataset[splits[role]]
         tokenized = part.map(
-            _tokenize_batch, batched=True, with_indices=True, desc=f"tokenizing {role}",
+            _tokenize_batch,
+            batched=True,
+            with_indices=True,
+            desc=f"tokenizing {role}",
             fn_kwargs={"column": column, "mode": config.tokenization, "tab_labels": tab_labels, "where": names[role]},
         )
         labels = tokenized["class"] if tab_labels else _hub_labels(part, config.label_column, names[role])
-        split = Split([], [], [] if labels is not None else None)
-        for index, (text, sentence) in enumerate(zip(tokenized["sentence"], tokenized["words"])):
-            if sentence:
-                split.texts.append(text.strip())
-                split.words.append(sentence)
-                if labels is not None:
-                    split.labels.append(labels[index])
+        kept = [i for i, sentence in enumerate(tokenized["words"]) if sentence]
+        split = Split(
+            [tokenized["sentence"][i].strip() for i in kept],
+            [tokenized["words"][i] for i in kept],
+            None if labels is None else [labels[i] for i in kept],
+        )
         blank = len(tokenized) - len(split.words)
         if blank:
             logger.warning("%s: skipped %d blank lines", names[role], blank)
@@ -268,8 +296,9 @@ def label_ids(names: Sequence[str], labels: Sequence[str], where: str) -> Tensor
     index = {name: i for i, name in enumerate(names)}
     unknown = sorted(set(labels) - set(index))
     if unknown:
-        raise DataError(f"{where}: label {unknown[0]!r} does not occur in the training split; known labels: "
-                        f"{', '.join(names)}")
+        raise DataError(
+            f"{where}: label {unknown[0]!r} does not occur in the training split; known labels: {', '.join(names)}"
+        )
     return torch.tensor([index[label] for label in labels], dtype=torch.long)
 
 
@@ -286,9 +315,7 @@ def _load_hub_dataset(config: DataConfig):
         ) from None
     for split in (config.train_split, config.test_split):
         if split not in dataset:
-            raise DataError(
-                f"data.dataset: '{config.dataset}' has no split '{split}'; available: {', '.join(dataset)}"
-            )
+            raise DataError(f"data.dataset: '{config.dataset}' has no split '{split}'; available: {', '.join(dataset)}")
     columns = dataset[config.train_split].column_names
     for key, column in (("text_column", config.text_column), ("label_column", config.label_column)):
         if column is not None and column not in columns:

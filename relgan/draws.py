@@ -59,8 +59,14 @@ class Draws(Protocol):
 class RunDraws:
     """The draws of one run: real batches from ``train_ids`` [N, T] (classes ``train_labels`` [N] or None)."""
 
-    def __init__(self, train_ids: Tensor, train_labels: Tensor | None, discriminator: Discriminator,
-                 vocab_size: int, materialise: bool) -> None:
+    def __init__(
+        self,
+        train_ids: Tensor,
+        train_labels: Tensor | None,
+        discriminator: Discriminator,
+        vocab_size: int,
+        materialise: bool,
+    ) -> None:
         self.train_ids, self.train_labels, self.discriminator = train_ids, train_labels, discriminator
         self.vocab_size, self.materialise = vocab_size, materialise
 
@@ -169,4 +175,4 @@ def _stack(values: list[Any]) -> Any:
         return None
     if isinstance(first, Tensor):
         return torch.stack(values)
-    return type(first)(_stack(list(items)) for items in zip(*values))
+    return type(first)(_stack(list(items)) for items in zip(*values, strict=True))

@@ -49,8 +49,13 @@ PROTOCOLS = {
 class TextEvaluator:
     """Text metrics of samples against one fixed reference set; the BLEU index is built once."""
 
-    def __init__(self, references: Sequence[str], protocol: str, orders: Sequence[int],
-                 training: Sequence[Sequence[str]] | None = None) -> None:
+    def __init__(
+        self,
+        references: Sequence[str],
+        protocol: str,
+        orders: Sequence[int],
+        training: Sequence[Sequence[str]] | None = None,
+    ) -> None:
         self.protocol = PROTOCOLS[protocol]
         self.orders = sorted(orders)
         self.references = list(references)
@@ -58,7 +63,7 @@ class TextEvaluator:
         self.index = ReferenceIndex([reference_words(line) for line in chosen], max_n=max(self.orders))
         self.num_references = len(chosen)
         self.training = training
-        self._encoder = None
+        self._encoder: tuple[object, object] | bool | None = None  # (tokenizer, model); False: not installed
 
     @classmethod
     def for_corpus(cls, corpus: Corpus, protocol: str, orders: Sequence[int]) -> TextEvaluator | None:
@@ -94,13 +99,19 @@ class TextEvaluator:
         count), or a skip notice."""
         if self._encoder is None:
             self._encoder = load_minilm() or False
-        if not self._encoder:
-            return {"fed-minilm": None, "mauve": None,
-                    "fed_notice": "FED and MAUVE skipped: install the 'fed' extra (pip install -e '.[fed]')"}
+        if not isinstance(self._encoder, tuple):
+            return {
+                "fed-minilm": None,
+                "mauve": None,
+                "fed_notice": "FED and MAUVE skipped: install the 'fed' extra (pip install -e '.[fed]')",
+            }
         n = min(len(samples), len(self.references))
         if n < 2:  # a covariance needs two sentences
-            return {"fed-minilm": None, "mauve": None,
-                    "fed_notice": f"FED and MAUVE skipped: {n} sentence(s) to compare, at least 2 are needed"}
+            return {
+                "fed-minilm": None,
+                "mauve": None,
+                "fed_notice": f"FED and MAUVE skipped: {n} sentence(s) to compare, at least 2 are needed",
+            }
         tokenizer, model = self._encoder
         x = embed_sentences(samples[:n], tokenizer, model)
         y = embed_sentences(self.references[:n], tokenizer, model)
@@ -114,10 +125,20 @@ def corpus_judges(corpus: Corpus) -> LanguageModelJudges:
     return LanguageModelJudges(train, test)
 
 
-def generator_report(generator: SequenceGenerator, corpus: Corpus, metrics: Sequence[str], *, num_samples: int,
-                     batch_size: int, seed: int, nll_batch_size: int, text_evaluator: TextEvaluator | None = None,
-                     judges: LanguageModelJudges | None = None, temperature: float = 1.0,
-                     label: int | None = None) -> tuple[dict, list[str]]:
+def generator_report(
+    generator: SequenceGenerator,
+    corpus: Corpus,
+    metrics: Sequence[str],
+    *,
+    num_samples: int,
+    batch_size: int,
+    seed: int,
+    nll_batch_size: int,
+    text_evaluator: TextEvaluator | None = None,
+    judges: LanguageModelJudges | None = None,
+    temperature: float = 1.0,
+    label: int | None = None,
+) -> tuple[dict, list[str]]:
     """Metrics of a generator (those in ``metrics`` that apply to the corpus) and its decoded samples.
 
     Samples are drawn with a private RNG seeded by ``seed`` (of class ``label`` from a conditional generator,
@@ -158,8 +179,9 @@ class CorpusEvaluation:
         labelled = corpus.label_names is not None
         self.parts = [corpus.of_class(i) for i in range(corpus.num_classes)] if labelled else [corpus]
         text = {"bleu", "self_bleu", "diversity", "fed"} & wanted
-        self.text_evaluators = [TextEvaluator.for_corpus(part, protocol, orders) if text else None
-                                for part in self.parts]
+        self.text_evaluators = [
+            TextEvaluator.for_corpus(part, protocol, orders) if text else None for part in self.parts
+        ]
         self.judges = [corpus_judges(part) if "lm" in wanted else None for part in self.parts]
         self._classifier: SentenceClassifier | None = None
         self._classifier_test_accuracy: float | None = None
@@ -168,6 +190,14 @@ class CorpusEvaluation:
         """The classifier of the real training split (trained, or read from the cache, at first use)."""
         if self._classifier is None:
             corpus = self.corpus
+            if (
+                corpus.train_text is None
+                or corpus.train_labels is None
+                or corpus.label_names is None
+                or corpus.test_text is None
+                or corpus.test_labels is None
+            ):
+                raise ValueError("the class classifier needs labelled text")
             self._classifier = real_data_classifier(corpus.train_text, corpus.train_labels, corpus.label_names)
             self._classifier_test_accuracy = self._classifier.accuracy(corpus.test_text, corpus.test_labels)
         return self._classifier
@@ -176,27 +206,49 @@ class CorpusEvaluation:
         """The report of ``generator`` (``options``: those of :func:`generator_report`) and its samples (for
         labelled data ``label<TAB>sentence`` lines, class by class)."""
         if self.corpus.label_names is None:
-            return generator_report(generator, self.corpus, metrics, text_evaluator=self.text_evaluators[0],
-                                    judges=self.judges[0], **options)
+            return generator_report(
+                generator,
+                self.corpus,
+                metrics,
+                text_evaluator=self.text_evaluators[0],
+                judges=self.judges[0],
+                **options,
+            )
         classifier = self.classifier()
         per_class, lines = {}, []
-        for index, (name, part) in enumerate(zip(self.corpus.label_names, self.parts)):
-            report, texts = generator_report(generator, part, metrics, text_evaluator=self.text_evaluators[index],
-                                             judges=self.judges[index],
-                                             label=index if generator.num_classes else None, **options)
+        for index, (name, part) in enumerate(zip(self.corpus.label_names, self.parts, strict=True)):
+            report, texts = generator_report(
+                generator,
+                part,
+                metrics,
+                text_evaluator=self.text_evaluators[index],
+                judges=self.judges[index],
+                label=index if generator.num_classes else None,
+                **options,
+            )
             per_class[name] = {**report, "class_accuracy": class_accuracy(classifier, texts, index)}
             lines += [f"{name}\t{text}" for text in texts]
-        return {**_class_means(per_class), "classifier_test_accuracy": self._classifier_test_accuracy,
-                "classifier": classifier.spec.describe(), "conditional": bool(generator.num_classes),
-                "per_class": per_class}, lines
+        return {
+            **_class_means(per_class),
+            "classifier_test_accuracy": self._classifier_test_accuracy,
+            "classifier": classifier.spec.describe(),
+            "conditional": bool(generator.num_classes),
+            "per_class": per_class,
+        }, lines
 
 
 def _class_means(per_class: dict[str, dict]) -> dict:
     """The mean over classes of every number all classes report, and the descriptions (protocol, conventions)
     they share."""
     reports = list(per_class.values())
-    means = {key: fmean(r[key] for r in reports) for key, value in reports[0].items()
-             if isinstance(value, float) and all(isinstance(r.get(key), float) for r in reports)}
-    shared = {key: value for key, value in reports[0].items()
-              if isinstance(value, str) and all(r.get(key) == value for r in reports)}
+    means = {
+        key: fmean(r[key] for r in reports)
+        for key, value in reports[0].items()
+        if isinstance(value, float) and all(isinstance(r.get(key), float) for r in reports)
+    }
+    shared = {
+        key: value
+        for key, value in reports[0].items()
+        if isinstance(value, str) and all(r.get(key) == value for r in reports)
+    }
     return {**means, **shared}

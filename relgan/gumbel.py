@@ -12,8 +12,9 @@ import torch
 from torch import Tensor, nn
 
 
-def gumbel_noise(shape: torch.Size | tuple[int, ...], device: torch.device | str = "cpu",
-                 generator: torch.Generator | None = None) -> Tensor:
+def gumbel_noise(
+    shape: torch.Size | tuple[int, ...], device: torch.device | str = "cpu", generator: torch.Generator | None = None
+) -> Tensor:
     """Standard Gumbel noise -log(-log(u)) in float32, u ~ U[0, 1), always finite.
 
     u is clamped to the smallest normal float so that log(u) is finite; u < 1 keeps -log(u) > 0.
@@ -22,8 +23,9 @@ def gumbel_noise(shape: torch.Size | tuple[int, ...], device: torch.device | str
     return -torch.log(-torch.log(u.clamp(min=torch.finfo(torch.float32).tiny)))
 
 
-def relaxed_sample(logits: Tensor, beta: float | Tensor, noise: Tensor | None = None, *,
-                   hard: bool = False) -> tuple[Tensor, Tensor]:
+def relaxed_sample(
+    logits: Tensor, beta: float | Tensor, noise: Tensor | None = None, *, hard: bool = False
+) -> tuple[Tensor, Tensor]:
     """Sample tokens and their relaxed one-hot vectors from logits [..., V].
 
     ``noise`` [..., V] is the Gumbel noise g (drawn with :func:`gumbel_noise` when None). Returns
@@ -91,8 +93,9 @@ def gumbel_rao(logits: Tensor, tokens: Tensor, beta: float | Tensor, exponential
     return straight_through(tokens, surrogate)
 
 
-def categorical_from_logits(logits: Tensor, temperature: float = 1.0,
-                            generator: torch.Generator | None = None) -> Tensor:
+def categorical_from_logits(
+    logits: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+) -> Tensor:
     """One exact draw per row from softmax(logits [B, V] / temperature): tokens [B]."""
     return categorical_sample(torch.softmax(logits.float() / temperature, dim=-1), generator)
 

@@ -83,3 +83,11 @@ def read_text_lines(path: str | Path, what: str) -> list[str]:
             f"{what}: {path} is not UTF-8 text (invalid byte at line {line}); re-encode it, e.g. iconv -t UTF-8"
         ) from None
     return text.splitlines()
+
+
+def emit_json(result: dict[str, Any], out: str | Path | None) -> None:
+    """Print a benchmark's or experiment's ``result`` as indented JSON; also write it to ``out`` when given."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n")

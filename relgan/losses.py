@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -32,8 +34,16 @@ def gan_losses(kind: str, d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Tenso
     raise ValueError(f"unknown GAN loss {kind!r}")
 
 
-def gradient_penalty(discriminator: nn.Module, real_ids: Tensor, fake: Tensor, weight: float,
-                     labels: Tensor | None = None) -> Tensor:
+def penalty(kind: str) -> Callable[..., Tensor] | None:
+    """The term a loss adds to the discriminator's loss, called as
+    ``penalty(discriminator, real_ids, fake, weight, labels)`` (None: it adds none). WGAN-GP's gradient penalty
+    draws its interpolation weights inside the step."""
+    return gradient_penalty if kind == "wgan-gp" else None
+
+
+def gradient_penalty(
+    discriminator: nn.Module, real_ids: Tensor, fake: Tensor, weight: float, labels: Tensor | None = None
+) -> Tensor:
     """weight * mean_b (||dD(x_hat)/dx_hat||_2 - 1)^2 with x_hat = a*one_hot(real) + (1-a)*fake, a ~ U(0,1) per b.
 
     ``discriminator`` maps one-hots [B, T, V] to a 1-tuple of logits [B*S]; gradients of all S logits of a

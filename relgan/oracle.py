@@ -26,6 +26,14 @@ _SAMPLE_CHUNK = 1000
 class OracleLSTM(nn.Module):
     """LSTM language model with N(0, 1) weights; ``vocab_size`` outputs, sequences of ``seq_len``."""
 
+    # float64 buffers, registered in __init__
+    embedding: Tensor
+    weight_ih: Tensor
+    weight_hh: Tensor
+    bias: Tensor
+    weight_out: Tensor
+    bias_out: Tensor
+
     def __init__(self, config: OracleConfig) -> None:
         super().__init__()
         self.config = config

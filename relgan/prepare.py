@@ -54,8 +54,10 @@ def prepare(files: list[BenchmarkFile], source: str, out_dir: Path) -> list[str]
         payload, origin = _read_source(source, spec)
         digest = git_blob_hash(payload)
         if not digest.startswith(spec.blob):
-            raise DataError(f"{origin}: checksum mismatch (git blob {digest[:12]}, expected {spec.blob[:12]}); "
-                            "this is not the standard benchmark file")
+            raise DataError(
+                f"{origin}: checksum mismatch (git blob {digest[:12]}, expected {spec.blob[:12]}); "
+                "this is not the standard benchmark file"
+            )
         target = out_dir / f"{spec.split}.txt"
         atomic_write_bytes(target, payload)
         lines = payload.count(b"\n") + (not payload.endswith(b"\n"))
@@ -69,11 +71,17 @@ def main(name: str, files: list[BenchmarkFile], argv: list[str] | None = None) -
     import sys
 
     parser = argparse.ArgumentParser(description=f"Prepare the {name} benchmark: data/{name}/{{train,test}}.txt")
-    parser.add_argument("--source", default=RELGAN_RAW,
-                        help="a local clone of weilinie/RelGAN or geek-ai/Texygen, a folder holding train.txt/"
-                             f"test.txt, or a base URL (default {RELGAN_RAW})")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "data" / name),
-                        help="output folder (default data/<name>)")
+    parser.add_argument(
+        "--source",
+        default=RELGAN_RAW,
+        help="a local clone of weilinie/RelGAN or geek-ai/Texygen, a folder holding train.txt/"
+        f"test.txt, or a base URL (default {RELGAN_RAW})",
+    )
+    parser.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parent.parent / "data" / name),
+        help="output folder (default data/<name>)",
+    )
     args = parser.parse_args(argv)
     try:
         for line in prepare(files, args.source, Path(args.out)):

@@ -8,8 +8,14 @@ import logging
 from contextlib import contextmanager
 from pathlib import Path
 
-from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel, PreTrainedModel,
-                          PreTrainedTokenizerBase)
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2LMHeadModel,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 from transformers.utils import logging as hf_logging
 
 from relgan.errors import ConfigError
@@ -34,8 +40,9 @@ def _gpt2_directory(directory: str) -> Path:
     """``directory`` as a path, if it holds a saved GPT-2 model's config."""
     path, model_type = _model_directory(directory, KEY)
     if model_type != "gpt2":
-        raise ConfigError(f"{KEY}: {path} holds a {model_type!r} model; the transformer generator is GPT-2 "
-                          "(model_type 'gpt2')")
+        raise ConfigError(
+            f"{KEY}: {path} holds a {model_type!r} model; the transformer generator is GPT-2 (model_type 'gpt2')"
+        )
     return path
 
 
@@ -68,8 +75,9 @@ def load_causal_lm(directory: str, key: str) -> tuple[PreTrainedTokenizerBase, P
         with _quiet_transformers():
             model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{key}: cannot load a causal language model ({model_type}) from {path} "
-                          f"({str(exc).splitlines()[0]})") from None
+        raise ConfigError(
+            f"{key}: cannot load a causal language model ({model_type}) from {path} ({str(exc).splitlines()[0]})"
+        ) from None
     return _tokenizer_with_eos(path, key), model.eval()
 
 
@@ -77,8 +85,9 @@ def load_pretrained_tokenizer(directory: str) -> PreTrainedTokenizerBase:
     """The tokenizer saved with the model in ``directory``; it must define an end-of-sentence token."""
     path = _gpt2_directory(directory)
     tokenizer = _tokenizer_with_eos(path, KEY)
-    logging.getLogger("relgan").info("tokenizer: %s from %s (%d tokens)", type(tokenizer).__name__, path,
-                                     len(tokenizer))
+    logging.getLogger("relgan").info(
+        "tokenizer: %s from %s (%d tokens)", type(tokenizer).__name__, path, len(tokenizer)
+    )
     return tokenizer
 
 
@@ -87,8 +96,10 @@ def _tokenizer_with_eos(path: Path, key: str) -> PreTrainedTokenizerBase:
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{key}: {path} holds no usable tokenizer ({str(exc).splitlines()[0]}); save one "
-                          "beside the model with tokenizer.save_pretrained") from None
+        raise ConfigError(
+            f"{key}: {path} holds no usable tokenizer ({str(exc).splitlines()[0]}); save one "
+            "beside the model with tokenizer.save_pretrained"
+        ) from None
     if tokenizer.eos_token_id is None:
         raise ConfigError(f"{key}: the tokenizer in {path} has no eos_token; the end of a sentence needs one")
     return tokenizer

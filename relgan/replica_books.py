@@ -42,13 +42,14 @@ class ReplicaBooks:
     @contextlib.contextmanager
     def phase(self, name: str, total: int, done: int, unit: str) -> Iterator[None]:
         with contextlib.ExitStack() as stack:
-            for seed, book in zip(self.seeds, self.books):
+            for seed, book in zip(self.seeds, self.books, strict=True):
                 stack.enter_context(book.phase(f"{name} seed {seed}", total, done, unit))
             yield
 
     def epoch_batches(self, loaders: tuple) -> Iterator[tuple[tuple[Tensor, ...], ...]]:
         """Per MLE step, one batch of every replica (each from its own loader and data order)."""
-        yield from zip(*(book.epoch_batches(loader) for book, loader in zip(self.books, loaders)))
+        batches = (book.epoch_batches(loader) for book, loader in zip(self.books, loaders, strict=True))
+        yield from zip(*batches, strict=True)
 
     def seed(self, phase: str, step: int) -> None:
         for k, book in enumerate(self.books):
@@ -69,7 +70,7 @@ class ReplicaBooks:
         """``action`` on every book. A stop signal leaves after the last one (every replica has written its
         checkpoint); a non-finite loss leaves at once, naming its replica."""
         interrupted = None
-        for k, (seed, book) in enumerate(zip(self.seeds, self.books)):
+        for k, (seed, book) in enumerate(zip(self.seeds, self.books, strict=True)):
             try:
                 action(k, book)
             except TrainingInterrupted as exc:

@@ -9,8 +9,9 @@ all RNGs from (seed, rank, phase, step). ``run.replicas`` says how they train:
 * ``batched``: in lockstep, every step one vmapped pass of the reference models for all K (batched.py), each
   replica equal to its separate run with ``run.backend = reference`` up to the rounding of batched products;
   one process, no mixed precision, no WGAN-GP, RMC or LSTM generators;
-* ``auto``: batched on one GPU, where a step is bound by kernel latency and K replicas cost little more than
-  one; sequential elsewhere (on CPU the C++ kernels train one replica faster than batching trains K / K).
+* ``auto`` (default): sequential. Batched replicas were slower than sequential ones on CPU (the C++ kernels
+  train one replica faster than batching trains K / K) and have not been measured on a GPU, where they would run
+  eagerly, without the CUDA graphs of a single run; auto picks them once a measurement shows them faster.
 
 ``--resume`` continues every replica from its latest complete checkpoint (batched: the latest one all replicas
 have, or sequentially if they have none in common); finished replicas only re-export, replicas that never wrote
@@ -22,26 +23,32 @@ from __future__ import annotations
 import copy
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
-from pathlib import Path
-
-import torch
-from accelerate.utils import str_to_bool
-
 from relgan.algorithms import algorithm_class
+from relgan.assembly import run_dir_of, setup
 from relgan.batched import BatchedReplicas
 from relgan.bookkeeping import METRICS_FILE, last_reports
 from relgan.checkpoint import complete_checkpoints
 from relgan.config import Config
 from relgan.errors import CheckpointError, ConfigError, NonFiniteLossError
 from relgan.io_utils import atomic_write_json
+from relgan.losses import penalty
 from relgan.metrics.aggregate import summarise_seeds
-from relgan.training import Trainer, learn, run_dir_of, setup
+from relgan.models import generator_class
+from relgan.training import Trainer, learn
 
 logger = logging.getLogger("relgan")
 
 SUMMARY_FILE = "seeds.json"
+
+
+def seeds_of(config: Config) -> list[int]:
+    """``run.seeds`` of a config that has them."""
+    if config.run.seeds is None:
+        raise ValueError("run.seeds is not set: one run, no replicas")
+    return config.run.seeds
 
 
 def replica_config(config: Config, seed: int, *, batched: bool = False) -> Config:
@@ -56,8 +63,9 @@ def replica_config(config: Config, seed: int, *, batched: bool = False) -> Confi
     return replica
 
 
-def setup_replica(config: Config, seed: int, *, resume: bool | Path, overwrite: bool, write: bool = True,
-                  batched: bool = False) -> Trainer:
+def setup_replica(
+    config: Config, seed: int, *, resume: bool | Path, overwrite: bool, write: bool = True, batched: bool = False
+) -> Trainer:
     """The trainer of one replica; with ``resume`` from its latest complete checkpoint (if it has one) or from the
     checkpoint ``resume`` names."""
     replica = replica_config(config, seed, batched=batched)
@@ -77,19 +85,14 @@ def replica_mode(config: Config) -> tuple[str, str]:
     if setting == "sequential":
         return "sequential", "run.replicas=sequential"
     # from the launcher's environment: accelerate's process state must first be made by the run's Accelerator
-    processes = int(os.environ.get("WORLD_SIZE", "1"))
-    forced_cpu = config.run.cpu or str_to_bool(os.environ.get("ACCELERATE_USE_CPU", "0"))
-    on_gpu = torch.cuda.is_available() and not forced_cpu
-    obstacle = _batching_obstacle(config, processes)
+    obstacle = _batching_obstacle(config, int(os.environ.get("WORLD_SIZE", "1")))
     if setting == "batched":
         if obstacle:
             raise ConfigError(f"run.replicas=batched: {obstacle}; use run.replicas=sequential (or auto)")
         return "batched", "run.replicas=batched"
-    if obstacle:
-        return "sequential", obstacle
-    if not on_gpu:
-        return "sequential", "on CPU the C++ kernels train one replica at a time faster (run.replicas=batched to batch)"
-    return "batched", "one GPU"
+    # auto: batched replicas are faster than sequential ones nowhere they were measured (on CPU the C++ kernels
+    # train one replica faster; on a GPU they have not been measured), so auto does not pick them
+    return "sequential", obstacle or "run.replicas=auto (run.replicas=batched to batch them: docs/reproduction.md)"
 
 
 def _batching_obstacle(config: Config, processes: int) -> str | None:
@@ -98,15 +101,20 @@ def _batching_obstacle(config: Config, processes: int) -> str | None:
         return f"{processes} processes (DDP) train the replicas one after another"
     if config.run.mixed_precision != "no":
         return f"run.mixed_precision={config.run.mixed_precision} is not built for batched replicas"
-    if config.adversarial.loss == "wgan-gp":
-        return "the gradient penalty of adversarial.loss=wgan-gp is not built for batched replicas"
-    if config.generator.architecture == "transformer":
-        return "the transformer generator is not built for batched replicas"
+    if penalty(config.adversarial.loss) is not None:
+        return (
+            f"the penalty of adversarial.loss={config.adversarial.loss} draws random numbers inside the "
+            "discriminator step, which batched replicas cannot"
+        )
+    if not generator_class(config.generator).batched:
+        return f"the {config.generator.architecture} generator is not built for batched replicas"
     if config.run.backend == "fast":
         return "batched replicas run the reference models, not run.backend=fast"
     if not algorithm_class(config.adversarial.algorithm).batched:
-        return (f"adversarial.algorithm={config.adversarial.algorithm} draws random numbers inside its steps, "
-                "which batched replicas cannot")
+        return (
+            f"adversarial.algorithm={config.adversarial.algorithm} draws random numbers inside its steps, "
+            "which batched replicas cannot"
+        )
     return None
 
 
@@ -120,8 +128,8 @@ def train_replicas(config: Config, *, resume: bool = False, overwrite: bool = Fa
     starts = _lockstep_starts(config) if mode == "batched" and resume else {}
     if starts is None:
         mode, reason = "sequential", "the replicas have no complete checkpoint in common"
-    logger.info("%d replicas, %s (%s)", len(config.run.seeds), mode, reason)
-    if mode == "batched":
+    logger.info("%d replicas, %s (%s)", len(seeds_of(config)), mode, reason)
+    if mode == "batched" and starts is not None:
         main_process = _train_batched(config, starts, resume, overwrite)
     else:
         main_process = _train_sequential(config, resume, overwrite)
@@ -133,10 +141,10 @@ def train_replicas(config: Config, *, resume: bool = False, overwrite: bool = Fa
 
 
 def _train_sequential(config: Config, resume: bool, overwrite: bool) -> bool:
-    for index, seed in enumerate(config.run.seeds):
+    for index, seed in enumerate(seeds_of(config)):
         trainer = setup_replica(config, seed, resume=resume, overwrite=overwrite)
         try:  # the replicas share the process group, which the last one ends
-            trainer.fit(keep_process_group=index + 1 < len(config.run.seeds))
+            trainer.fit(keep_process_group=index + 1 < len(seeds_of(config)))
         except NonFiniteLossError as exc:
             raise NonFiniteLossError(f"replica seed {seed} ({trainer.run_dir}): {exc}") from None
         main_process = trainer.acc.is_main_process
@@ -145,10 +153,11 @@ def _train_sequential(config: Config, resume: bool, overwrite: bool) -> bool:
 
 
 def _train_batched(config: Config, starts: dict[int, Path | None], resume: bool, overwrite: bool) -> bool:
-    trainers = [setup_replica(config, seed, resume=starts.get(seed) or False, overwrite=overwrite or resume,
-                              batched=True)
-                for seed in config.run.seeds]
-    replicas = BatchedReplicas(trainers, list(config.run.seeds))
+    trainers = [
+        setup_replica(config, seed, resume=starts.get(seed) or False, overwrite=overwrite or resume, batched=True)
+        for seed in seeds_of(config)
+    ]
+    replicas = BatchedReplicas(trainers, list(seeds_of(config)))
     learn(replicas, replicas.book)
     replicas.finish()
     return trainers[0].acc.is_main_process
@@ -157,8 +166,10 @@ def _train_batched(config: Config, starts: dict[int, Path | None], resume: bool,
 def _lockstep_starts(config: Config) -> dict[int, Path | None] | None:
     """Where batched replicas resume: each from its checkpoint of the latest step all of them have (none: all
     from the beginning); None when some have checkpoints but none in common."""
-    found = {seed: {path.name: path for path in complete_checkpoints(run_dir_of(replica_config(config, seed)))}
-             for seed in config.run.seeds}
+    found = {
+        seed: {path.name: path for path in complete_checkpoints(run_dir_of(replica_config(config, seed)))}
+        for seed in seeds_of(config)
+    }
     if not any(found.values()):
         return {seed: None for seed in found}
     common = set.intersection(*(set(names) for names in found.values()))
@@ -170,16 +181,19 @@ def _lockstep_starts(config: Config) -> dict[int, Path | None] | None:
 
 def seed_summary(config: Config) -> dict[str, Any]:
     """Per seed, the last evaluation of the last phase; per metric, mean, std, 95% interval and n over seeds."""
-    finals = {}
-    for seed in config.run.seeds:
+    finals: dict[int, dict[str, float]] = {}
+    phases: dict[int, str] = {}
+    for seed in seeds_of(config):
         reports = last_reports(run_dir_of(replica_config(config, seed)) / METRICS_FILE)
-        phase = "adversarial" if "adversarial" in reports else "mle"
-        finals[seed] = {"phase": phase, **{k: v for k, v in reports[phase].items() if isinstance(v, float)}}
-    shared = [key for key in finals[config.run.seeds[0]] if key != "phase"
-              and all(isinstance(report.get(key), float) for report in finals.values())]
-    return {"seeds": list(config.run.seeds),
-            "metrics": {key: summarise_seeds([report[key] for report in finals.values()]) for key in shared},
-            "per_seed": {str(seed): report for seed, report in finals.items()}}
+        phases[seed] = "adversarial" if "adversarial" in reports else "mle"
+        finals[seed] = {k: v for k, v in reports[phases[seed]].items() if isinstance(v, float)}
+    seeds = seeds_of(config)
+    shared = [key for key in finals[seeds[0]] if all(key in report for report in finals.values())]
+    return {
+        "seeds": list(seeds),
+        "metrics": {key: summarise_seeds([report[key] for report in finals.values()]) for key in shared},
+        "per_seed": {str(seed): {"phase": phases[seed], **report} for seed, report in finals.items()},
+    }
 
 
 def summary_lines(summary: dict[str, Any], directory) -> str:

@@ -12,9 +12,9 @@ import torch
 from relgan import fast
 from relgan.checkpoint import load_generator, load_run_config
 from relgan.compare import SYNTHETIC_PLANES, TEXT_PLANES, aggregate, plot_planes
+from relgan.config import METRICS as ALL_METRICS
 from relgan.data import load_corpus
 from relgan.errors import RelganError
-from relgan.config import METRICS as ALL_METRICS
 from relgan.evaluation import CorpusEvaluation, TextEvaluator
 from relgan.io_utils import atomic_write_json, read_text_lines
 from relgan.metrics.embedding import fed_available
@@ -39,9 +39,16 @@ def judge_lm_report(samples: Sequence[str], directory: str) -> dict[str, Any]:
     return {"judge_lm_nll": nll, "judge_lm_ppl": math.exp(nll), "judge_lm": str(directory)}
 
 
-def evaluate_run(run_dir: Path, checkpoint: Path | None, protocol: str, metrics: Sequence[str] | None,
-                 num_samples: int | None, seed: int | None, device: str,
-                 judge_lm: str | None = None) -> tuple[dict[str, Any], list[str]]:
+def evaluate_run(
+    run_dir: Path,
+    checkpoint: Path | None,
+    protocol: str,
+    metrics: Sequence[str] | None,
+    num_samples: int | None,
+    seed: int | None,
+    device: str,
+    judge_lm: str | None = None,
+) -> tuple[dict[str, Any], list[str]]:
     """Report of a run's final generator (or ``checkpoint``) on the run's own data (and under the causal LM
     saved in ``judge_lm``); also the samples."""
     session = _RunSession(run_dir, checkpoint, protocol, device)
@@ -51,9 +58,16 @@ def evaluate_run(run_dir: Path, checkpoint: Path | None, protocol: str, metrics:
     return report, texts
 
 
-def temperature_sweep(run_dir: Path, checkpoint: Path | None, protocol: str, temperatures: Sequence[float],
-                      num_samples: int | None, seed: int | None, device: str,
-                      metrics: Sequence[str] | None = None) -> dict[str, Any]:
+def temperature_sweep(
+    run_dir: Path,
+    checkpoint: Path | None,
+    protocol: str,
+    temperatures: Sequence[float],
+    num_samples: int | None,
+    seed: int | None,
+    device: str,
+    metrics: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """Quality-diversity curve (Caccia et al., 2020): by default BLEU, Self-BLEU, NLL_test, NLL_oracle, the LM
     judges (and FED and MAUVE with the 'fed' extra) at each temperature."""
     session = _RunSession(run_dir, checkpoint, protocol, device)
@@ -73,30 +87,42 @@ class _RunSession:
         self.generator.to(device).eval()
         fast.apply(self.generator, setting=self.config.run.backend, device=device)
         # a pretrained model's tokenizer is the run's (its copy in the run directory)
-        self.corpus = load_corpus(self.config.data, saved=run_dir,
-                                  tokenizer=tokenizer if self.config.generator.pretrained else None)
+        self.corpus = load_corpus(
+            self.config.data, saved=run_dir, tokenizer=tokenizer if self.config.generator.pretrained else None
+        )
         if self.corpus.oracle is not None:
             self.corpus.oracle.to(device)
         self.evaluation = CorpusEvaluation(self.corpus, protocol, self.config.eval.bleu_orders, ALL_METRICS)
         self.checkpoint = checkpoint
 
-    def report(self, metrics: Sequence[str], num_samples: int | None, seed: int | None,
-               temperature: float) -> tuple[dict[str, Any], list[str]]:
+    def report(
+        self, metrics: Sequence[str], num_samples: int | None, seed: int | None, temperature: float
+    ) -> tuple[dict[str, Any], list[str]]:
         config = self.config
         with torch.no_grad():
             report, texts = self.evaluation(
-                self.generator, metrics, num_samples=num_samples or config.eval.num_samples,
-                batch_size=config.eval.batch_size, seed=config.run.seed if seed is None else seed,
-                nll_batch_size=config.mle.batch_size, temperature=temperature,
+                self.generator,
+                metrics,
+                num_samples=num_samples or config.eval.num_samples,
+                batch_size=config.eval.batch_size,
+                seed=config.run.seed if seed is None else seed,
+                nll_batch_size=config.mle.batch_size,
+                temperature=temperature,
             )
         report.setdefault("num_samples", num_samples or config.eval.num_samples)
         report["weights"] = str(self.checkpoint or "final export")
         return report, texts
 
 
-def evaluate_files(samples: Path, references: Path, train: Path | None, protocol: str,
-                   metrics: Sequence[str] | None, orders: Sequence[int] = (2, 3, 4, 5),
-                   judge_lm: str | None = None) -> dict[str, Any]:
+def evaluate_files(
+    samples: Path,
+    references: Path,
+    train: Path | None,
+    protocol: str,
+    metrics: Sequence[str] | None,
+    orders: Sequence[int] = (2, 3, 4, 5),
+    judge_lm: str | None = None,
+) -> dict[str, Any]:
     """Text metrics of a samples file against a references file; with a training file also novelty and the LM
     judges (trained on its lines; ``references`` is the real test split of ``reverse_lm_score``); with
     ``judge_lm`` the samples' NLL under the causal LM saved there."""
@@ -105,7 +131,7 @@ def evaluate_files(samples: Path, references: Path, train: Path | None, protocol
     train_lines = None
     if train is not None:
         train_lines = [line.strip() for line in read_text_lines(train, "--train") if line.strip()]
-    allowed = TEXT_METRICS + ("fed",)
+    allowed = (*TEXT_METRICS, "fed")
     if metrics is None:
         chosen = [m for m in with_fed(TEXT_METRICS) if m != "lm" or train_lines is not None]
     else:
@@ -116,7 +142,7 @@ def evaluate_files(samples: Path, references: Path, train: Path | None, protocol
             raise RelganError("--metrics lm: the LM judges are trained on real text; give it with --train FILE")
     training = [reference_words(line) for line in train_lines] if train_lines is not None else None
     report = TextEvaluator(reference_lines, protocol, orders, training)(sample_lines, chosen)
-    if "lm" in chosen:
+    if "lm" in chosen and train_lines is not None:
         report.update(LanguageModelJudges(train_lines, reference_lines)(sample_lines))
     if judge_lm is not None:
         report.update(judge_lm_report(sample_lines, judge_lm))
@@ -128,8 +154,9 @@ def format_table(report: dict[str, Any]) -> str:
     flat = dict(report)
     for name, values in flat.pop("per_class", {}).items():
         flat.update({f"{name}/{key}": value for key, value in values.items() if not isinstance(value, str)})
-    rows = [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in flat.items()
-            if not isinstance(v, (list, dict))]
+    rows = [
+        (k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in flat.items() if not isinstance(v, (list, dict))
+    ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

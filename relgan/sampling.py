@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from relgan.models import SequenceGenerator
 
 
-def class_arguments(label: int | None, rows: int, device: torch.device | str) -> dict[str, Tensor]:
+def class_arguments(label: int | None, rows: int, device: torch.device | str) -> dict[str, Any]:
     """The ``labels`` argument of a conditional generator's call for ``rows`` sentences of class ``label``; none
     for an unconditional call (``label`` None), whose signature stays as it was."""
     return {} if label is None else {"labels": torch.full((rows,), label, dtype=torch.long, device=device)}
 
 
-def sample_ids(generator: SequenceGenerator, num: int, batch_size: int, seed: int, temperature: float = 1.0,
-               label: int | None = None) -> Tensor:
+def sample_ids(
+    generator: SequenceGenerator,
+    num: int,
+    batch_size: int,
+    seed: int,
+    temperature: float = 1.0,
+    label: int | None = None,
+) -> Tensor:
     """``num`` samples [num, T] (int64, CPU) drawn with a private RNG seeded by ``seed`` (of class ``label``
     from a conditional generator).
 
@@ -27,7 +35,8 @@ def sample_ids(generator: SequenceGenerator, num: int, batch_size: int, seed: in
     chunks = []
     for start in range(0, num, batch_size):
         rows = min(batch_size, num - start)
-        tokens = generator.sample_tokens(rows, temperature=temperature, generator=rng,
-                                         **class_arguments(label, rows, device))
+        tokens = generator.sample_tokens(
+            rows, temperature=temperature, generator=rng, **class_arguments(label, rows, device)
+        )
         chunks.append(tokens.cpu())
     return torch.cat(chunks)

@@ -51,9 +51,7 @@ def _wrap(vocab: dict[str, int], with_specials: bool) -> PreTrainedTokenizerFast
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     if not with_specials:
         return PreTrainedTokenizerFast(tokenizer_object=core)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core, eos_token=EOS, pad_token=EOS, unk_token=UNK, bos_token=BOS
-    )
+    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token=EOS, pad_token=EOS, unk_token=UNK, bos_token=BOS)
 
 
 def build_word_tokenizer(
@@ -86,15 +84,21 @@ def load_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(str(directory))
 
 
-def encode(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[Sequence[str]],
-           seq_len: int | None = None) -> tuple[Tensor, int]:
+def encode(
+    tokenizer: PreTrainedTokenizerBase, sentences: Sequence[Sequence[str]], seq_len: int | None = None
+) -> tuple[Tensor, int]:
     """Word lists -> ids [N, T]: each sentence's tokens, then <eos> up to T = ``seq_len`` (None = the longest
     sentence in tokens), longer ones truncated; also returns how many were truncated."""
-    rows = tokenizer([" ".join(words) for words in sentences], add_special_tokens=False,
-                     return_attention_mask=False)["input_ids"] if sentences else []
+    rows = (
+        tokenizer([" ".join(words) for words in sentences], add_special_tokens=False, return_attention_mask=False)[
+            "input_ids"
+        ]
+        if sentences
+        else []
+    )
     length = seq_len if seq_len is not None else max(map(len, rows), default=0)
     ids = torch.full((len(rows), length), tokenizer.eos_token_id, dtype=torch.long)
-    for row, tokens in zip(ids, rows):
+    for row, tokens in zip(ids, rows, strict=True):
         kept = tokens[:length]
         row[: len(kept)] = torch.tensor(kept, dtype=torch.long)
     return ids, sum(len(tokens) > length for tokens in rows)

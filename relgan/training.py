@@ -5,14 +5,14 @@ evaluations, checkpoints, signals, resume) is in bookkeeping.py.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -25,36 +25,19 @@ from relgan.adversarial import (
     iteration_values,
 )
 from relgan.algorithms import build_algorithm
-from relgan.bookkeeping import METRICS_FILE, RunBook, last_reports
-from relgan.checkpoint import (
-    export_generator,
-    latest_checkpoint,
-    load_run_config,
-    verify_checkpoint,
-    write_model_card,
-)
-from relgan.config import Config, save_config, schedule_horizon
-from relgan.data import Corpus, load_corpus, save_corpus_artifacts
+from relgan.bookkeeping import METRICS_FILE, Progress, RunBook, last_reports
+from relgan.checkpoint import export_generator
+from relgan.config import Config, schedule_horizon
+from relgan.data import Corpus
 from relgan.draws import RunDraws
-from relgan.errors import CheckpointError, DataError
 from relgan.evaluation import CorpusEvaluation
 from relgan.fast.cuda_graphs import StepGraph
 from relgan.gumbel import LearnedInverseTemperature, inverse_temperature
-from relgan.io_utils import append_jsonl, atomic_write_text
+from relgan.io_utils import atomic_write_text
 from relgan.models import Discriminator, build_generator, count_parameters
-from relgan.pretrained import load_pretrained_tokenizer
-from relgan.runtime import build_accelerator, configure_threads, evaluating, frozen
-
-if TYPE_CHECKING:  # the batched replicas import this module
-    from relgan.batched import BatchedReplicas
-    from relgan.replica_books import ReplicaBooks
+from relgan.runtime import evaluating, frozen
 
 logger = logging.getLogger("relgan")
-
-# keys a resumed run must share with the run it continues
-COMPATIBLE_SECTIONS = ("generator", "discriminator")
-COMPATIBLE_DATA_KEYS = ("source", "tokenization", "min_frequency", "max_vocab_size", "seq_len", "oracle", "labelled",
-                        "label_column")
 
 
 class Trainer:
@@ -64,30 +47,53 @@ class Trainer:
         self.config, self.corpus, self.run_dir, self.acc = config, corpus, run_dir, accelerator
         # labelled data trains class-conditional models unless data.condition_on_labels says otherwise
         num_classes = corpus.num_classes if config.data.condition_on_labels else 0
-        generator = build_generator(config.generator, corpus.vocab_size, corpus.seq_len, corpus.start_id,
-                                    num_classes=num_classes)
+        generator = build_generator(
+            config.generator, corpus.vocab_size, corpus.seq_len, corpus.start_id, num_classes=num_classes
+        )
         discriminator = Discriminator(config.discriminator, corpus.vocab_size, corpus.seq_len, num_classes)
-        self.parameter_counts = {"generator_parameters": count_parameters(generator),
-                                 "discriminator_parameters": count_parameters(discriminator)}
-        self.backend = fast.apply(generator, discriminator, setting=config.run.backend, device=accelerator.device,
-                                  log=accelerator.is_main_process)
+        self.parameter_counts = {
+            "generator_parameters": count_parameters(generator),
+            "discriminator_parameters": count_parameters(discriminator),
+        }
+        self.backend = fast.apply(
+            generator,
+            discriminator,
+            setting=config.run.backend,
+            device=accelerator.device,
+            log=accelerator.is_main_process,
+        )
         adv = config.adversarial
         beta_module = LearnedInverseTemperature() if config.gumbel.schedule == "learned" else None
         self.g_params = list(generator.parameters()) + (list(beta_module.parameters()) if beta_module else [])
         # the class ids of the training sentences, where the models condition on them
         labels = corpus.train_labels if num_classes else None
-        loader = DataLoader(TensorDataset(corpus.train_ids, *([] if labels is None else [labels])),
-                            batch_size=config.mle.batch_size, shuffle=config.mle.shuffle, drop_last=True)
+        loader = DataLoader(
+            TensorDataset(corpus.train_ids, *([] if labels is None else [labels])),
+            batch_size=config.mle.batch_size,
+            shuffle=config.mle.shuffle,
+            drop_last=True,
+        )
         self.algorithm = build_algorithm(config)
-        # the transformer's steps run eagerly: capturing transformers' attention code is not verified yet; so do
-        # the algorithms whose iteration was never measured captured
-        self.use_graphs = (config.run.cuda_graphs and accelerator.device.type == "cuda"
-                           and accelerator.num_processes == 1 and config.run.mixed_precision != "fp16"
-                           and config.generator.architecture != "transformer" and self.algorithm.cuda_graphs)
-        adam = {"capturable": True} if self.use_graphs else {}
-        (self.generator, self.discriminator, self.mle_optimizer, self.g_optimizer, self.d_optimizer,
-         self.mle_loader) = accelerator.prepare(
-            generator, discriminator,
+        # captured only where the generator's and the algorithm's steps were verified captured
+        self.use_graphs = (
+            config.run.cuda_graphs
+            and accelerator.device.type == "cuda"
+            and accelerator.num_processes == 1
+            and config.run.mixed_precision != "fp16"
+            and generator.cuda_graphs
+            and self.algorithm.cuda_graphs
+        )
+        adam: dict[str, Any] = {"capturable": True} if self.use_graphs else {}
+        (
+            self.generator,
+            self.discriminator,
+            self.mle_optimizer,
+            self.g_optimizer,
+            self.d_optimizer,
+            self.mle_loader,
+        ) = accelerator.prepare(
+            generator,
+            discriminator,
             torch.optim.Adam(generator.parameters(), lr=config.mle.lr, **adam),
             torch.optim.Adam(self.g_params, lr=adv.g_lr, **adam),
             torch.optim.Adam(discriminator.parameters(), lr=adv.d_lr, **adam),
@@ -97,9 +103,13 @@ class Trainer:
         self.gen = accelerator.unwrap_model(self.generator)
         self.disc = accelerator.unwrap_model(self.discriminator)
         # a single run leaves the Gumbel noise and dropout masks to the models (and their fast paths)
-        self.draws = RunDraws(corpus.train_ids.to(accelerator.device),
-                              labels.to(accelerator.device) if labels is not None else None, self.disc,
-                              corpus.vocab_size, materialise=False)
+        self.draws = RunDraws(
+            corpus.train_ids.to(accelerator.device),
+            labels.to(accelerator.device) if labels is not None else None,
+            self.disc,
+            corpus.vocab_size,
+            materialise=False,
+        )
         self.horizon = schedule_horizon(config)
         if corpus.oracle is not None:
             corpus.oracle.to(accelerator.device)
@@ -196,21 +206,79 @@ class Trainer:
         cfg = self.config.eval
         with torch.no_grad(), self.acc.autocast(), evaluating(self.gen):
             metrics_report, texts = self.evaluation(
-                self.gen, cfg.metrics, num_samples=cfg.num_samples, batch_size=cfg.batch_size,
-                seed=self.config.run.seed, nll_batch_size=self.config.mle.batch_size,
+                self.gen,
+                cfg.metrics,
+                num_samples=cfg.num_samples,
+                batch_size=cfg.batch_size,
+                seed=self.config.run.seed,
+                nll_batch_size=self.config.mle.batch_size,
             )
         report = {**metrics_report, "samples": texts[: cfg.print_samples]}
         atomic_write_text(self.run_dir / "samples" / f"{phase}-{step:06d}.txt", "\n".join(texts) + "\n")
         return report
 
 
-def learn(steps: Trainer | BatchedReplicas, book: RunBook | ReplicaBooks) -> None:
+class Steps(Protocol):
+    """What :func:`learn` needs of a run: a :class:`Trainer`, or the replicas of ``run.seeds`` in lockstep
+    (:class:`relgan.batched.BatchedReplicas`)."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def acc(self) -> Accelerator: ...
+
+    @property
+    def horizon(self) -> int:
+        """N of the beta schedule."""
+        ...
+
+    @property
+    def mle_loader(self) -> Any:
+        """The MLE batches (one loader, or one per replica)."""
+        ...
+
+    @property
+    def mle_batches_per_epoch(self) -> int: ...
+
+    @property
+    def mle_step(self) -> StepGraph:
+        """(batch tensors) -> (loss, gradient norm)."""
+        ...
+
+    @property
+    def adversarial_iteration(self) -> StepGraph:
+        """(scheduled beta) -> the iteration's values (adversarial.iteration_values)."""
+        ...
+
+
+class Book(Protocol):
+    """What :func:`learn` needs of the bookkeeping: a :class:`relgan.bookkeeping.RunBook`, or the replicas'
+    :class:`relgan.replica_books.ReplicaBooks`."""
+
+    @property
+    def progress(self) -> Progress: ...
+
+    def running(self) -> contextlib.AbstractContextManager[None]: ...
+
+    def phase(self, name: str, total: int, done: int, unit: str) -> contextlib.AbstractContextManager[None]: ...
+
+    def epoch_batches(self, loader: Any) -> Iterator[Any]: ...
+
+    def seed(self, phase: str, step: int) -> None: ...
+
+    def step_done(self, phase: str, **values: Tensor) -> None: ...
+
+    def epoch_done(self) -> None: ...
+
+    def iteration_done(self) -> None: ...
+
+
+def learn(steps: Steps, book: Book) -> None:
     """The learning algorithm: MLE epochs, then adversarial iterations, until the config's budget is done.
 
-    ``steps`` is a :class:`Trainer` (one run) or :class:`relgan.batched.BatchedReplicas` (the replicas of
-    ``run.seeds`` in lockstep, with a :class:`relgan.replica_books.ReplicaBooks` as ``book``): it gives the
-    config, the MLE loader(s) and their batches per epoch, the two steps and the schedule's horizon. ``book`` counts, seeds, logs,
-    evaluates, checkpoints and stops (bookkeeping.py).
+    ``steps`` gives the config, the MLE loader(s) and their batches per epoch, the two steps and the schedule's
+    horizon; ``book`` counts, seeds, logs, evaluates, checkpoints and stops (bookkeeping.py).
     """
     config, p = steps.config, book.progress
     with book.running():
@@ -231,104 +299,3 @@ def learn(steps: Trainer | BatchedReplicas, book: RunBook | ReplicaBooks) -> Non
                     values = steps.adversarial_iteration(torch.full((), scheduled, device=steps.acc.device))
                     book.step_done("adversarial", **iteration_values(values))
                     book.iteration_done()
-
-
-# ------------------------------------------------------------------------------------------ the run
-
-
-def run_dir_of(config: Config) -> Path:
-    return Path(config.run.output_dir) / (config.run.name or "relgan")
-
-
-def setup(config: Config, *, resume: str | None = None, overwrite: bool = False,
-          write: bool = True) -> Trainer:
-    """Accelerator, corpus and trainer of a run; with ``write`` the run directory is created or resumed."""
-    run_dir = run_dir_of(config)
-    configure_threads(config.run)
-    accelerator = build_accelerator(config.run, run_dir)
-    set_seed(config.run.seed)
-    checkpoint = None
-    if resume is not None:
-        checkpoint = latest_checkpoint(run_dir) if resume == "latest" else Path(resume)
-        verify_checkpoint(checkpoint)
-        _check_compatible(load_run_config(run_dir), config, run_dir)
-    elif write and accelerator.is_main_process:
-        _fresh_run_dir(run_dir, overwrite)
-    accelerator.wait_for_everyone()
-    pretrained = config.generator.pretrained
-    with accelerator.main_process_first():
-        corpus = load_corpus(config.data, saved=run_dir if resume is not None else None,
-                             tokenizer=load_pretrained_tokenizer(pretrained) if pretrained else None)
-    _check_corpus_size(corpus, config, accelerator.num_processes)
-    trainer = Trainer(config, corpus, run_dir, accelerator)
-    if write and accelerator.is_main_process:
-        save_config(config, run_dir / "config.yaml")
-        save_corpus_artifacts(corpus, run_dir)
-        extra = {"eos_id": corpus.eos_id, "seed": config.run.seed, "sample_batch_size": config.eval.batch_size,
-                 "num_classes": trainer.gen.num_classes}
-        write_model_card(run_dir, trainer.gen, extra)
-        if resume is None and corpus.oracle is not None:
-            append_jsonl(run_dir / METRICS_FILE, {"phase": "reference", "step": 0, "global_step": 0,
-                                                  "nll_oracle": corpus.oracle.nll(corpus.test_ids)})
-    accelerator.wait_for_everyone()
-    if checkpoint is not None:
-        trainer.restore(checkpoint)
-    return trainer
-
-
-def dry_run_summary(trainer: Trainer) -> dict[str, Any]:
-    corpus = trainer.corpus
-    return {
-        "vocab_size": corpus.vocab_size,
-        "seq_len": corpus.seq_len,
-        "train_sentences": len(corpus.train_ids),
-        "test_sentences": len(corpus.test_ids),
-        **trainer.parameter_counts,
-        "device": str(trainer.acc.device),
-        "num_processes": trainer.acc.num_processes,
-        "backend": trainer.backend.line(),
-    }
-
-
-def _fresh_run_dir(run_dir: Path, overwrite: bool) -> None:
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise CheckpointError(
-                f"run directory {run_dir} already exists; continue it with --resume, start over with "
-                "--overwrite, or pick another run.name"
-            )
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-
-def _check_compatible(saved: Config, wanted: Config, run_dir: Path) -> None:
-    """A resumed run must keep the architecture and data settings of the run it continues."""
-    old, new = saved.to_dict(), wanted.to_dict()
-    pairs = [(f"{s}.{k}", old[s][k], new[s][k]) for s in COMPATIBLE_SECTIONS for k in old[s]]
-    pairs += [(f"data.{k}", old["data"][k], new["data"][k]) for k in COMPATIBLE_DATA_KEYS]
-    for key, before, after in pairs:
-        if before != after:
-            raise CheckpointError(
-                f"{run_dir} was trained with {key} = {before!r} but the config asks for {after!r}; "
-                "resume with the run's own settings or start a new run.name"
-            )
-
-
-def _check_corpus_size(corpus: Corpus, config: Config, processes: int) -> None:
-    need = max(config.mle.batch_size * processes if config.mle.epochs else 0,
-               config.adversarial.batch_size if config.adversarial.steps else 0)
-    source = config.data.train_file if config.data.source == "files" else f"data.{config.data.source}"
-    if len(corpus.train_ids) < need:
-        raise DataError(
-            f"{source}: {len(corpus.train_ids)} training sentences, fewer than one batch ({need}); "
-            "use more data or a smaller mle.batch_size / adversarial.batch_size"
-        )
-    if corpus.train_labels is not None:
-        counts = torch.bincount(corpus.train_labels, minlength=corpus.num_classes)
-        smallest = int(counts.argmin())
-        if counts[smallest] < need:
-            raise DataError(
-                f"{source}: class {corpus.label_names[smallest]!r} has {int(counts[smallest])} training sentences, "
-                f"fewer than one batch ({need}); add sentences, merge or drop the class, or use a smaller "
-                "mle.batch_size / adversarial.batch_size"
-            )

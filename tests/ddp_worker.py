@@ -7,7 +7,7 @@ import json
 import sys
 
 from relgan.config import load_config
-from relgan.training import setup
+from relgan.assembly import setup
 
 
 def digest(tensors) -> str:

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from relgan.config import load_config
-from relgan.training import setup
+from relgan.assembly import setup
 
 from conftest import SMOKE
 

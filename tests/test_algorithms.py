@@ -20,7 +20,7 @@ from relgan.config import ALGORITHMS, GeneratorConfig, load_config
 from relgan.gradient_lab import estimate, estimator_config, exact_gradient, make_lab
 from relgan.gumbel import conditional_gumbel
 from relgan.models import Generator
-from relgan.training import setup
+from relgan.assembly import setup
 
 from conftest import SMOKE
 from test_batched import SHORT, _assert_close_runs

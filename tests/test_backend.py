@@ -70,11 +70,11 @@ def test_apply_replaces_the_verified_methods_and_says_so(default_kernels, probe_
         report = fast.apply(g, d)
     assert report.backend == "fast" and report.isa == default_kernels.isa and not report.reference
     assert fast.fast_paths(g.core) == ("unroll", "step")
-    assert fast.fast_paths(g) == ("token_nll", "sample", "sample_tokens")
+    assert fast.fast_paths(g) == ("token_nll", "sample", "sample_tokens", "rollout")
     assert fast.fast_paths(d) == ("classify",)
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("backend:")]
     assert f"built for {default_kernels.isa}" in line and "RelationalMemory.unroll/step" in line
-    assert "Generator.token_nll/sample/sample_tokens" in line and "Discriminator.classify" in line
+    assert "Generator.token_nll/sample/sample_tokens/rollout" in line and "Discriminator.classify" in line
     assert json.loads(probe_cache.read_text())  # the probes ran once and were kept
     fast.remove(g)
     fast.remove(d)

@@ -195,7 +195,7 @@ def test_how_replicas_train_is_chosen_and_checked():
     assert replica_mode(load_config(SMOKE, [*seeds, "run.replicas=batched"]))[0] == "batched"
     mode, reason = replica_mode(load_config(SMOKE, [*seeds, "run.mixed_precision=bf16"]))
     assert mode == "sequential" and "mixed_precision" in reason
-    with pytest.raises(ConfigError, match="run.replicas=batched: the gradient penalty"):
+    with pytest.raises(ConfigError, match="run.replicas=batched: the penalty of adversarial.loss=wgan-gp"):
         replica_mode(load_config(SMOKE, [*seeds, "run.replicas=batched", "adversarial.loss=wgan-gp"]))
     with pytest.raises(ConfigError, match="run.replicas=batched: batched replicas run the reference models"):
         replica_mode(load_config(SMOKE, [*seeds, "run.replicas=batched", "run.backend=fast"]))

@@ -108,18 +108,12 @@ def test_the_word_tokenizer_splits_only_the_lines_final_period_unlike_punkt_firs
     assert punkt_first == ["a", "cat", "on", "a", "mat", ".", "a", "dog", "on", "a", "rug", "."]
 
 
-def test_official_tokenisation_differences_on_the_benchmark_splits(shared_data, monkeypatch):
-    """The figures docs/metrics.md reports (bench/official_conventions.py on the current nltk)."""
-    import importlib.util
+def test_official_tokenisation_differences_on_the_benchmark_splits(shared_data):
+    """The figures docs/metrics.md reports (experiments/official_conventions.py on the current nltk)."""
+    from experiments.official_conventions import tokenisation_report
 
-    from conftest import REPO
-
-    monkeypatch.syspath_prepend(str(REPO / "bench"))
-    spec = importlib.util.spec_from_file_location("official_conventions", REPO / "bench" / "official_conventions.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    train = bench.tokenisation_report(shared_data / "image_coco" / "train.txt", True, None)
-    test = bench.tokenisation_report(shared_data / "image_coco" / "test.txt", False, None)
+    train = tokenisation_report(shared_data / "image_coco" / "train.txt", True, None)
+    test = tokenisation_report(shared_data / "image_coco" / "test.txt", False, None)
     assert (train["vocabulary_line"], train["lines_differing_punkt"]) == (4659, 6)
     assert (test["lines_differing_punkt"], test["lines"]) == (5, 10000)
 

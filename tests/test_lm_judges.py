@@ -96,7 +96,7 @@ def test_training_evaluations_report_the_judges_on_the_synthetic_benchmark(tmp_p
 
     from conftest import SMOKE
     from relgan.config import load_config
-    from relgan.training import setup
+    from relgan.assembly import setup
 
     config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "run.name=judged", "mle.epochs=1",
                                  "adversarial.steps=0", "eval.metrics=[nll_oracle, lm]"])

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 import relgan.adversarial as adversarial
-import relgan.training as training
+from relgan.assembly import setup
 from relgan.checkpoint import complete_checkpoints, verify_checkpoint
 from relgan.config import load_config
 from relgan.errors import NonFiniteLossError
@@ -19,7 +19,7 @@ from conftest import SMOKE
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "adversarial.steps=12", "adversarial.eval_every=12",
                                  "adversarial.checkpoint_every=3", "run.log_every=10"])
-    trainer = training.setup(config)
+    trainer = setup(config)
     healthy = adversarial.gan_losses
 
     def poisoned(kind, d_real, d_fake):
@@ -50,7 +50,7 @@ def _rss_mb() -> float:
 def test_memory_stays_flat_across_evaluations_and_checkpoints(tmp_path):
     config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "adversarial.steps=200", "adversarial.eval_every=20",
                                  "adversarial.checkpoint_every=20", "run.keep_checkpoints=2"])
-    trainer = training.setup(config)
+    trainer = setup(config)
     evaluate, usage = trainer.book.evaluate, []
 
     def measured(*args):

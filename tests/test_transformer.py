@@ -177,7 +177,7 @@ def _pretrained_directory(tmp_path, train):
 
 
 def test_a_pretrained_directory_gives_the_weights_and_the_tokenizer_of_the_run(tmp_path):
-    from relgan.training import setup
+    from relgan.assembly import setup
 
     train, test = _text_files(tmp_path)
     directory, model, tokenizer = _pretrained_directory(tmp_path, train)
@@ -258,7 +258,7 @@ def test_resume_from_an_earlier_checkpoint_ends_where_the_uninterrupted_run_ends
 
 
 def test_evaluation_samples_with_dropout_off_and_training_resumes_with_it_on(tmp_path):
-    from relgan.training import setup
+    from relgan.assembly import setup
 
     trainer = setup(load_config(SMOKE_TRANSFORMER, ["generator.dropout=0.5", f"run.output_dir={tmp_path}"]))
     modes = []

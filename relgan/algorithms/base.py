@@ -51,8 +51,9 @@ class Algorithm:
         """
         raise NotImplementedError
 
-    def generator_loss(self, generator: Network, discriminator: Network, beta: Tensor,
-                       step: Any) -> tuple[Tensor, Tensor]:
+    def generator_loss(
+        self, generator: Network, discriminator: Network, beta: Tensor, step: Any
+    ) -> tuple[Tensor, Tensor]:
         """(the loss whose gradient trains the generator, the adversarial objective it lowers, logged as g_loss);
         the discriminator is a fixed function here."""
         raise NotImplementedError
@@ -71,11 +72,11 @@ class Algorithm:
 
     def gradient_estimate(self, generator: Network, score: Score, beta: Tensor, step: Any) -> Tensor:
         """A scalar whose gradient estimates -grad E_{x ~ G}[sigmoid(score(one_hot(x)))] (the exact-gradient lab,
-        bench/gradient_lab.py): this algorithm's estimator with a fixed ``score`` as the discriminator."""
+        experiments/gradient_lab.py): this algorithm's estimator with a fixed ``score`` as the discriminator."""
         raise NotImplementedError
 
 
 def split_fakes(samples: Tensor, labels: Tensor | None, count: int, size: int) -> list[FakeBatch]:
     """``count`` batches of ``size`` from samples [count * size, ...] and their classes [count * size] or None."""
     parts = [None] * count if labels is None else labels.split(size)
-    return [FakeBatch(batch, batch_labels) for batch, batch_labels in zip(samples.split(size), parts)]
+    return [FakeBatch(batch, batch_labels) for batch, batch_labels in zip(samples.split(size), parts, strict=True)]

@@ -44,8 +44,10 @@ class PolicyGradient(Algorithm):
     @classmethod
     def obstacle(cls, config: Config) -> str | None:
         if config.adversarial.loss != "standard":
-            return (f"its rewards read the discriminator as a classifier, sigmoid(logit) = P(real), which "
-                    f"adversarial.loss=standard trains (not {config.adversarial.loss})")
+            return (
+                f"its rewards read the discriminator as a classifier, sigmoid(logit) = P(real), which "
+                f"adversarial.loss=standard trains (not {config.adversarial.loss})"
+            )
         return None
 
     def generator_step_draws(self, draws: Draws, size: int) -> PolicyStepDraws:
@@ -60,9 +62,11 @@ class PolicyGradient(Algorithm):
         """The reward R [B, T] of each sampled token of tokens [B, T] (no gradient)."""
         raise NotImplementedError
 
-    def generator_loss(self, generator: Network, discriminator: Network, beta: Tensor,
-                       step: PolicyStepDraws) -> tuple[Tensor, Tensor]:
+    def generator_loss(
+        self, generator: Network, discriminator: Network, beta: Tensor, step: PolicyStepDraws
+    ) -> tuple[Tensor, Tensor]:
         """The policy-gradient surrogate; logged: -mean D(x) of the sampled sentences, D = sigmoid(logit)."""
+
         def score(inputs: Tensor, labels: Tensor | None) -> Tensor:
             return sentence_logits(discriminator, inputs, labels)
 
@@ -71,8 +75,9 @@ class PolicyGradient(Algorithm):
     def surrogate(self, generator: Network, score: Score, step: PolicyStepDraws) -> tuple[Tensor, Tensor]:
         """(-mean_b sum_t R_bt log G(x_bt | x_b,<t), -mean_b sigmoid(score(x_b))) on B fresh sentences."""
         with torch.no_grad():
-            tokens = complete(generator, torch.zeros_like(step.uniforms, dtype=torch.long), 0, step.uniforms,
-                              step.labels)
+            tokens = complete(
+                generator, torch.zeros_like(step.uniforms, dtype=torch.long), 0, step.uniforms, step.labels
+            )
             rewards = self.rewards(generator, score, tokens, step)
             objective = -torch.sigmoid(score(tokens, step.labels)).mean()
         log_probs = -generator(tokens, mode="nll", labels=step.labels)  # [B, T]
@@ -85,15 +90,18 @@ class PolicyGradient(Algorithm):
         labels = draws.fake_labels(count)
         return PolicySampleDraws(labels, draws.uniforms(count))
 
-    def fake_samples(self, generator: Network, beta: Tensor, samples: PolicySampleDraws, count: int,
-                     size: int) -> list[FakeBatch]:
-        tokens = complete(generator, torch.zeros_like(samples.uniforms, dtype=torch.long), 0, samples.uniforms,
-                          samples.labels)
+    def fake_samples(
+        self, generator: Network, beta: Tensor, samples: PolicySampleDraws, count: int, size: int
+    ) -> list[FakeBatch]:
+        tokens = complete(
+            generator, torch.zeros_like(samples.uniforms, dtype=torch.long), 0, samples.uniforms, samples.labels
+        )
         return split_fakes(tokens, samples.labels, count, size)
 
 
-def complete(generator: Network, prefixes: Tensor, lengths: Tensor | int, uniforms: Tensor,
-             labels: Tensor | None) -> Tensor:
+def complete(
+    generator: Network, prefixes: Tensor, lengths: Tensor | int, uniforms: Tensor, labels: Tensor | None
+) -> Tensor:
     """Sentences [R, T] that keep prefixes [R, T] before lengths ([R], or one for all) and are sampled after."""
     if isinstance(lengths, int):
         lengths = torch.full_like(prefixes[:, 0], lengths)

@@ -26,6 +26,7 @@ class RelaxedStepDraws:
     noise: Tensor | None  # Gumbel noise [B, T, V]; None: the generator draws it
     real_dropout: Tensor | None  # the discriminator's dropout mask on the real batch; None: it draws its own
     fake_dropout: Tensor | None  # and on the fake batch
+    exponentials: Tensor | None = None  # gumbel-rao's K x [B, T, V] conditional Gumbel draws, else None
 
 
 @batchable
@@ -48,19 +49,31 @@ class RelGAN(Algorithm):
     def generator_step_draws(self, draws: Draws, size: int) -> RelaxedStepDraws:
         real, real_labels = draws.real_batch(size)
         fake_labels = draws.fake_labels(size)
+        exponentials = self.estimator_draws(draws, size)
         noise = draws.gumbel_noise(size)
         real_dropout = draws.dropout_mask(size)
         fake_dropout = draws.dropout_mask(size)
-        return RelaxedStepDraws(real, real_labels, fake_labels, noise, real_dropout, fake_dropout)
+        return RelaxedStepDraws(real, real_labels, fake_labels, noise, real_dropout, fake_dropout, exponentials)
+
+    def estimator_draws(self, draws: Draws, size: int) -> Tensor | None:
+        """What the estimator draws itself for ``size`` samples (Gumbel-Rao: its exponentials; None: nothing)."""
+        return None
 
     def discriminator_input(self, generator: Network, beta: Tensor, step: RelaxedStepDraws) -> Tensor:
         """The fake samples [B, T, V] as the discriminator sees them, carrying the generator's gradient."""
-        _, fake = generator(mode="sample", batch_size=step.real.shape[0], beta=beta, hard=self.hard,
-                            noise=step.noise, labels=step.fake_labels)
+        _, fake = generator(
+            mode="sample",
+            batch_size=step.real.shape[0],
+            beta=beta,
+            hard=self.hard,
+            noise=step.noise,
+            labels=step.fake_labels,
+        )
         return fake
 
-    def generator_loss(self, generator: Network, discriminator: Network, beta: Tensor,
-                       step: RelaxedStepDraws) -> tuple[Tensor, Tensor]:
+    def generator_loss(
+        self, generator: Network, discriminator: Network, beta: Tensor, step: RelaxedStepDraws
+    ) -> tuple[Tensor, Tensor]:
         """The GAN loss's generator term on B fresh samples against a real batch."""
         fake = self.discriminator_input(generator, beta, step)
         with torch.no_grad():
@@ -73,10 +86,17 @@ class RelGAN(Algorithm):
         labels = draws.fake_labels(count)
         return RelaxedSampleDraws(labels, draws.gumbel_noise(count))
 
-    def fake_samples(self, generator: Network, beta: Tensor, samples: RelaxedSampleDraws, count: int,
-                     size: int) -> list[FakeBatch]:
-        _, fake = generator(mode="sample", batch_size=count * size, beta=beta, hard=self.hard, noise=samples.noise,
-                            labels=samples.labels)
+    def fake_samples(
+        self, generator: Network, beta: Tensor, samples: RelaxedSampleDraws, count: int, size: int
+    ) -> list[FakeBatch]:
+        _, fake = generator(
+            mode="sample",
+            batch_size=count * size,
+            beta=beta,
+            hard=self.hard,
+            noise=samples.noise,
+            labels=samples.labels,
+        )
         return split_fakes(fake, samples.labels, count, size)
 
     def gradient_estimate(self, generator: Network, score: Score, beta: Tensor, step: RelaxedStepDraws) -> Tensor:

@@ -29,15 +29,17 @@ class SeqGAN(PolicyGradient):
         size, length = tokens.shape
         final = torch.sigmoid(score(tokens, step.labels))  # [B]
         n = self.config.rollouts
-        if n == 0:
+        if step.rollout_uniforms is None:  # no rollouts
             q = final.unsqueeze(1).expand(size, length)
         else:
             copies = (length - 1) * n  # rows ordered (prefix length 1 .. T-1, rollout, sentence)
             lengths = torch.arange(1, length, device=tokens.device).repeat_interleave(n * size)
             labels = None if step.labels is None else step.labels.repeat(copies)
             completed = complete(generator, tokens.repeat(copies, 1), lengths, step.rollout_uniforms, labels)
-            per_prefix = [torch.sigmoid(score(rows, None if labels is None else labels[:n * size]))
-                          for rows in completed.split(n * size)]  # one discriminator call per prefix length
+            per_prefix = [
+                torch.sigmoid(score(rows, None if labels is None else labels[: n * size]))
+                for rows in completed.split(n * size)
+            ]  # one discriminator call per prefix length
             q = torch.stack(per_prefix).view(length - 1, n, size).mean(dim=1).t()  # [B, T - 1]
             q = torch.cat([q, final.unsqueeze(1)], dim=1)
         if self.config.baseline == "mean":  # leave-one-out: the other sentences' mean, so the gradient stays unbiased

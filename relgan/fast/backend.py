@@ -21,8 +21,10 @@ import functools
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,11 +33,15 @@ from relgan.config import BACKENDS
 from relgan.errors import ConfigError
 from relgan.fast import build, fingerprint, parity
 from relgan.io_utils import atomic_write_text
+from relgan.models.generator import Generator
+from relgan.models.relational_memory import RelationalMemory
 
 logger = logging.getLogger("relgan")
 
 DISABLE_VARIABLE = "RELGAN_CPU_KERNELS"
 REQUIRE_VARIABLE = "RELGAN_REQUIRE_KERNELS"
+
+
 class BackendError(ConfigError):
     """``run.backend=fast`` where the kernels cannot be had."""
 
@@ -56,8 +62,9 @@ class BackendReport:
             extra = "" if self.backend == "reference" else " (no fast path applies here)"
             return f"backend: reference on {self.device}: the models in relgan/models run as written{extra}"
         kept = "; reference code for " + ", ".join(self.reference) if self.reference else ""
-        return (f"backend: fast on {self.device}: C++ kernels built for {self.isa} replace "
-                f"{', '.join(self.replaced)}{kept}")
+        return (
+            f"backend: fast on {self.device}: C++ kernels built for {self.isa} replace {', '.join(self.replaced)}{kept}"
+        )
 
 
 def resolve(setting: str) -> str:
@@ -71,8 +78,9 @@ def resolve(setting: str) -> str:
     return setting
 
 
-def apply(*modules: nn.Module, setting: str = "auto", device: torch.device | str = "cpu",
-          log: bool = True) -> BackendReport:
+def apply(
+    *modules: nn.Module, setting: str = "auto", device: torch.device | str = "cpu", log: bool = True
+) -> BackendReport:
     """Replace the reference methods of ``modules`` (and of their submodules that are units, such as a
     generator's relational memory) with the fast paths where they apply; returns (and logs) what it did."""
     setting, device = resolve(setting), torch.device(device)
@@ -97,6 +105,13 @@ def apply(*modules: nn.Module, setting: str = "auto", device: torch.device | str
             _apply_unit(unit_module, kernels, report)
     _log(report, log)
     return report
+
+
+class FastPath(functools.partial):
+    """A fast path bound to its module and kernels, set on the module in place of a reference method (the
+    fingerprint leaves it out)."""
+
+    relgan_fast_path = True
 
 
 def remove(module: nn.Module) -> None:
@@ -124,9 +139,9 @@ def _apply_unit(module: nn.Module, kernels: build.Kernels, report: BackendReport
 
     unit = fingerprint.unit_of(module)
     name = type(module).__name__
-    if fast_paths(module):
+    if unit is None or fast_paths(module):
         return
-    if unit == "generator" and module.num_classes:  # no fast path exists for it: nothing to fix, no warning
+    if isinstance(module, Generator) and module.num_classes:  # no fast path exists for it: nothing to fix
         report.reference[name] = "it is class-conditional, and its fast paths are for unconditional generators"
         logger.info("fast backend: %s runs its reference code: %s", name, report.reference[name])
         return
@@ -135,21 +150,26 @@ def _apply_unit(module: nn.Module, kernels: build.Kernels, report: BackendReport
         report.reference[name] = why
         logger.warning("fast backend: %s runs its reference code: %s", name, why)
         return
-    if unit == "relational_memory":
+    functions: dict[str, Callable[..., Any]]
+    if isinstance(module, RelationalMemory):
         functions = {"unroll": fast_rmc.unroll, "step": fast_rmc.step}
-    elif unit == "generator":
+    elif isinstance(module, Generator):
         core = module.core
-        recorder = (functools.partial(fast_rmc.RecordedSteps, core, kernels) if "step" in fast_paths(core)
-                    else None)
-        functions = {"token_nll": fast_generator.token_nll,
-                     "sample": functools.partial(fast_generator.sample, recorder=recorder),
-                     "sample_tokens": fast_generator.sample_tokens}
+        recorder = (
+            functools.partial(fast_rmc.RecordedSteps, core, kernels)
+            if isinstance(core, RelationalMemory) and "step" in fast_paths(core)
+            else None
+        )
+        functions = {
+            "token_nll": fast_generator.token_nll,
+            "sample": functools.partial(fast_generator.sample, recorder=recorder),
+            "sample_tokens": fast_generator.sample_tokens,
+            "rollout": fast_generator.rollout,
+        }
     else:
         functions = {"classify": fast_discriminator.classify}
     for method, function in functions.items():
-        bound = functools.partial(function, module, kernels)
-        bound.relgan_fast_path = True
-        module.__dict__[method] = bound
+        module.__dict__[method] = FastPath(function, module, kernels)
     module.__dict__["_fast_paths"] = tuple(functions)
     report.replaced.append(f"{name}.{'/'.join(functions)}")
 
@@ -160,12 +180,14 @@ def _why_reference(unit: str, module: nn.Module, kernels: build.Kernels) -> str 
 
     if any(p.dtype != torch.float32 for p in module.parameters()):
         return "its weights are not float32"
-    if unit == "relational_memory" and (reason := fast_rmc.supports(module)) is not None:
+    if isinstance(module, RelationalMemory) and (reason := fast_rmc.supports(module)) is not None:
         return reason
     if not fingerprint.is_verified(module):
-        return (f"its code differs from the code the fast path was verified against (re-verify with "
-                f"`{fingerprint.VERIFY_COMMAND}`)")
-    record = unit == "generator" and "step" in fast_paths(module.core)
+        return (
+            f"its code differs from the code the fast path was verified against (re-verify with "
+            f"`{fingerprint.VERIFY_COMMAND}`)"
+        )
+    record = isinstance(module, Generator) and "step" in fast_paths(module.core)
     problems = _probe(unit, module, kernels, record)
     if problems:
         return f"it disagrees with the reference on this machine ({problems[0]})"
@@ -175,8 +197,16 @@ def _why_reference(unit: str, module: nn.Module, kernels: build.Kernels) -> str 
 def _probe(unit: str, module: nn.Module, kernels: build.Kernels, record: bool) -> list[str]:
     """The parity probe of ``unit`` at ``module``'s sizes, cached per machine, build and fingerprint."""
     cache = probe_cache(kernels)
-    key = " ".join([unit, fingerprint.fingerprint(module), _shape_key(module), f"record={record}",
-                    f"threads={torch.get_num_threads()}", build.cpu_model()])
+    key = " ".join(
+        [
+            unit,
+            fingerprint.fingerprint(module),
+            _shape_key(module),
+            f"record={record}",
+            f"threads={torch.get_num_threads()}",
+            build.cpu_model(),
+        ]
+    )
     results = _read_json(cache)
     if key not in results:
         problems = parity.probe(unit, module, kernels, **({"record": record} if unit == "generator" else {}))

@@ -47,8 +47,10 @@ OP_LIBRARIES = ("relational_memory", "conv_max", "highway", "cross_entropy", "sa
 X86_ISAS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "baseline": (["-march=x86-64", "-mtune=native"], ()),
     "avx2": (["-march=x86-64-v3", "-mtune=native"], ("avx", "avx2", "fma", "bmi1", "bmi2", "f16c", "movbe", "abm")),
-    "avx512": (["-march=x86-64-v4", "-mtune=native"],
-               ("avx2", "fma", "avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl")),
+    "avx512": (
+        ["-march=x86-64-v4", "-mtune=native"],
+        ("avx2", "fma", "avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"),
+    ),
 }
 
 
@@ -73,8 +75,9 @@ def cpu_model() -> str:
     """The CPU's model name (from /proc/cpuinfo; the platform's processor string elsewhere)."""
     cpuinfo = Path("/proc/cpuinfo")
     lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-                platform.processor())
+    return next(
+        (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor()
+    )
 
 
 def executable_isas() -> list[str]:
@@ -160,18 +163,29 @@ def load(isa: str) -> Kernels:
     fails (no compiler, no ninja, a CPU without the instruction set)."""
     if isa not in executable_isas():
         raise KernelsUnavailable(f"this CPU does not execute {isa} (it executes {', '.join(executable_isas())})")
-    from torch.utils.cpp_extension import _get_build_directory, load as load_extension
+    from torch.utils.cpp_extension import _get_build_directory
+    from torch.utils.cpp_extension import load as load_extension
 
     name = build_name(isa)
     cached = _built(isa)
     try:
         build_dir = Path(_get_build_directory(name, verbose=False))
         if not cached:
-            print(f"relgan: building the C++ CPU kernels for {isa} (once per machine and kernel version) ...",
-                  end="", file=sys.stderr, flush=True)
+            print(
+                f"relgan: building the C++ CPU kernels for {isa} (once per machine and kernel version) ...",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
         start = time.perf_counter()
-        load_extension(name=name, sources=[str(_unity_source(build_dir))], extra_cflags=_flags(isa),
-                       extra_ldflags=["-fopenmp"], extra_include_paths=[str(CSRC)], is_python_module=False)
+        load_extension(
+            name=name,
+            sources=[str(_unity_source(build_dir))],
+            extra_cflags=_flags(isa),
+            extra_ldflags=["-fopenmp"],
+            extra_include_paths=[str(CSRC)],
+            is_python_module=False,
+        )
         if not cached:
             print(f" done in {time.perf_counter() - start:.0f} s ({build_dir})", file=sys.stderr, flush=True)
     except Exception as exc:  # no compiler, no ninja, a read-only cache: all mean "no kernels here"
@@ -200,10 +214,13 @@ def prebuild(isas: list[str]) -> None:
     missing = [isa for isa in isas if not _built(isa)]
     if len(missing) < 2:
         return
-    print(f"relgan: building the C++ CPU kernels for {', '.join(missing)} side by side ...", file=sys.stderr,
-          flush=True)
-    builds = [subprocess.Popen([sys.executable, "-c", _BUILD_ONE, isa], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL) for isa in missing]
+    print(
+        f"relgan: building the C++ CPU kernels for {', '.join(missing)} side by side ...", file=sys.stderr, flush=True
+    )
+    builds = [
+        subprocess.Popen([sys.executable, "-c", _BUILD_ONE, isa], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for isa in missing
+    ]
     for process in builds:
         process.wait()
 
@@ -226,10 +243,23 @@ def compile_only(isa: str) -> None:
     includes = [f"-I{path}" for path in [str(CSRC), *include_paths()]]
     with tempfile.TemporaryDirectory() as scratch:
         result = subprocess.run(
-            [os.environ.get("CXX", "c++"), "-std=c++17", "-fPIC", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
-             f"-DTORCH_EXTENSION_NAME={name}", "-DTORCH_API_INCLUDE_EXTENSION_H", *_flags(isa), *includes,
-             "-c", str(_unity_source(build_dir)), "-o", str(Path(scratch) / "kernels.o")],
-            capture_output=True, text=True)
+            [
+                os.environ.get("CXX", "c++"),
+                "-std=c++17",
+                "-fPIC",
+                f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+                f"-DTORCH_EXTENSION_NAME={name}",
+                "-DTORCH_API_INCLUDE_EXTENSION_H",
+                *_flags(isa),
+                *includes,
+                "-c",
+                str(_unity_source(build_dir)),
+                "-o",
+                str(Path(scratch) / "kernels.o"),
+            ],
+            capture_output=True,
+            text=True,
+        )
     if result.returncode != 0:
         error = next((line for line in result.stderr.splitlines() if "error" in line), result.stderr.strip())
         raise KernelsUnavailable(f"the {isa} build does not compile: {error[:300]}")

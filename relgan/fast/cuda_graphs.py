@@ -45,27 +45,32 @@ class StepGraph:
                 outputs = self.step(*inputs)
             torch.cuda.current_stream().wait_stream(side)
             return outputs
-        if self.graph is None and not self._capture(inputs):
+        graph = self.graph or self._capture(inputs)
+        if graph is None:
             return self.step(*inputs)
-        for static, value in zip(self.static_inputs, inputs):
+        for static, value in zip(self.static_inputs, inputs, strict=True):
             static.copy_(value)
-        self.graph.replay()
+        graph.replay()
         return tuple(output.clone() for output in self.static_outputs)
 
-    def _capture(self, inputs: tuple[Tensor, ...]) -> bool:
+    def _capture(self, inputs: tuple[Tensor, ...]) -> torch.cuda.CUDAGraph | None:
+        """The step captured on static copies of ``inputs`` (None: it could not be captured)."""
         self.static_inputs = [value.clone() for value in inputs]
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
                 self.static_outputs = self.step(*self.static_inputs)
         except Exception as exc:  # an op that cannot be captured; the step still works eagerly
-            logger.warning("%s: CUDA graph capture failed (%s); continuing without CUDA graphs",
-                           self.name, str(exc).strip().splitlines()[0][:200])
+            logger.warning(
+                "%s: CUDA graph capture failed (%s); continuing without CUDA graphs",
+                self.name,
+                str(exc).strip().splitlines()[0][:200],
+            )
             self.enabled = False
             torch.cuda.synchronize()
-            return False
+            return None
         self.graph = graph
-        return True
+        return graph
 
     def release(self) -> None:
         """Free the graph and its memory pool (the step is not used any more)."""

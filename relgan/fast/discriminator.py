@@ -1,7 +1,9 @@
 """The discriminator's fast path on CPU float32: :func:`classify` replaces ``Discriminator.classify``.
 
 * convolution + max over time in one C++ pass per row (``csrc/conv_max.cpp``), the [rows, time, filters]
-  responses never written to memory; relu and the bias applied after the max (they commute with it);
+  responses never written to memory (for representations 16 or more wide, as SeqGAN's single 64-wide one:
+  matrix products of the unfolded windows, block by block); relu and the bias applied after the max (they
+  commute with it);
 * both highway branches in one oneDNN product;
 * highway gating and dropout in one C++ pass forward and one backward (``csrc/highway.cpp``), the dropout
   drawn as 16 random bits per element (or taken from the reference's mask when one is passed in).
@@ -24,12 +26,21 @@ from relgan.models.discriminator import Discriminator
 
 def applies(embedded: Tensor, discriminator: Discriminator) -> bool:
     """CPU float32 input and weights, no autocast."""
-    return (embedded.device.type == "cpu" and embedded.dtype == torch.float32
-            and discriminator.embedding.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"))
+    return (
+        embedded.device.type == "cpu"
+        and embedded.dtype == torch.float32
+        and discriminator.embedding.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+    )
 
 
-def classify(discriminator: Discriminator, kernels: Kernels, embedded: Tensor,
-             dropout_mask: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
+def classify(
+    discriminator: Discriminator,
+    kernels: Kernels,
+    embedded: Tensor,
+    dropout_mask: Tensor | None = None,
+    labels: Tensor | None = None,
+) -> Tensor:
     """``Discriminator.classify``: embedded [B, T, S*d] (and the sentences' classes [B] for a conditional
     discriminator) -> logits [B*S]. The output layers and the projection term are the reference's."""
     if not applies(embedded, discriminator):
@@ -38,8 +49,10 @@ def classify(discriminator: Discriminator, kernels: Kernels, embedded: Tensor,
     batch, length, _ = embedded.shape
     s, width = d.num_representations, d.representation_dim
     per_rep = embedded.view(batch, length, s, width).permute(0, 2, 1, 3).reshape(batch * s, length, width)
-    pooled = [torch.relu(conv_max_over_time(kernels, per_rep, weight, size) + bias)
-              for size, weight, bias in zip(d.filter_sizes, d.conv_weights, d.conv_biases)]
+    pooled = [
+        torch.relu(conv_max_over_time(kernels, per_rep, weight, size) + bias)
+        for size, weight, bias in zip(d.filter_sizes, d.conv_weights, d.conv_biases, strict=True)
+    ]
     features = torch.cat(pooled, dim=-1)  # [B*S, filters * len(sizes)]
     both = onednn_linear(features, torch.cat([d.highway_gate.weight, d.highway_transform.weight]))
     p = d.config.dropout if d.training else 0.0
@@ -53,9 +66,31 @@ def classify(discriminator: Discriminator, kernels: Kernels, embedded: Tensor,
 def conv_max_over_time(kernels: Kernels, sequence: Tensor, weight: Tensor, size: int) -> Tensor:
     """Valid 1-D convolution of sequence [R, T, d] with filters weight [C, d*size] (d-major), then max over
     time: [R, C]. The gradient of the max flows to the first argmax."""
+    if sequence.shape[2] >= PRODUCT_WIDTH:
+        return _conv_max_by_products(sequence, weight, size)
     if torch.is_grad_enabled() and (sequence.requires_grad or weight.requires_grad):
         return _ConvMaxOverTime.apply(kernels, sequence, weight, size)
     return kernels.conv_max.forward(sequence, weight, size)[0]
+
+
+# From this representation width on, the convolution is one matrix product per block of rows (its windows
+# unfolded): at SeqGAN's width 64 it took 0.25 s against the kernel's 0.72 s for 19,456 sentences and 200 filters
+# of height 5 (2-core AVX-512 VM); at RelGAN's width 1 the kernel is 20-30x faster.
+PRODUCT_WIDTH = 16
+_BLOCK_FLOATS = 1 << 21  # unfolded windows per block: 8 MB, which kept the products fastest
+
+
+def _conv_max_by_products(sequence: Tensor, weight: Tensor, size: int) -> Tensor:
+    """The convolution as products of the unfolded windows [rows * (T - size + 1), d*size] with the filters,
+    block by block of rows, then the max over time (plain autograd)."""
+    _, length, width = sequence.shape
+    positions, depth = length - size + 1, width * size
+    block = max(1, _BLOCK_FLOATS // (positions * depth))
+    pooled = []
+    for part in sequence.split(block):
+        windows = part.unfold(1, size, 1).reshape(-1, depth)  # [r * positions, d*size], d-major like the filters
+        pooled.append((windows @ weight.t()).view(part.shape[0], positions, -1).max(dim=1).values)
+    return torch.cat(pooled)
 
 
 class _ConvMaxOverTime(torch.autograd.Function):
@@ -78,8 +113,9 @@ class _ConvMaxOverTime(torch.autograd.Function):
         return None, grad_sequence, grad_weight, None
 
 
-def _conv_max_backward(grad: Tensor, sequence: Tensor, weight: Tensor, index: Tensor,
-                       size: int) -> tuple[Tensor, Tensor]:
+def _conv_max_backward(
+    grad: Tensor, sequence: Tensor, weight: Tensor, index: Tensor, size: int
+) -> tuple[Tensor, Tensor]:
     """The kernel's backward in PyTorch, tap by tap on the sequence itself; differentiable."""
     width = sequence.shape[2]
     taps = weight.view(weight.shape[0], width, size)  # [C, d, f]
@@ -95,8 +131,9 @@ def _conv_max_backward(grad: Tensor, sequence: Tensor, weight: Tensor, index: Te
 # ---------------------------------------------------------------------------------------- highway + dropout
 
 
-def highway(kernels: Kernels, features: Tensor, both: Tensor, dropout: float,
-            dropout_mask: Tensor | None = None) -> Tensor:
+def highway(
+    kernels: Kernels, features: Tensor, both: Tensor, dropout: float, dropout_mask: Tensor | None = None
+) -> Tensor:
     """features [N, W], both [N, 2W] = (gate | transform) pre-activations -> (t*relu(transform) + (1-t)*f)
     times the dropout multipliers (``dropout_mask`` [N, W], or drawn here when None), t = sigmoid(gate)."""
     bits = None
@@ -127,8 +164,9 @@ def _bits_of_mask(mask: Tensor) -> Tensor:
     return torch.where(mask != 0, 2**15 - 1, -(2**15)).to(torch.int16)
 
 
-def _highway_backward(grad: Tensor, features: Tensor, both: Tensor, bits: Tensor | None,
-                      dropout: float) -> tuple[Tensor, Tensor]:
+def _highway_backward(
+    grad: Tensor, features: Tensor, both: Tensor, bits: Tensor | None, dropout: float
+) -> tuple[Tensor, Tensor]:
     """The kernel's backward in PyTorch, differentiable in all its inputs (a double backward): the gradients
     of value = (f + t * (relu(transform) - f)) * scale, t = sigmoid(gate), w.r.t. f and (gate | transform)."""
     gate, transform = both.chunk(2, dim=-1)
@@ -142,8 +180,7 @@ def _highway_backward(grad: Tensor, features: Tensor, both: Tensor, bits: Tensor
 
 class _FusedHighway(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, kernels: Kernels, features: Tensor, both: Tensor, bits: Tensor | None,
-                dropout: float) -> Tensor:
+    def forward(ctx, kernels: Kernels, features: Tensor, both: Tensor, bits: Tensor | None, dropout: float) -> Tensor:
         ctx.save_for_backward(features, both, bits)
         ctx.kernels, ctx.dropout = kernels, dropout
         return kernels.highway.forward(features, both, *_dropout_arguments(bits, dropout))

@@ -28,8 +28,13 @@ VERIFY_COMMAND = "python -m relgan.fast.verify"
 # reference functions each unit's fast path reproduces besides the module's own methods
 FUNCTIONS: dict[str, tuple[Callable, ...]] = {
     "relational_memory": (),
-    "generator": (gumbel.gumbel_noise, gumbel.relaxed_sample, gumbel.straight_through, gumbel.categorical_sample,
-                  gumbel.categorical_from_logits),
+    "generator": (
+        gumbel.gumbel_noise,
+        gumbel.relaxed_sample,
+        gumbel.straight_through,
+        gumbel.categorical_sample,
+        gumbel.categorical_from_logits,
+    ),
     "discriminator": (),
 }
 
@@ -40,8 +45,11 @@ def unit_of(module: nn.Module) -> str | None:
     from relgan.models.generator import Generator
     from relgan.models.relational_memory import RelationalMemory
 
-    for cls, unit in ((RelationalMemory, "relational_memory"), (Generator, "generator"),
-                      (Discriminator, "discriminator")):
+    for cls, unit in (
+        (RelationalMemory, "relational_memory"),
+        (Generator, "generator"),
+        (Discriminator, "discriminator"),
+    ):
         if isinstance(module, cls):
             return unit
     return None
@@ -80,7 +88,7 @@ def _parts(module: nn.Module, unit: str | None) -> Iterator[str]:
         for name, value in sorted(vars(child).items()):
             if callable(value) and not name.startswith("_") and not getattr(value, "relgan_fast_path", False):
                 yield from _member(f"instance.{name}", value)
-    for function in FUNCTIONS.get(unit, ()):
+    for function in FUNCTIONS.get(unit or "", ()):
         yield from _member(function.__qualname__, getattr(inspect.getmodule(function), function.__name__))
 
 
@@ -112,7 +120,12 @@ def _syntax(function: Callable) -> str:
         return code.co_code.hex() + repr(code.co_consts) + repr(code.co_names)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
-            node.body = body[1:] or [ast.Pass()]
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            setattr(node, "body", body[1:] or [ast.Pass()])  # noqa: B010 (ast.AST declares no body)
     return ast.dump(tree, annotate_fields=False)

@@ -8,6 +8,9 @@
   sequence backward plus one output-layer and Gumbel-Softmax backward over all T*B rows.
 * :func:`sample_tokens` replaces ``Generator.sample_tokens``: the output layer packed once for oneDNN, the
   projection table, and the inversion kernel (the same uniforms as the reference, so the same tokens).
+* :func:`rollout` replaces ``Generator.rollout`` (SeqGAN's Monte-Carlo completions): the same, with the output
+  layer and the inversion kernel run only on the rows that sample at each step (a row inside its prefix feeds its
+  own token and needs no logits).
 
 The hand-written backward of :func:`sample` assumes the reference's output layer (``output_logits`` =
 ``self.output``) and relaxation (``relaxed_sample``): the backend applies these paths only while the
@@ -51,24 +54,37 @@ def token_nll(generator: Generator, kernels: Kernels, tokens: Tensor, temperatur
     return _PaddedCrossEntropy.apply(kernels, logits, tokens.flatten(), generator.vocab_size).view(tokens.shape)
 
 
-def sample(generator: Generator, kernels: Kernels, batch_size: int, beta: float | Tensor, *, hard: bool = False,
-           noise: Tensor | None = None, recorder: Recorder | None = None) -> tuple[Tensor, Tensor]:
+def sample(
+    generator: Generator,
+    kernels: Kernels,
+    batch_size: int,
+    beta: float | Tensor,
+    *,
+    hard: bool = False,
+    noise: Tensor | None = None,
+    recorder: Recorder | None = None,
+) -> tuple[Tensor, Tensor]:
     """``Generator.sample``: (tokens [B, T], relaxed one-hots [B, T, V]). ``recorder`` makes the core's
     recorded steps (None where the core does not run on its kernel)."""
     if not applies(generator):
         return Generator.sample(generator, batch_size, beta, hard=hard, noise=noise)
     learned_beta = isinstance(beta, Tensor) and beta.requires_grad
     if recorder is not None and torch.is_grad_enabled() and not learned_beta:
-        tokens, relaxed = _sample_then_attach_backward(generator, kernels, recorder(), batch_size, float(beta),
-                                                       noise)
+        tokens, relaxed = _sample_then_attach_backward(generator, kernels, recorder(), batch_size, float(beta), noise)
     else:
         tokens, relaxed = _sample_steps(generator, kernels, batch_size, beta, generator.core.step, noise)
     return tokens, straight_through(tokens, relaxed) if hard else relaxed
 
 
 @torch.no_grad()
-def sample_tokens(model: Generator, kernels: Kernels, batch_size: int, *, temperature: float = 1.0,
-                  generator: torch.Generator | None = None) -> Tensor:
+def sample_tokens(
+    model: Generator,
+    kernels: Kernels,
+    batch_size: int,
+    *,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """``Generator.sample_tokens``: tokens [B, T] ~ softmax(o / temperature), ``generator`` the RNG."""
     if not applies(model):
         return Generator.sample_tokens(model, batch_size, temperature=temperature, generator=generator)
@@ -78,11 +94,36 @@ def sample_tokens(model: Generator, kernels: Kernels, batch_size: int, *, temper
     return torch.stack(tokens, dim=1)
 
 
-def _sample_steps(generator: Generator, kernels: Kernels, batch_size: int, beta: float | Tensor, step,
-                  noise: Tensor | None) -> tuple[Tensor, Tensor]:
+@torch.no_grad()
+def rollout(generator: Generator, kernels: Kernels, prefixes: Tensor, lengths: Tensor, uniforms: Tensor) -> Tensor:
+    """``Generator.rollout``: tokens [R, T], prefixes [R, T] kept before lengths [R], then drawn by inversion of
+    uniforms [R, T]."""
+    if not applies(generator):
+        return Generator.rollout(generator, prefixes, lengths, uniforms)
+    core, rows = generator.core, prefixes.shape[0]
+    weight, bias = padded_rows(generator.output.weight, generator.output.bias)
+    table = core.project_inputs(generator.embedding)  # every token's input projections, looked up per step
+    state = generator.initial_state(rows)
+    token = torch.full_like(prefixes[:, 0], generator.start_id)
+    tokens: list[Tensor] = []
+    for t in range(generator.seq_len):
+        output, state = core.step(tuple(F.embedding(token, part) for part in table), state)
+        token = prefixes[:, t].clone()
+        sampling = (lengths <= t).nonzero().squeeze(1)
+        if len(sampling):
+            logits = F.linear(output.index_select(0, sampling), weight, bias)[:, : generator.vocab_size]
+            token[sampling] = kernels.sampling.categorical_by_inversion(logits, uniforms[sampling, t].contiguous(), 1.0)
+        tokens.append(token)
+    return torch.stack(tokens, dim=1)
+
+
+def _sample_steps(
+    generator: Generator, kernels: Kernels, batch_size: int, beta: float | Tensor, step, noise: Tensor | None
+) -> tuple[Tensor, Tensor]:
     """(tokens [B, T], relaxed one-hots [B, T, V]) with ``step`` as the core's step; the kernel draws the noise
     unless ``noise`` [B, T, V] is given."""
-    tokens, relaxed = [], []
+    tokens: list[Tensor] = []
+    relaxed: list[Tensor] = []
     for t, logits in enumerate(_logit_steps(generator, batch_size, tokens, step)):
         if noise is None:
             token, soft = fast_gumbel.relaxed_sample(kernels, logits, beta)
@@ -93,8 +134,9 @@ def _sample_steps(generator: Generator, kernels: Kernels, batch_size: int, beta:
     return torch.stack(tokens, dim=1), torch.stack(relaxed, dim=1)
 
 
-def _sample_then_attach_backward(generator: Generator, kernels: Kernels, recorder: RecordedSteps, batch_size: int,
-                                 beta: float, noise: Tensor | None) -> tuple[Tensor, Tensor]:
+def _sample_then_attach_backward(
+    generator: Generator, kernels: Kernels, recorder: RecordedSteps, batch_size: int, beta: float, noise: Tensor | None
+) -> tuple[Tensor, Tensor]:
     """Differentiable sampling as a no-grad loop, then one backward for all steps.
 
     The fed-back tokens carry no gradient, so the graph of the steps is a chain through the memory alone:
@@ -124,12 +166,11 @@ def _logit_steps(generator: Generator, batch_size: int, fed_back: list[Tensor], 
     step's token to ``fed_back``."""
     core, device = generator.core, generator.embedding.device
     output_layer = linear_for_steps(*padded_rows(generator.output.weight, generator.output.bias), batch_size)
-    state = core.initial_state(batch_size, device)
+    state = generator.initial_state(batch_size)
     token = torch.full((batch_size,), generator.start_id, dtype=torch.long, device=device)
     # A step's input projections depend on its token alone. When the batch feeds more tokens than the
     # vocabulary has, project every token once and look rows up: the same values, fewer FLOPs.
-    table = core.project_inputs(generator.embedding) if batch_size * generator.seq_len > generator.vocab_size \
-        else None
+    table = core.project_inputs(generator.embedding) if batch_size * generator.seq_len > generator.vocab_size else None
     for _ in range(generator.seq_len):
         if table is None:
             step_inputs = core.project_inputs(F.embedding(token, generator.embedding))

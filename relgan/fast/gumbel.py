@@ -14,8 +14,9 @@ from torch import Tensor
 from relgan.fast.build import Kernels
 
 
-def relaxed_sample(kernels: Kernels, logits: Tensor, beta: float | Tensor,
-                   generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+def relaxed_sample(
+    kernels: Kernels, logits: Tensor, beta: float | Tensor, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
     """(tokens [B], softmax(beta * (o + g)) [B, V]) of float32 logits [B, V] with contiguous rows."""
     return _FusedGumbelSoftmax.apply(kernels, logits, beta, draw_seed(generator))
 
@@ -32,8 +33,9 @@ def relaxed_sample_backward(kernels: Kernels, grad: Tensor, relaxed: Tensor, bet
     return kernels.sampling.gumbel_softmax_backward(grad.float().reshape_as(rows), rows, beta).view_as(relaxed)
 
 
-def categorical_from_logits(kernels: Kernels, logits: Tensor, temperature: float,
-                            generator: torch.Generator | None) -> Tensor:
+def categorical_from_logits(
+    kernels: Kernels, logits: Tensor, temperature: float, generator: torch.Generator | None
+) -> Tensor:
     """One draw per row from softmax(logits [B, V] / temperature) with the reference's uniforms: tokens [B]."""
     u = torch.rand(logits.shape[0], generator=generator, dtype=torch.float32, device=logits.device)
     return kernels.sampling.categorical_by_inversion(logits, u, 1.0 / temperature)

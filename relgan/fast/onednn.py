@@ -19,7 +19,8 @@ from torch import Tensor
 def onednn_available() -> bool:
     """Whether this torch build has oneDNN's fp32 products with packed weights."""
     return torch.backends.mkldnn.is_available() and all(
-        hasattr(torch.ops.mkldnn, op) for op in ("_linear_pointwise", "_reorder_linear_weight"))
+        hasattr(torch.ops.mkldnn, op) for op in ("_linear_pointwise", "_reorder_linear_weight")
+    )
 
 
 def linear_for_steps(weight: Tensor, bias: Tensor | None, rows: int) -> Callable[[Tensor], Tensor]:

@@ -17,9 +17,20 @@ from relgan.fast.replay import replayed
 from relgan.models.relational_memory import RelationalMemory
 
 # the weights of one step, in the order of the kernel's `Parameter` enum
-KERNEL_PARAMETERS = ("qkv.weight", "qkv_norm.weight", "qkv_norm.bias", "attention_norm.weight",
-                     "attention_norm.bias", "mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias",
-                     "mlp_norm.weight", "mlp_norm.bias", "memory_gate_projection.weight")
+KERNEL_PARAMETERS = (
+    "qkv.weight",
+    "qkv_norm.weight",
+    "qkv_norm.bias",
+    "attention_norm.weight",
+    "attention_norm.bias",
+    "mlp.0.weight",
+    "mlp.0.bias",
+    "mlp.2.weight",
+    "mlp.2.bias",
+    "mlp_norm.weight",
+    "mlp_norm.bias",
+    "memory_gate_projection.weight",
+)
 # the weights of RelationalMemory.project_inputs, which stays PyTorch code
 INPUT_PARAMETERS = ("input_projection.weight", "input_projection.bias", "input_gate_projection.weight")
 
@@ -36,24 +47,28 @@ def supports(core: RelationalMemory) -> str | None:
 
 def applies(core: RelationalMemory, x: Tensor) -> bool:
     """Whether the kernel computes this call: CPU float32 inputs and weights, no autocast."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and core.qkv.weight.dtype == torch.float32
-            and not torch.is_autocast_enabled("cpu"))
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and core.qkv.weight.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+    )
 
 
-def unroll(core: RelationalMemory, kernels: Kernels, inputs: tuple[Tensor, Tensor, Tensor], memory: Tensor) -> Tensor:
+def unroll(core: RelationalMemory, kernels: Kernels, inputs: tuple[Tensor, ...], memory: Tensor) -> Tensor:
     """``RelationalMemory.unroll``: time-major inputs ([T, B, F], [T, B, H*qkv], [T, B, 2F]), memory [B, N, F]
     -> outputs [B, T, N*F]."""
     if not applies(core, inputs[0]):
         return RelationalMemory.unroll(core, inputs, memory)
     inputs, memory = tuple(p.contiguous() for p in inputs), memory.contiguous()
     if torch.is_grad_enabled():
-        return _Sequence.apply(kernels, core.num_heads, core.qkv_norm.eps, core.forget_bias, *inputs, memory,
-                               *parameters(core))
+        return _Sequence.apply(
+            kernels, core.num_heads, core.qkv_norm.eps, core.forget_bias, *inputs, memory, *parameters(core)
+        )
     return forward(core, kernels, inputs, memory, save=False)[0]
 
 
-def step(core: RelationalMemory, kernels: Kernels, inputs: tuple[Tensor, Tensor, Tensor],
-         memory: Tensor) -> tuple[Tensor, Tensor]:
+def step(core: RelationalMemory, kernels: Kernels, inputs: tuple[Tensor, ...], memory: Tensor) -> tuple[Tensor, Tensor]:
     """``RelationalMemory.step``: one time slice ([B, F], [B, H*qkv], [B, 2F]), memory [B, N, F] ->
     (output [B, N*F], next memory [B, N, F])."""
     if not applies(core, inputs[0]):
@@ -68,23 +83,42 @@ def parameters(core: RelationalMemory) -> list[Tensor]:
     return [named[name] for name in KERNEL_PARAMETERS]
 
 
-def forward(core: RelationalMemory, kernels: Kernels, inputs: tuple[Tensor, ...], memory: Tensor,
-            save: bool) -> list[Tensor]:
+def forward(
+    core: RelationalMemory, kernels: Kernels, inputs: tuple[Tensor, ...], memory: Tensor, save: bool
+) -> list[Tensor]:
     """The kernel without autograd on time-major inputs: [outputs [B, T, N*F], and with ``save`` the buffers
     its backward needs]."""
     return kernels.relational_memory.forward(
-        *(p.contiguous() for p in inputs), memory.contiguous(), parameters(core), core.num_heads,
-        core.qkv_norm.eps, core.forget_bias, save, onednn_available())
+        *(p.contiguous() for p in inputs),
+        memory.contiguous(),
+        parameters(core),
+        core.num_heads,
+        core.qkv_norm.eps,
+        core.forget_bias,
+        save,
+        onednn_available(),
+    )
 
 
 class _Sequence(torch.autograd.Function):
     """The kernel's sequence forward; it returns the buffers its backward needs, which are kept here."""
 
     @staticmethod
-    def forward(ctx, kernels: Kernels, heads: int, eps: float, forget_bias: float, x: Tensor, qkv_x: Tensor,
-                gates_x: Tensor, memory: Tensor, *params: Tensor) -> Tensor:
+    def forward(
+        ctx,
+        kernels: Kernels,
+        heads: int,
+        eps: float,
+        forget_bias: float,
+        x: Tensor,
+        qkv_x: Tensor,
+        gates_x: Tensor,
+        memory: Tensor,
+        *params: Tensor,
+    ) -> Tensor:
         outputs, *saved = kernels.relational_memory.forward(
-            x, qkv_x, gates_x, memory, list(params), heads, eps, forget_bias, True, onednn_available())
+            x, qkv_x, gates_x, memory, list(params), heads, eps, forget_bias, True, onednn_available()
+        )
         ctx.kernels, ctx.heads, ctx.forget_bias, ctx.saved_count = kernels, heads, forget_bias, len(saved)
         ctx.save_for_backward(*saved, *params)
         return outputs
@@ -92,9 +126,10 @@ class _Sequence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         tensors = ctx.saved_tensors
-        saved, params = list(tensors[: ctx.saved_count]), list(tensors[ctx.saved_count:])
-        grads = ctx.kernels.relational_memory.backward(grad, saved, params, ctx.heads, ctx.forget_bias,
-                                                       onednn_available())
+        saved, params = list(tensors[: ctx.saved_count]), list(tensors[ctx.saved_count :])
+        grads = ctx.kernels.relational_memory.backward(
+            grad, saved, params, ctx.heads, ctx.forget_bias, onednn_available()
+        )
         return None, None, None, None, *grads
 
 
@@ -111,24 +146,24 @@ class RecordedSteps:
         self.outputs: list[Tensor] = []  # [B, 1, N*F] per step
         self.saved: list[list[Tensor]] = []  # the kernel's buffers per step (memory: [2, B, N, F], others [1, ...])
 
-    def step(self, inputs: tuple[Tensor, Tensor, Tensor], memory: Tensor) -> tuple[Tensor, Tensor]:
+    def step(self, inputs: tuple[Tensor, ...], memory: Tensor) -> tuple[Tensor, Tensor]:
         """One step of one time slice of ``project_inputs``: memory [B, N, F] -> (output [B, N*F], next memory)."""
         with torch.no_grad():
-            outputs, *saved = forward(self.core, self.kernels, tuple(p.unsqueeze(0) for p in inputs), memory,
-                                      save=True)
+            outputs, *saved = forward(self.core, self.kernels, tuple(p.unsqueeze(0) for p in inputs), memory, save=True)
         self.outputs.append(outputs)
         self.saved.append(saved)
         return outputs[:, 0], outputs.view(memory.shape)
 
-    def replay(self, inputs: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+    def replay(self, inputs: tuple[Tensor, ...]) -> Tensor:
         """Time-major inputs ([T, B, F], [T, B, H*qkv], [T, B, 2F]) -> outputs [B, T, N*F] of the recorded steps."""
         memories = [saved[0][:1] for saved in self.saved] + [self.saved[-1][0][1:]]
-        saved = [torch.cat(memories)] + [torch.cat(buffers) for buffers in list(zip(*self.saved))[1:]]
+        saved = [torch.cat(memories)] + [torch.cat(buffers) for buffers in list(zip(*self.saved, strict=True))[1:]]
         params, core, kernels = parameters(self.core), self.core, self.kernels
 
         def backward(grad: Tensor) -> list[Tensor]:
-            grads = kernels.relational_memory.backward(grad, saved, params, core.num_heads, core.forget_bias,
-                                                       onednn_available())
+            grads = kernels.relational_memory.backward(
+                grad, saved, params, core.num_heads, core.forget_bias, onednn_available()
+            )
             return grads[:3] + grads[4:]  # the initial memory is a constant
 
         return replayed(torch.cat(self.outputs, dim=1), backward, *inputs, *params)

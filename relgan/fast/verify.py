@@ -24,11 +24,17 @@ from relgan.models import Discriminator, Generator
 def current_fingerprints() -> dict[str, list[str]]:
     """unit -> [fingerprint of the reference code as it is now]."""
     generator = Generator(GeneratorConfig(embedding_dim=4, num_heads=1, head_size=4), 7, 4, 0)
-    discriminator = Discriminator(DiscriminatorConfig(embedding_dim=4, num_representations=2, filter_sizes=[2],
-                                                      num_filters=3, hidden_size=3), 7, 4)
-    return {"relational_memory": [fingerprint.fingerprint(generator.core)],
-            "generator": [fingerprint.fingerprint(generator)],
-            "discriminator": [fingerprint.fingerprint(discriminator)]}
+    lstm = Generator(GeneratorConfig(architecture="lstm", embedding_dim=4, hidden_size=4), 7, 4, 0)
+    discriminator = Discriminator(
+        DiscriminatorConfig(embedding_dim=4, num_representations=2, filter_sizes=[2], num_filters=3, hidden_size=3),
+        7,
+        4,
+    )
+    return {
+        "relational_memory": [fingerprint.fingerprint(generator.core)],
+        "generator": [fingerprint.fingerprint(generator), fingerprint.fingerprint(lstm)],  # parity covers both
+        "discriminator": [fingerprint.fingerprint(discriminator)],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

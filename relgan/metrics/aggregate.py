@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache
+from typing import TypedDict
 
 
 def student_t_cdf(x: float, df: int) -> float:
@@ -28,7 +29,7 @@ def student_t_cdf(x: float, df: int) -> float:
     return 0.5 + total * h / 3
 
 
-@lru_cache(maxsize=None)
+@cache
 def student_t_quantile(p: float, df: int) -> float:
     """The ``p`` quantile (0.5 < p < 1) of Student's t with ``df`` degrees of freedom, by bisection."""
     low, high = 0.0, 1.0
@@ -43,7 +44,16 @@ def student_t_quantile(p: float, df: int) -> float:
     return (low + high) / 2
 
 
-def summarise_seeds(values: Sequence[float]) -> dict[str, float | int | None]:
+class SeedSummary(TypedDict):
+    """A metric over seeds."""
+
+    mean: float
+    std: float | None  # n - 1 in the denominator; None for one seed
+    ci95: float | None  # half-width of the 95% t interval of the mean; None for one seed
+    n: int
+
+
+def summarise_seeds(values: Sequence[float]) -> SeedSummary:
     """mean, std (n - 1), ci95 (half-width of the 95% t interval of the mean; None for one seed) and n."""
     n = len(values)
     if n == 0:

@@ -23,7 +23,7 @@ _EPSILON = 0.1  # SmoothingFunction().method1
 def _ngram_counts(sentence: Sentence, max_n: int) -> list[Counter]:
     """Counters of the 1..max_n-grams of ``sentence`` (index n-1)."""
     tokens = tuple(sentence)
-    return [Counter(zip(*(tokens[i:] for i in range(n)))) for n in range(1, max_n + 1)]
+    return [Counter(zip(*(tokens[i:] for i in range(n)), strict=False)) for n in range(1, max_n + 1)]
 
 
 def _closest(lengths: Sequence[int], length: int) -> int:
@@ -31,23 +31,19 @@ def _closest(lengths: Sequence[int], length: int) -> int:
     i = bisect.bisect_left(lengths, length)
     if i < len(lengths) and lengths[i] == length:
         return length
-    below = lengths[i - 1] if i > 0 else None
-    above = lengths[i] if i < len(lengths) else None
-    if below is None:
-        return above
-    if above is None or length - below <= above - length:
-        return below
-    return above
+    if i == 0:
+        return lengths[0]
+    if i == len(lengths):
+        return lengths[-1]
+    below, above = lengths[i - 1], lengths[i]
+    return below if length - below <= above - length else above
 
 
 def _score(numerators: Sequence[int], denominators: Sequence[int], hyp_len: int, ref_len: int, n: int) -> float:
     """nltk's sentence BLEU-n from clipped counts of orders 1..n (int 0 when nothing matches)."""
     if numerators[0] == 0:
         return 0
-    if hyp_len > ref_len:
-        bp = 1
-    else:
-        bp = math.exp(1 - ref_len / hyp_len)
+    bp = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
     weight = 1 / n
     logs = []
     for i in range(n):
@@ -65,7 +61,7 @@ class ReferenceIndex:
         lengths = set()
         for reference in references:
             lengths.add(len(reference))
-            for table, counts in zip(self.max_counts, _ngram_counts(reference, max_n)):
+            for table, counts in zip(self.max_counts, _ngram_counts(reference, max_n), strict=True):
                 for gram, count in counts.items():
                     if count > table.get(gram, 0):
                         table[gram] = count
@@ -81,7 +77,7 @@ class ReferenceIndex:
         result: dict[int, list[float]] = {n: [] for n in orders}
         for hypothesis in hypotheses:
             numerators, denominators = [], []
-            for table, counts in zip(self.max_counts, _ngram_counts(hypothesis, top)):
+            for table, counts in zip(self.max_counts, _ngram_counts(hypothesis, top), strict=False):
                 numerators.append(sum(min(c, table.get(g, 0)) for g, c in counts.items()))
                 denominators.append(max(1, sum(counts.values())))
             ref_len = _closest(self.lengths, len(hypothesis))
@@ -95,8 +91,9 @@ def sentence_bleu_scores(hypotheses: Sequence[Sentence], references: Sequence[Se
     return ReferenceIndex(references, max_n=n).scores(hypotheses, [n])[n]
 
 
-def self_bleu_scores_by_order(samples: Sequence[Sentence], orders: Sequence[int],
-                              include_self: bool = False) -> dict[int, list[float]]:
+def self_bleu_scores_by_order(
+    samples: Sequence[Sentence], orders: Sequence[int], include_self: bool = False
+) -> dict[int, list[float]]:
     """Self-BLEU-n of each sample against all the others (leave-one-out by position) for each n.
 
     A copy of a sample at another position still counts as a reference. ``include_self=True`` reproduces
@@ -111,7 +108,7 @@ def self_bleu_scores_by_order(samples: Sequence[Sentence], orders: Sequence[int]
     # per n-gram: (largest count in any sample, how many samples reach it, largest count below it)
     leaders: list[dict[tuple, list[int]]] = [{} for _ in range(top)]
     for counts in sample_counts:
-        for table, order_counts in zip(leaders, counts):
+        for table, order_counts in zip(leaders, counts, strict=True):
             for gram, c in order_counts.items():
                 entry = table.get(gram)
                 if entry is None:
@@ -129,9 +126,9 @@ def self_bleu_scores_by_order(samples: Sequence[Sentence], orders: Sequence[int]
         for length in lengths
     }
     result: dict[int, list[float]] = {n: [] for n in orders}
-    for sample, counts in zip(samples, sample_counts):
+    for sample, counts in zip(samples, sample_counts, strict=True):
         numerators, denominators = [], []
-        for table, order_counts in zip(leaders, counts):
+        for table, order_counts in zip(leaders, counts, strict=True):
             matched = 0
             for gram, c in order_counts.items():
                 best, holders, runner_up = table[gram]

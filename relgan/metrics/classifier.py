@@ -45,8 +45,10 @@ class ClassifierSpec:
 
     def describe(self) -> str:
         filters = "/".join(map(str, self.filter_sizes))
-        return (f"CNN {self.embedding_dim}-wide, filters {filters} x {self.num_filters}, {self.epochs} epochs, "
-                f"batch {self.batch_size}, Adam {self.lr:g}, seed {self.seed}")
+        return (
+            f"CNN {self.embedding_dim}-wide, filters {filters} x {self.num_filters}, {self.epochs} epochs, "
+            f"batch {self.batch_size}, Adam {self.lr:g}, seed {self.seed}"
+        )
 
 
 class TextCNN(nn.Module):
@@ -55,8 +57,9 @@ class TextCNN(nn.Module):
     def __init__(self, spec: ClassifierSpec, vocab_size: int, num_classes: int) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, spec.embedding_dim)
-        self.convolutions = nn.ModuleList(nn.Conv1d(spec.embedding_dim, spec.num_filters, size)
-                                          for size in spec.filter_sizes)
+        self.convolutions = nn.ModuleList(
+            nn.Conv1d(spec.embedding_dim, spec.num_filters, size) for size in spec.filter_sizes
+        )
         self.dropout = nn.Dropout(spec.dropout)
         self.output = nn.Linear(spec.num_filters * len(spec.filter_sizes), num_classes)
 
@@ -69,14 +72,16 @@ class TextCNN(nn.Module):
 class SentenceClassifier:
     """The CNN with its vocabulary, sentence length and class names."""
 
-    def __init__(self, tokenizer, model: TextCNN, seq_len: int, label_names: Sequence[str],
-                 spec: ClassifierSpec) -> None:
+    def __init__(
+        self, tokenizer, model: TextCNN, seq_len: int, label_names: Sequence[str], spec: ClassifierSpec
+    ) -> None:
         self.tokenizer, self.model, self.seq_len, self.spec = tokenizer, model, seq_len, spec
         self.label_names = list(label_names)
 
     @classmethod
-    def untrained(cls, vocabulary: Sequence[str], label_names: Sequence[str], spec: ClassifierSpec
-                  ) -> SentenceClassifier:
+    def untrained(
+        cls, vocabulary: Sequence[str], label_names: Sequence[str], spec: ClassifierSpec
+    ) -> SentenceClassifier:
         """A fresh classifier whose vocabulary and length come from the real training sentences ``vocabulary``
         (the length at least the largest filter, so that every sentence has a response)."""
         words = [split_words(s, "nltk") for s in vocabulary]
@@ -121,8 +126,15 @@ class SentenceClassifier:
         def write(staging: Path) -> None:
             save_tokenizer(self.tokenizer, staging / "tokenizer")
             save_file(self.model.state_dict(), staging / "model.safetensors")
-            atomic_write_json(staging / "classifier.json", {"format": CLASSIFIER_FORMAT, "spec": asdict(self.spec),
-                                                            "seq_len": self.seq_len, "labels": self.label_names})
+            atomic_write_json(
+                staging / "classifier.json",
+                {
+                    "format": CLASSIFIER_FORMAT,
+                    "spec": asdict(self.spec),
+                    "seq_len": self.seq_len,
+                    "labels": self.label_names,
+                },
+            )
 
         publish_directory(directory, write)
 
@@ -153,8 +165,13 @@ def _cnn(spec: ClassifierSpec, vocab_size: int, num_classes: int) -> TextCNN:
         return TextCNN(spec, vocab_size, num_classes)
 
 
-def real_data_classifier(train: Sequence[str], labels: Tensor, label_names: Sequence[str],
-                         spec: ClassifierSpec = ClassifierSpec(), cache: Path | None = None) -> SentenceClassifier:
+def real_data_classifier(
+    train: Sequence[str],
+    labels: Tensor,
+    label_names: Sequence[str],
+    spec: ClassifierSpec = ClassifierSpec(),
+    cache: Path | None = None,
+) -> SentenceClassifier:
     """The classifier trained on the real training split (sentences and class ids [N]), from the cache when it
     is there."""
     payload = json.dumps([list(train), labels.tolist(), list(label_names)])

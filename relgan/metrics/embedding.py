@@ -39,8 +39,9 @@ def embed_sentences(texts: Sequence[str], tokenizer, model, batch_size: int = 25
     device = next(model.parameters()).device
     chunks = []
     for start in range(0, len(texts), batch_size):
-        batch = tokenizer(list(texts[start : start + batch_size]), padding=True, truncation=True,
-                          max_length=128, return_tensors="pt").to(device)
+        batch = tokenizer(
+            list(texts[start : start + batch_size]), padding=True, truncation=True, max_length=128, return_tensors="pt"
+        ).to(device)
         hidden = model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

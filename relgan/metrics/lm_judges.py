@@ -48,8 +48,10 @@ class JudgeSpec:
     max_len: int = 64  # tokens per sentence (longer ones are cut)
 
     def describe(self) -> str:
-        return (f"LSTM {self.embedding_dim}/{self.hidden_size}, {self.epochs} MLE epochs, batch {self.batch_size}, "
-                f"Adam {self.lr:g}, clip {self.grad_clip:g}, seed {self.seed}")
+        return (
+            f"LSTM {self.embedding_dim}/{self.hidden_size}, {self.epochs} MLE epochs, batch {self.batch_size}, "
+            f"Adam {self.lr:g}, clip {self.grad_clip:g}, seed {self.seed}"
+        )
 
 
 class LanguageModelJudge:
@@ -100,11 +102,13 @@ class LanguageModelJudge:
 
     def save(self, directory: Path) -> None:
         """Write the judge to ``directory`` atomically (a concurrent writer's complete copy is kept)."""
+
         def write(staging: Path) -> None:
             save_tokenizer(self.tokenizer, staging / "tokenizer")
             save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, staging / "model.safetensors")
-            atomic_write_json(staging / "judge.json", {"format": JUDGE_FORMAT, "spec": asdict(self.spec),
-                                                       "seq_len": self.seq_len})
+            atomic_write_json(
+                staging / "judge.json", {"format": JUDGE_FORMAT, "spec": asdict(self.spec), "seq_len": self.seq_len}
+            )
 
         publish_directory(directory, write)
 
@@ -139,8 +143,9 @@ def cache_dir() -> Path:
 class LanguageModelJudges:
     """``lm_score`` and ``reverse_lm_score`` of sample sets against one real training and test split."""
 
-    def __init__(self, train: Sequence[str], test: Sequence[str], spec: JudgeSpec = JudgeSpec(),
-                 cache: Path | None = None) -> None:
+    def __init__(
+        self, train: Sequence[str], test: Sequence[str], spec: JudgeSpec = JudgeSpec(), cache: Path | None = None
+    ) -> None:
         """``train`` and ``test``: the real splits as sentences (text, or an oracle's tokens joined by spaces)."""
         self.train, self.test, self.spec = list(train), list(test), spec
         digest = hashlib.sha256("\n".join(self.train).encode()).hexdigest()[:16]
@@ -170,8 +175,12 @@ class LanguageModelJudges:
         # the reverse judge shares the real judge's vocabulary and length (and starts from the same seed)
         reverse = LanguageModelJudge(real.tokenizer, _lstm(self.spec, real.tokenizer, real.seq_len), self.spec)
         reverse.fit(samples)
-        return {"lm_score": real.score(samples), "reverse_lm_score": reverse.score(self.test),
-                "lm_score_of_test": self.test_score(), "lm_judge": self.spec.describe()}
+        return {
+            "lm_score": real.score(samples),
+            "reverse_lm_score": reverse.score(self.test),
+            "lm_score_of_test": self.test_score(),
+            "lm_judge": self.spec.describe(),
+        }
 
 
 @torch.no_grad()
@@ -184,8 +193,10 @@ def causal_lm_nll(sentences: Sequence[str], tokenizer, model, batch_size: int = 
     device = next(model.parameters()).device
     total, count = 0.0, 0
     for start in range(0, len(sentences), batch_size):
-        rows = [[eos, *tokenizer(s, add_special_tokens=False)["input_ids"], eos][:limit]
-                for s in sentences[start : start + batch_size]]
+        rows = [
+            [eos, *tokenizer(s, add_special_tokens=False)["input_ids"], eos][:limit]
+            for s in sentences[start : start + batch_size]
+        ]
         width = max(map(len, rows))
         ids = torch.full((len(rows), width), eos, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)

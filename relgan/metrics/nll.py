@@ -10,8 +10,9 @@ from relgan.sampling import class_arguments
 
 
 @torch.no_grad()
-def nll_gen(generator: SequenceGenerator, ids: Tensor, batch_size: int, chunk_size: int | None = None,
-            label: int | None = None) -> float:
+def nll_gen(
+    generator: SequenceGenerator, ids: Tensor, batch_size: int, chunk_size: int | None = None, label: int | None = None
+) -> float:
     """RelGAN's NLL_gen: mean per-token NLL over full batches of ``batch_size`` only, padding included (given
     class ``label`` for a conditional generator).
 
@@ -29,8 +30,14 @@ def nll_gen(generator: SequenceGenerator, ids: Tensor, batch_size: int, chunk_si
 
 
 @torch.no_grad()
-def nll_test(generator: SequenceGenerator, ids: Tensor, eos_id: int | None, batch_size: int,
-             temperature: float = 1.0, label: int | None = None) -> float:
+def nll_test(
+    generator: SequenceGenerator,
+    ids: Tensor,
+    eos_id: int | None,
+    batch_size: int,
+    temperature: float = 1.0,
+    label: int | None = None,
+) -> float:
     """Mean per-token NLL over every sentence's words and its end of sentence, padding excluded (given class
     ``label`` for a conditional generator).
 

@@ -12,16 +12,34 @@ from relgan.models.discriminator import Discriminator
 from relgan.models.generator import Generator, SequenceGenerator
 from relgan.models.transformer import TransformerGenerator
 
-__all__ = ["Discriminator", "Generator", "SequenceGenerator", "TransformerGenerator", "build_generator",
-           "count_parameters"]
+__all__ = [
+    "Discriminator",
+    "Generator",
+    "SequenceGenerator",
+    "TransformerGenerator",
+    "build_generator",
+    "count_parameters",
+    "generator_class",
+]
 
 
-def build_generator(config: GeneratorConfig, vocab_size: int, seq_len: int, start_id: int,
-                    transformer: dict[str, Any] | None = None, num_classes: int = 0) -> SequenceGenerator:
+def generator_class(config: GeneratorConfig) -> type[SequenceGenerator]:
+    """The class of ``generator.architecture`` (its capabilities are class attributes)."""
+    return TransformerGenerator if config.architecture == "transformer" else Generator
+
+
+def build_generator(
+    config: GeneratorConfig,
+    vocab_size: int,
+    seq_len: int,
+    start_id: int,
+    transformer: dict[str, Any] | None = None,
+    num_classes: int = 0,
+) -> SequenceGenerator:
     """The generator of ``config.architecture`` (conditioned on ``num_classes`` classes when > 0). A transformer
     is randomly initialised from the config keys, loaded from ``config.pretrained``, or built with the GPT-2
     config ``transformer`` (a saved run's)."""
-    if config.architecture != "transformer":
+    if generator_class(config) is Generator:
         return Generator(config, vocab_size, seq_len, start_id, num_classes)
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -37,8 +55,10 @@ def build_generator(config: GeneratorConfig, vocab_size: int, seq_len: int, star
     positions, outputs = generator.model.config.n_positions, generator.model.config.vocab_size
     key = "generator.pretrained" if config.pretrained is not None else "generator.context_length"
     if positions < seq_len:
-        raise ConfigError(f"{key}: the transformer has {positions} positions, fewer than the sentence length "
-                          f"T = {seq_len}; raise the context or shorten the sentences (data.seq_len)")
+        raise ConfigError(
+            f"{key}: the transformer has {positions} positions, fewer than the sentence length "
+            f"T = {seq_len}; raise the context or shorten the sentences (data.seq_len)"
+        )
     if outputs != vocab_size:
         raise ConfigError(f"{key}: the transformer predicts {outputs} tokens but the tokenizer has {vocab_size}")
     return generator

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from relgan.config import DiscriminatorConfig
 from relgan.errors import ConfigError
-from relgan.models.layers import check_labels, linear, truncated_normal_
+from relgan.models.layers import class_vectors, linear, truncated_normal_
 
 
 class Discriminator(nn.Module):
@@ -45,7 +45,7 @@ class Discriminator(nn.Module):
         counts = config.filter_counts or [config.num_filters] * len(self.filter_sizes)
         # filter k of height `size` is conv_weights[i][k].view(d, size): [C_i, d*size], d-major
         self.conv_weights = nn.ParameterList()
-        for size, count in zip(self.filter_sizes, counts):
+        for size, count in zip(self.filter_sizes, counts, strict=True):
             weight = nn.Parameter(torch.empty(count, size * d))
             truncated_normal_(weight, math.sqrt(2.0 / (size * d)))
             self.conv_weights.append(weight)
@@ -59,8 +59,9 @@ class Discriminator(nn.Module):
         # zeros: a conditional discriminator starts as the unconditional one and learns the class term
         self.class_embedding = nn.Parameter(torch.zeros(num_classes, width)) if num_classes else None
 
-    def forward(self, *batches: Tensor, dropout_mask: Tensor | None = None,
-                labels: tuple[Tensor, ...] | None = None) -> tuple[Tensor, ...]:
+    def forward(
+        self, *batches: Tensor, dropout_mask: Tensor | None = None, labels: tuple[Tensor, ...] | None = None
+    ) -> tuple[Tensor, ...]:
         """Each batch: ids [B_i, T] or one-hots [B_i, T, V] -> logits [B_i*S], one tensor per batch.
 
         ``dropout_mask`` [sum_i B_i*S, width]: the dropout multipliers (see :meth:`classify`); ``labels``: the
@@ -86,30 +87,29 @@ class Discriminator(nn.Module):
         element, 1/(1-p) for a kept one; drawn by :meth:`dropout_mask` when None). ``labels`` [B]: the class
         of each sentence, whose embedding is projected on these features (a conditional discriminator).
         """
-        check_labels(labels, self.num_classes, "discriminator")
         batch, length, _ = embedded.shape
         s, d = self.num_representations, self.representation_dim
         per_rep = embedded.view(batch, length, s, d).permute(0, 2, 3, 1).reshape(batch * s, d, length)
         pooled = []
-        for size, weight, bias in zip(self.filter_sizes, self.conv_weights, self.conv_biases):
+        for size, weight, bias in zip(self.filter_sizes, self.conv_weights, self.conv_biases, strict=True):
             responses = F.conv1d(per_rep, weight.view(-1, d, size), bias)  # [B*S, C, T - size + 1]
             pooled.append(torch.relu(responses).max(dim=-1).values)
         features = torch.cat(pooled, dim=-1)  # [B*S, width]
         gate = torch.sigmoid(self.highway_gate(features))
         features = gate * torch.relu(self.highway_transform(features)) + (1 - gate) * features
         if self.training and self.config.dropout > 0:
-            features = features * (self.dropout_mask(features.shape, features.device) if dropout_mask is None
-                                   else dropout_mask)
+            features = features * (
+                self.dropout_mask(features.shape, features.device) if dropout_mask is None else dropout_mask
+            )
         return self.output_logits(features, labels)
 
     def output_logits(self, features: Tensor, labels: Tensor | None = None) -> Tensor:
         """The output layers: features [B*S, width] -> logits [B*S], plus the projection term
         <class embedding of the sentence, features> for a conditional discriminator (``labels`` [B])."""
         logits = self.logit(self.hidden(features)).squeeze(-1)
-        if labels is None:
-            return logits
-        rows = labels.repeat_interleave(self.num_representations)
-        return logits + (features * self.class_embedding[rows]).sum(-1)
+        rows = None if labels is None else labels.repeat_interleave(self.num_representations)
+        vectors = class_vectors(self.class_embedding, rows, "discriminator")
+        return logits if vectors is None else logits + (features * vectors).sum(-1)
 
     def dropout_mask(self, shape: torch.Size | tuple[int, ...], device: torch.device | str) -> Tensor:
         """Inverted dropout's multipliers [shape]: 0 with probability p, else 1/(1-p)."""

@@ -11,7 +11,7 @@ always computed.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -19,9 +19,11 @@ from torch import Tensor, nn
 
 from relgan.config import GeneratorConfig
 from relgan.gumbel import categorical_from_logits, inverse_cdf_sample, relaxed_sample
-from relgan.models.layers import check_labels, linear, truncated_normal_
+from relgan.models.layers import class_vectors, linear, truncated_normal_
 from relgan.models.lstm import LSTMCore
 from relgan.models.relational_memory import RelationalMemory
+
+T = TypeVar("T")
 
 
 class SequenceGenerator(nn.Module):
@@ -36,30 +38,50 @@ class SequenceGenerator(nn.Module):
 
     A subclass defines teacher forcing (:meth:`logits`) and one decoding step (:meth:`initial_state`,
     :meth:`next_logits`), and creates ``class_embedding`` [num_classes, E] (after its other weights, so that
-    those start as an unconditional generator's); sampling is written once, here.
+    those start as an unconditional generator's); sampling is written once, here. Its capabilities, which the
+    training loop reads instead of its name: ``cuda_graphs`` (its training steps were verified captured as CUDA
+    graphs) and ``batched`` (it runs under ``torch.func.vmap``, so ``run.replicas=batched`` can train it).
     """
 
-    def __init__(self, config: GeneratorConfig, vocab_size: int, seq_len: int, start_id: int,
-                 num_classes: int = 0) -> None:
+    cuda_graphs: ClassVar[bool] = True
+    batched: ClassVar[bool] = True
+
+    def __init__(
+        self, config: GeneratorConfig, vocab_size: int, seq_len: int, start_id: int, num_classes: int = 0
+    ) -> None:
         super().__init__()
         self.config = config
         self.vocab_size, self.seq_len, self.start_id, self.num_classes = vocab_size, seq_len, start_id, num_classes
         self.class_embedding: nn.Parameter | None = None
 
-    def forward(self, tokens: Tensor | None = None, *, mode: str = "logits", batch_size: int | None = None,
-                beta: float | Tensor = 1.0, hard: bool = False, noise: Tensor | None = None,
-                labels: Tensor | None = None, lengths: Tensor | None = None,
-                uniforms: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(
+        self,
+        tokens: Tensor | None = None,
+        *,
+        mode: str = "logits",
+        batch_size: int | None = None,
+        beta: float | Tensor = 1.0,
+        hard: bool = False,
+        noise: Tensor | None = None,
+        labels: Tensor | None = None,
+        lengths: Tensor | None = None,
+        uniforms: Tensor | None = None,
+    ) -> Tensor | tuple[Tensor, Tensor]:
         # unconditional calls keep their signatures, as overrides of your own (and the fast paths) expect them
-        conditional = {} if labels is None else {"labels": labels}
+        conditional: dict[str, Any] = {} if labels is None else {"labels": labels}
         if mode == "logits":
-            return self.logits(tokens, **conditional)
+            return self.logits(_needed(tokens, "tokens", mode), **conditional)
         if mode == "nll":
-            return self.token_nll(tokens, **conditional)
+            return self.token_nll(_needed(tokens, "tokens", mode), **conditional)
         if mode == "sample":
-            return self.sample(batch_size, beta, hard=hard, noise=noise, **conditional)
+            return self.sample(_needed(batch_size, "batch_size", mode), beta, hard=hard, noise=noise, **conditional)
         if mode == "rollout":
-            return self.rollout(tokens, lengths, uniforms, **conditional)
+            return self.rollout(
+                _needed(tokens, "tokens", mode),
+                _needed(lengths, "lengths", mode),
+                _needed(uniforms, "uniforms", mode),
+                **conditional,
+            )
         raise ValueError(f"unknown generator mode {mode!r}")
 
     @property
@@ -73,8 +95,8 @@ class SequenceGenerator(nn.Module):
     def condition(self, embedded: Tensor, labels: Tensor | None) -> Tensor:
         """Input embeddings [..., B, E] plus each sentence's class embedding (``labels`` [B]); unchanged for an
         unconditional generator."""
-        check_labels(labels, self.num_classes, "generator")
-        return embedded if labels is None else embedded + self.class_embedding[labels]
+        vectors = class_vectors(self.class_embedding, labels, "generator")
+        return embedded if vectors is None else embedded + vectors
 
     def teacher_inputs(self, tokens: Tensor) -> Tensor:
         """tokens [B, T] -> the inputs that predict them [B, T]: the start token, then tokens 0 .. T-2."""
@@ -95,8 +117,15 @@ class SequenceGenerator(nn.Module):
         logits = self.logits(tokens, labels).float() / temperature
         return F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), reduction="none").view(tokens.shape)
 
-    def sample(self, batch_size: int, beta: float | Tensor, *, hard: bool = False,
-               noise: Tensor | None = None, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def sample(
+        self,
+        batch_size: int,
+        beta: float | Tensor,
+        *,
+        hard: bool = False,
+        noise: Tensor | None = None,
+        labels: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
         """Differentiable sampling: (tokens [B, T], relaxed one-hots softmax(beta*(o+g)) [B, T, V]).
 
         The sampled (hard) token argmax(o+g) is fed back; gradients reach the weights (and a learned beta)
@@ -131,8 +160,14 @@ class SequenceGenerator(nn.Module):
         return torch.stack(tokens, dim=1)
 
     @torch.no_grad()
-    def sample_tokens(self, batch_size: int, *, temperature: float = 1.0,
-                      generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
+    def sample_tokens(
+        self,
+        batch_size: int,
+        *,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        labels: Tensor | None = None,
+    ) -> Tensor:
         """Sampling for text: tokens [B, T] ~ softmax(o / temperature), no relaxation, no graph.
 
         Exact categorical draws by inversion (one uniform per row from ``generator``): the same distribution
@@ -151,8 +186,9 @@ class SequenceGenerator(nn.Module):
 class Generator(SequenceGenerator):
     """RelGAN's generator: embedding -> relational memory core (or LSTM) -> linear output layer."""
 
-    def __init__(self, config: GeneratorConfig, vocab_size: int, seq_len: int, start_id: int,
-                 num_classes: int = 0) -> None:
+    def __init__(
+        self, config: GeneratorConfig, vocab_size: int, seq_len: int, start_id: int, num_classes: int = 0
+    ) -> None:
         super().__init__(config, vocab_size, seq_len, start_id, num_classes)
         self.embedding = nn.Parameter(torch.empty(vocab_size, config.embedding_dim))
         truncated_normal_(self.embedding, 1 / math.sqrt(vocab_size))
@@ -175,7 +211,7 @@ class Generator(SequenceGenerator):
         """tokens [B, T] -> the core's outputs [B, T, O], step t having read the start token and tokens < t."""
         embedded = F.embedding(self.teacher_inputs(tokens).t(), self.embedding)  # time-major [T, B, E]
         projected = self.core.project_inputs(self.condition(embedded, labels))
-        return self.core.unroll(projected, self.core.initial_state(tokens.shape[0], tokens.device))
+        return self.core.unroll(projected, self.initial_state(tokens.shape[0]))
 
     def output_logits(self, hidden: Tensor) -> Tensor:
         """The output layer: the core's outputs [..., O] -> logits [..., V]."""
@@ -188,3 +224,9 @@ class Generator(SequenceGenerator):
         embedded = self.condition(F.embedding(token, self.embedding), labels)
         output, state = self.core.step(self.core.project_inputs(embedded), state)
         return self.output_logits(output), state
+
+
+def _needed(value: T | None, name: str, mode: str) -> T:
+    if value is None:
+        raise ValueError(f"generator mode {mode!r} needs {name}")
+    return value

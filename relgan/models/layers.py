@@ -14,12 +14,17 @@ def truncated_normal_(tensor: Tensor, std: float) -> Tensor:
     return nn.init.trunc_normal_(tensor, mean=0.0, std=std, a=-2 * std, b=2 * std)
 
 
-def check_labels(labels: Tensor | None, num_classes: int, module: str) -> None:
-    """A conditional ``module`` (``num_classes`` > 0) needs class ids; an unconditional one takes none."""
-    if labels is None and num_classes:
-        raise ValueError(f"this {module} is conditioned on {num_classes} classes: pass labels [B]")
-    if labels is not None and not num_classes:
-        raise ValueError(f"labels given to an unconditional {module}")
+def class_vectors(table: Tensor | None, labels: Tensor | None, module: str) -> Tensor | None:
+    """The rows [B, E] of a conditional ``module``'s class table [C, E] for the class ids ``labels`` [B]; None for
+    an unconditional module called without labels. A conditional module needs labels; an unconditional one
+    (``table`` None) takes none."""
+    if table is None:
+        if labels is not None:
+            raise ValueError(f"labels given to an unconditional {module}")
+        return None
+    if labels is None:
+        raise ValueError(f"this {module} is conditioned on {table.shape[0]} classes: pass labels [B]")
+    return table[labels]
 
 
 def linear(in_features: int, out_features: int, bias: bool = True) -> nn.Linear:

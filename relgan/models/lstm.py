@@ -26,11 +26,11 @@ class LSTMCore(nn.Module):
         zeros = torch.zeros(batch_size, self.hidden_size, device=device, dtype=self.recurrent_weight.dtype)
         return zeros, zeros.clone()
 
-    def project_inputs(self, embedded: Tensor) -> tuple[Tensor]:
+    def project_inputs(self, embedded: Tensor) -> tuple[Tensor, ...]:
         """embedded [..., E] -> (input part of the gates [..., 4H],); leading dimensions [T, B] or [B]."""
         return (self.input_projection(embedded),)
 
-    def step(self, inputs: tuple[Tensor], state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def step(self, inputs: tuple[Tensor, ...], state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """inputs ([B, 4H],), state ([B, H], [B, H]) -> (h [B, H], (h, c))."""
         h, c = state
         gates = (inputs[0] + F.linear(h, self.recurrent_weight)).float()
@@ -39,7 +39,7 @@ class LSTMCore(nn.Module):
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, (h, c)
 
-    def unroll(self, inputs: tuple[Tensor], state: tuple[Tensor, Tensor]) -> Tensor:
+    def unroll(self, inputs: tuple[Tensor, ...], state: tuple[Tensor, Tensor]) -> Tensor:
         """All steps of time-major inputs ([T, B, 4H],): outputs h [B, T, H]."""
         outputs = []
         for (step_input,) in zip(inputs[0].unbind(0)):

@@ -38,7 +38,7 @@ class RelationalMemory(nn.Module):
         eye = torch.eye(self.mem_slots, self.mem_size, device=device, dtype=self.qkv.weight.dtype)
         return eye.expand(batch_size, -1, -1).contiguous()
 
-    def project_inputs(self, embedded: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def project_inputs(self, embedded: Tensor) -> tuple[Tensor, ...]:
         """Everything of a step that depends on its input alone, for all steps at once.
 
         embedded [..., E] -> (x [..., F], qkv of x [..., H*qkv], input gates [..., 2F]); the leading
@@ -47,7 +47,7 @@ class RelationalMemory(nn.Module):
         x = self.input_projection(embedded)
         return x, self.qkv(x), self.input_gate_projection(x)
 
-    def step(self, inputs: tuple[Tensor, Tensor, Tensor], memory: Tensor) -> tuple[Tensor, Tensor]:
+    def step(self, inputs: tuple[Tensor, ...], memory: Tensor) -> tuple[Tensor, Tensor]:
         """One step from one time slice of :meth:`project_inputs` ([B, F], [B, H*qkv], [B, 2F]).
 
         memory [B, N, F] -> (output [B, N*F], next memory [B, N, F]).
@@ -61,15 +61,16 @@ class RelationalMemory(nn.Module):
         candidate = hidden[:, :-1]  # the input row only takes part in the attention
         gates = self.memory_gate_projection(torch.tanh(memory)) + gates_x.unsqueeze(1)
         input_gate, forget_gate = gates.float().chunk(2, dim=-1)
-        next_memory = (torch.sigmoid(input_gate) * torch.tanh(candidate)
-                       + torch.sigmoid(forget_gate + self.forget_bias) * memory)
+        next_memory = (
+            torch.sigmoid(input_gate) * torch.tanh(candidate) + torch.sigmoid(forget_gate + self.forget_bias) * memory
+        )
         return next_memory.flatten(1), next_memory
 
-    def unroll(self, inputs: tuple[Tensor, Tensor, Tensor], memory: Tensor) -> Tensor:
+    def unroll(self, inputs: tuple[Tensor, ...], memory: Tensor) -> Tensor:
         """All steps of time-major :meth:`project_inputs` ([T, B, F], [T, B, H*qkv], [T, B, 2F]) from memory
         [B, N, F]: outputs [B, T, N*F] (the memory after each step, flattened)."""
         outputs = []
-        for step_inputs in zip(*(p.unbind(0) for p in inputs)):
+        for step_inputs in zip(*(p.unbind(0) for p in inputs), strict=True):
             output, memory = self.step(step_inputs, memory)
             outputs.append(output)
         return torch.stack(outputs, dim=1)

@@ -21,9 +21,17 @@ def gpt2_config(config: GeneratorConfig, vocab_size: int, seq_len: int, start_id
     """The GPT-2 architecture of the config keys (width = embedding_dim; context null = seq_len)."""
     dropout = config.dropout
     return GPT2Config(
-        vocab_size=vocab_size, n_positions=config.context_length or seq_len, n_embd=config.embedding_dim,
-        n_layer=config.num_layers, n_head=config.num_heads, resid_pdrop=dropout, embd_pdrop=dropout,
-        attn_pdrop=dropout, bos_token_id=start_id, eos_token_id=None, pad_token_id=None,
+        vocab_size=vocab_size,
+        n_positions=config.context_length or seq_len,
+        n_embd=config.embedding_dim,
+        n_layer=config.num_layers,
+        n_head=config.num_heads,
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+        attn_pdrop=dropout,
+        bos_token_id=start_id,
+        eos_token_id=None,
+        pad_token_id=None,
     )
 
 
@@ -32,18 +40,29 @@ class TransformerGenerator(SequenceGenerator):
 
     The decoding state is the model's key/value cache (None before the first step). ``model`` must have
     ``vocab_size`` output tokens and at least ``seq_len`` positions (:func:`relgan.models.build_generator`
-    checks both).
+    checks both). Its steps run eagerly (capturing transformers' attention code is not verified) and one run at
+    a time (transformers' modules are not built for vmap).
     """
 
-    def __init__(self, config: GeneratorConfig, vocab_size: int, seq_len: int, start_id: int,
-                 model: GPT2LMHeadModel | None = None, num_classes: int = 0) -> None:
+    cuda_graphs = False
+    batched = False
+
+    def __init__(
+        self,
+        config: GeneratorConfig,
+        vocab_size: int,
+        seq_len: int,
+        start_id: int,
+        model: GPT2LMHeadModel | None = None,
+        num_classes: int = 0,
+    ) -> None:
         super().__init__(config, vocab_size, seq_len, start_id, num_classes)
-        self.model = model if model is not None else GPT2LMHeadModel(gpt2_config(config, vocab_size, seq_len,
-                                                                                  start_id))
+        self.model = model if model is not None else GPT2LMHeadModel(gpt2_config(config, vocab_size, seq_len, start_id))
         if num_classes:
             width = self.model.config.n_embd
-            self.class_embedding = nn.Parameter(torch.empty(num_classes, width).normal_(
-                0, self.model.config.initializer_range))  # GPT-2's own embedding initialisation
+            self.class_embedding = nn.Parameter(
+                torch.empty(num_classes, width).normal_(0, self.model.config.initializer_range)
+            )  # GPT-2's own embedding initialisation
 
     def logits(self, tokens: Tensor, labels: Tensor | None = None) -> Tensor:
         return self.model(**self._inputs(self.teacher_inputs(tokens), labels), use_cache=False).logits

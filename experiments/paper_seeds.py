@@ -1,7 +1,7 @@
 """The paper's multi-seed table on one machine: COCO RelGAN(100) at the paper's budget (150 MLE epochs, 2,000
 iterations) for several seeds (``run.seeds``), under a wall-clock limit, resumable, then the table.
 
-python bench/paper_seeds.py --seeds 1,2,3,4,5,6 --limit 510 --output-dir /tmp/paper-seeds \
+python -m experiments.paper_seeds --seeds 1,2,3,4,5,6 --limit 510 --output-dir /tmp/paper-seeds \
     data.train_file=<COCO train> data.test_file=<COCO test> [more overrides]
 
 Each call trains (or continues, from the replicas' latest checkpoints) until ``--limit`` seconds, when SIGTERM
@@ -21,15 +21,13 @@ import sys
 import time
 from pathlib import Path
 
+from relgan.bookkeeping import METRICS_FILE, last_reports
+from relgan.checkpoint import complete_checkpoints
+from relgan.config import load_config
+from relgan.io_utils import emit_json
+from relgan.metrics.aggregate import summarise_seeds
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from json_output import emit  # noqa: E402
-
-from relgan.bookkeeping import METRICS_FILE, last_reports  # noqa: E402
-from relgan.checkpoint import complete_checkpoints  # noqa: E402
-from relgan.config import load_config  # noqa: E402
-from relgan.metrics.aggregate import summarise_seeds  # noqa: E402
 
 # RelGAN paper, Table 2 (COCO, RelGAN(100)): mean and std over 6 seeds
 PAPER = {"bleu-2": 0.849, "bleu-3": 0.687, "bleu-4": 0.502, "bleu-5": 0.331, "nll_gen": 0.756}
@@ -97,7 +95,7 @@ def main() -> None:
     args, overrides = parser.parse_known_args()
     session = train(args, overrides)
     result = {**table(args, overrides), "this_call": session}
-    emit(result, str(Path(args.output_dir) / f"{args.name}.json"))
+    emit_json(result, str(Path(args.output_dir) / f"{args.name}.json"))
     (Path(args.output_dir) / f"{args.name}.md").write_text(markdown(result))
 
 

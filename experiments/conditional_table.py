@@ -1,7 +1,7 @@
 """The class-conditional benchmark's table: class accuracy and per-class metrics after MLE and after adversarial
 training, for a conditional run beside an unconditional one on the same labelled data.
 
-python bench/conditional_table.py --runs runs/conditional-coco-emnlp-reduced runs/unconditional-coco-emnlp-reduced \
+python -m experiments.conditional_table --runs runs/conditional-coco-emnlp-reduced runs/unconditional-coco-emnlp-reduced \
     --command "..." --out results/conditional-coco-emnlp-cpu-reduced
 
 Reads each run's metrics.jsonl (the last evaluation of each phase) and writes <out>.json (printed) and <out>.md.
@@ -10,15 +10,12 @@ Reads each run's metrics.jsonl (the last evaluation of each phase) and writes <o
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from relgan.bookkeeping import METRICS_FILE, last_reports
+from relgan.io_utils import emit_json
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from json_output import emit  # noqa: E402
-
-from relgan.bookkeeping import METRICS_FILE, last_reports  # noqa: E402
 
 PER_CLASS = ("class_accuracy", "bleu-2", "bleu-4", "self-bleu-4", "nll_test")
 
@@ -63,7 +60,7 @@ def main() -> None:
     rows = [row for run in args.runs for row in run_rows(Path(run))]
     classifier = last_reports(Path(args.runs[0]) / METRICS_FILE)["mle"]["classifier"]
     result = {"name": Path(args.out).name, "command": args.command, "classifier": classifier, "rows": rows}
-    emit(result, args.out + ".json")
+    emit_json(result, args.out + ".json")
     Path(args.out + ".md").write_text(markdown(result))
 
 

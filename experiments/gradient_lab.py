@@ -1,7 +1,7 @@
 """The exact-gradient lab (relgan/gradient_lab.py): bias, variance and seconds per gradient of every estimator
 against the exact gradient by enumeration, JSON out, and a plot of bias and variance against beta (``plot`` extra).
 
-    OMP_NUM_THREADS=1 python -m bench.gradient_lab --out results/gradient-lab.json --plot results/gradient-lab.png
+    OMP_NUM_THREADS=1 python -m experiments.gradient_lab --out results/gradient-lab.json --plot results/gradient-lab.png
 
 Game: V = 6, T = 4 (1,296 sentences), an LSTM generator (embedding 8, hidden 8: 646 weights), a fixed random
 discriminator; objective E_{x ~ G}[sigmoid(D(one_hot(x)))]. Each estimate averages a batch of 16 samples.
@@ -14,9 +14,9 @@ import platform
 
 import torch
 
-from bench.json_output import emit
 from relgan.fast.build import cpu_model
 from relgan.gradient_lab import estimate, estimator_config, exact_gradient, make_lab
+from relgan.io_utils import emit_json
 
 BETAS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
 RELAXED = {"relaxed (relgan)": ("relgan", {}), "straight-through": ("straight-through", {}),
@@ -55,12 +55,15 @@ def main() -> None:
         "game": {"vocab_size": lab.vocab_size, "seq_len": lab.generator.seq_len, "sentences": len(lab.sentences),
                  "generator_weights": exact.numel(), "objective": objective, "exact_gradient_norm": exact.norm().item()},
         "batch_size": args.batch_size, "repeats": args.repeats,
-        "columns": {"relative_error": "||mean - exact|| / ||exact||: the bias", "cosine": "of the mean and exact",
+        "columns": {"relative_error": "||mean - exact|| / ||exact||: the bias",
+                    "noise_floor": "the relative error an unbiased estimator shows from its variance alone: "
+                                   "sqrt(variance / repeats) / ||exact||",
+                    "cosine": "of the mean and exact",
                     "variance": "trace of one estimate's covariance",
                     "relative_variance": "variance / ||exact||^2", "seconds_per_gradient": "one estimate"},
         "estimators": rows,
     }
-    emit(result, args.out)
+    emit_json(result, args.out)
     if args.plot:
         plot(rows, args.plot)
 
@@ -83,6 +86,9 @@ def plot(rows: dict[str, list[dict]], path: str) -> None:
         axis.set_yscale("log")
         axis.set_xlabel("beta (inverse temperature of the relaxation)")
         axis.set_title(title, fontsize=10)
+    noise = rows["relaxed (relgan)"]
+    axes[0].plot([r["beta"] for r in noise], [r["noise_floor"] for r in noise], color="C0", linestyle=":",
+                 linewidth=1, label="relaxed: noise floor of the mean")
     axes[1].legend(fontsize=7, loc="upper left")
     figure.suptitle("Gradient estimators against the exact gradient (V=6, T=4; dashed: beta-free or at beta=1)",
                     fontsize=10)

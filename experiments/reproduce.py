@@ -1,9 +1,11 @@
 """Reproduce the paper's tables over seeds and ask whether adversarial training helped.
 
-python bench/reproduce.py --config configs/demo.yaml --seeds 1,2,3 --beta-max 10 --name synthetic-verdict
+python -m experiments.reproduce --config configs/demo.yaml --seeds 1,2,3 --beta-max 10 --name synthetic-verdict
 
-For each seed: MLE pretraining once, then RelGAN at each beta_max from that checkpoint. Runs that already
-exist under --output-dir are read (and resumed where they stopped short of the budget), not retrained.
+For each seed: MLE pretraining once, then each --algorithms entry from that checkpoint: a relaxed algorithm
+(relgan, straight-through, gumbel-rao) at each beta_max, a REINFORCE one (seqgan, maligan, with the standard loss
+their rewards need) once. Runs that already exist under --output-dir are read (and resumed where they stopped
+short of the budget), not retrained.
 
 Every evaluation reports the ``relgan`` protocol (first 200 samples vs the whole test set) and the
 ``full`` protocol (all samples vs the whole test set, Self-BLEU over up to 5,000 samples). Per seed and
@@ -31,23 +33,48 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from relgan.algorithms import algorithm_class  # noqa: E402
+from relgan.assembly import setup  # noqa: E402
 from relgan.checkpoint import complete_checkpoints, load_run_config  # noqa: E402
-from relgan.compare import (SYNTHETIC_PLANES, TEXT_PLANES, aggregate, kendall_tau, plot_planes,  # noqa: E402
-                            verdict_line, verdicts)
+from relgan.compare import (  # noqa: E402
+    SYNTHETIC_PLANES,
+    TEXT_PLANES,
+    aggregate,
+    kendall_tau,
+    plot_planes,
+    verdict_line,
+    verdicts,
+)
 from relgan.config import load_config  # noqa: E402
 from relgan.data import load_corpus  # noqa: E402
 from relgan.evaluation import TextEvaluator, corpus_judges  # noqa: E402
 from relgan.io_utils import atomic_write_json, atomic_write_text  # noqa: E402
 from relgan.metrics.embedding import fed_available  # noqa: E402
 from relgan.report import temperature_sweep  # noqa: E402
-from relgan.training import setup  # noqa: E402
 
 TEXT_KEYS = [f"bleu-{n}" for n in (2, 3, 4, 5)] + [f"self-bleu-{n}" for n in (2, 3, 4, 5)]
+# the rows' names; run directories keep the algorithm's config name
+ROW_NAMES = {"relgan": "RelGAN", "straight-through": "ST", "gumbel-rao": "Gumbel-Rao", "seqgan": "SeqGAN",
+             "maligan": "MaliGAN"}
+
+
+def gan_runs(name: str, algorithms: list[str], beta_maxes: list[str], overrides: list[str]) -> dict:
+    """model row -> (run name, config overrides) of every GAN of one seed."""
+    runs = {}
+    for algorithm in algorithms:
+        chosen = [f"adversarial.algorithm={algorithm}"]
+        if algorithm_class(algorithm).relaxed:
+            for beta_max in beta_maxes:
+                run = f"{name}-relgan{beta_max}" if algorithm == "relgan" else f"{name}-{algorithm}{beta_max}"
+                runs[f"{ROW_NAMES[algorithm]}({beta_max})"] = (run, [*overrides, *chosen, f"gumbel.beta_max={beta_max}",
+                                                                    "gumbel.horizon=null"])
+        else:
+            runs[ROW_NAMES[algorithm]] = (f"{name}-{algorithm}", [*overrides, *chosen, "adversarial.loss=standard"])
+    return runs
 NLL_KEYS = ["nll_gen", "nll_test"]
 
 
@@ -236,7 +263,10 @@ def swept(run_dir: Path, temperatures: list[float], num_samples: int, seed: int)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
-    parser.add_argument("--beta-max", default="100", help="comma-separated beta_max values, one RelGAN row each")
+    parser.add_argument("--algorithms", default="relgan",
+                        help="comma-separated adversarial.algorithm values (relaxed ones once per beta_max)")
+    parser.add_argument("--beta-max", default="100", help="comma-separated beta_max values, one row each per relaxed "
+                                                          "algorithm")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the config's)")
     parser.add_argument("--mle-epochs", type=int)
     parser.add_argument("--adversarial-steps", type=int)
@@ -268,17 +298,16 @@ def main() -> None:
               f"eval.num_samples={num_samples}", *args.overrides]
     if args.mle_eval_every:
         common += [f"mle.eval_every={args.mle_eval_every}", f"mle.checkpoint_every={args.mle_eval_every}"]
-    adversarial = [f"adversarial.steps={budget['adversarial_steps']}", "gumbel.horizon=null"]
+    adversarial = [f"adversarial.steps={budget['adversarial_steps']}"]
     if args.eval_every:
         adversarial += [f"adversarial.eval_every={args.eval_every}", f"adversarial.checkpoint_every={args.eval_every}"]
 
     rows, sweeps, seconds, reference, judging = [], [], 0.0, None, None
     for seed in seeds:
         name = f"{args.name}-s{seed}"
-        runs = {"MLE": (f"{name}-mle", [*common, f"run.seed={seed}", "adversarial.steps=0"])}
-        for beta_max in args.beta_max.split(","):
-            runs[f"RelGAN({beta_max})"] = (f"{name}-relgan{beta_max}", [*common, *adversarial, f"run.seed={seed}",
-                                                                      f"gumbel.beta_max={beta_max}"])
+        runs = {"MLE": (f"{name}-mle", [*common, f"run.seed={seed}", "adversarial.steps=0"]),
+                **gan_runs(name, args.algorithms.split(","), args.beta_max.split(","),
+                           [*common, *adversarial, f"run.seed={seed}"])}
         for model, (run_name, overrides) in runs.items():
             if args.collect:  # metrics copied back from another machine: no samples to judge, no generator to sweep
                 lines = (Path(args.collect) / f"{run_name}.metrics.jsonl").read_text().splitlines()
@@ -326,6 +355,7 @@ def main() -> None:
                                else f"{platform.machine()} CPU, {os.cpu_count()} cores")
     result = {
         "name": args.name, "config": args.config, "synthetic": synthetic, "budget": budget, "seeds": seeds,
+        "algorithms": args.algorithms.split(","),
         "num_samples": num_samples, "reduced": args.reduced, "machine": machine,
         "minutes": seconds / 60, "oracle_reference": reference, "note": args.note,
         "command": "python " + shlex.join(sys.argv), "rows": rows, "aggregate": aggregated, "sweep": sweep,

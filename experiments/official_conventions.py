@@ -1,6 +1,6 @@
 """How this code's tokenisation and decoding differ from the official RelGAN code's, measured (JSON out).
 
-python bench/official_conventions.py [--data ../shared/data] [--legacy-nltk DIR] [--run RUN [--checkpoint DIR]...]
+python -m experiments.official_conventions [--data ../shared/data] [--legacy-nltk DIR] [--run RUN [--checkpoint DIR]...]
                                      [--out FILE]
 
 1. Tokenisation. The official code calls ``nltk.word_tokenize``: punkt sentence splitting, then the word
@@ -22,21 +22,18 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 import types
 from pathlib import Path
 
+from nltk.tokenize import NLTKWordTokenizer
+from nltk.tokenize.punkt import PunktSentenceTokenizer
+
+from relgan.checkpoint import load_generator, load_run_config
+from relgan.evaluation import TextEvaluator
+from relgan.io_utils import emit_json, read_text_lines
+from relgan.sampling import sample_ids
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from json_output import emit  # noqa: E402
-from nltk.tokenize import NLTKWordTokenizer  # noqa: E402
-from nltk.tokenize.punkt import PunktSentenceTokenizer  # noqa: E402
-
-from relgan.checkpoint import load_generator, load_run_config  # noqa: E402
-from relgan.evaluation import TextEvaluator  # noqa: E402
-from relgan.io_utils import read_text_lines  # noqa: E402
-from relgan.sampling import sample_ids  # noqa: E402
 
 # split -> lower-cased first: training text is (the vocabulary), BLEU references are not
 SPLITS = {"image_coco/train.txt": True, "image_coco/test.txt": False, "emnlp_news/test.txt": False}
@@ -114,7 +111,7 @@ def main() -> None:
     if args.run:
         result["decoding"] = [decoding_report(args.run, checkpoint, args.num_samples, args.seed)
                               for checkpoint in args.checkpoint or [None]]
-    emit(result, args.out)
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Do denormal floats slow down late MLE batches on the CPU? (JSON out)
 
-python bench/denormals.py --run runs/<name> [--checkpoint DIR] [--batches 6] [--out FILE]
+python -m experiments.denormals --run runs/<name> [--checkpoint DIR] [--batches 6] [--out FILE]
 
 Loads a trained generator (late in MLE its softmax probabilities underflow towards denormals), then times
 the same MLE batches (forward, backward) alternately with and without torch.set_flush_denormal(True), and
@@ -12,20 +12,18 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from json_output import emit  # noqa: E402
 
 from relgan.checkpoint import load_generator, load_run_config  # noqa: E402
 from relgan.data import load_corpus  # noqa: E402
+from relgan.io_utils import emit_json  # noqa: E402
 
 
 def mle_batch(generator, batch) -> int:
@@ -66,7 +64,7 @@ def main() -> None:
         "ratio": statistics.median(times[False]) / statistics.median(times[True]),
         "denormal_gradient_entries": {"default": denormals[False], "flush_denormal": denormals[True]},
     }
-    emit(result, args.out)
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What the embedding metrics and LM judges give real text: the floor and ceiling a generator is read against.
 
-python bench/real_text_baselines.py [--data ../shared/data] [--count 2000] [--out results/real-text-baselines.json]
+python -m experiments.real_text_baselines [--data ../shared/data] [--count 2000] [--out results/real-text-baselines.json]
 
 On COCO (image_coco) with N = --count sentences per set, drawn at random (seed 0): FED-MiniLM and MAUVE of
 real training sentences against other training sentences, against test sentences, and of test sentences
@@ -18,13 +18,10 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from json_output import emit  # noqa: E402
-
 from relgan.evaluation import TextEvaluator  # noqa: E402
-from relgan.io_utils import read_text_lines  # noqa: E402
+from relgan.io_utils import emit_json, read_text_lines  # noqa: E402
 from relgan.metrics.lm_judges import LanguageModelJudges  # noqa: E402
 
 
@@ -61,7 +58,7 @@ def main() -> None:
     for name, sentences in (("train", train_a), ("train_shuffled", shuffled(train_a, 2))):
         scores = judges(sentences)
         result[f"judges_{name}"] = {k: scores[k] for k in ("lm_score", "reverse_lm_score")}
-    emit(result, args.out)
+    emit_json(result, args.out)
 
 
 if __name__ == "__main__":
