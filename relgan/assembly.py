@@ -4,11 +4,11 @@ overwritten or resumed, with the checks that a resumed run continues the run it 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from relgan.bookkeeping import METRICS_FILE
@@ -17,7 +17,9 @@ from relgan.config import Config, save_config
 from relgan.data import Corpus, load_corpus, save_corpus_artifacts
 from relgan.errors import CheckpointError, DataError
 from relgan.io_utils import append_jsonl
+from relgan.models import generator_class
 from relgan.pretrained import load_pretrained_tokenizer
+from relgan.run_directory import RunLock, prepare_fresh
 from relgan.runtime import build_accelerator, configure_threads
 from relgan.training import Trainer
 
@@ -40,18 +42,37 @@ def run_dir_of(config: Config) -> Path:
 
 
 def setup(config: Config, *, resume: str | None = None, overwrite: bool = False, write: bool = True) -> Trainer:
-    """Accelerator, corpus and trainer of a run; with ``write`` the run directory is created or resumed."""
+    """Accelerator, corpus and trainer of a run; with ``write`` the run directory is created or resumed, and
+    locked against a second writer until the trainer's run ends (:meth:`Trainer.fit`)."""
     run_dir = run_dir_of(config)
     configure_threads(config.run)
     accelerator = build_accelerator(config.run, run_dir)
     set_seed(config.run.seed)
+    if resume is not None and not run_dir.is_dir():
+        raise CheckpointError(f"run directory not found: {run_dir}; start the run without --resume")
+    lock = RunLock(run_dir) if write and accelerator.is_main_process else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        trainer = _assemble(config, run_dir, accelerator, resume, overwrite, write)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    trainer.lock = lock
+    return trainer
+
+
+def _assemble(
+    config: Config, run_dir: Path, accelerator: Accelerator, resume: str | None, overwrite: bool, write: bool
+) -> Trainer:
     checkpoint = None
     if resume is not None:
         checkpoint = latest_checkpoint(run_dir) if resume == "latest" else Path(resume)
         verify_checkpoint(checkpoint)
         _check_compatible(load_run_config(run_dir), config, run_dir)
     elif write and accelerator.is_main_process:
-        _fresh_run_dir(run_dir, overwrite)
+        prepare_fresh(run_dir, overwrite)
     accelerator.wait_for_everyone()
     pretrained = config.generator.pretrained
     with accelerator.main_process_first():
@@ -61,6 +82,7 @@ def setup(config: Config, *, resume: str | None = None, overwrite: bool = False,
             tokenizer=load_pretrained_tokenizer(pretrained) if pretrained else None,
         )
     _check_corpus_size(corpus, config, accelerator.num_processes)
+    _check_memory(corpus, config, accelerator.device)
     trainer = Trainer(config, corpus, run_dir, accelerator)
     if write and accelerator.is_main_process:
         save_config(config, run_dir / "config.yaml")
@@ -97,28 +119,49 @@ def dry_run_summary(trainer: Trainer) -> dict[str, Any]:
     }
 
 
-def _fresh_run_dir(run_dir: Path, overwrite: bool) -> None:
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise CheckpointError(
-                f"run directory {run_dir} already exists; continue it with --resume, start over with "
-                "--overwrite, or pick another run.name"
-            )
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-
 def _check_compatible(saved: Config, wanted: Config, run_dir: Path) -> None:
     """A resumed run must keep the architecture and data settings of the run it continues."""
     old, new = saved.to_dict(), wanted.to_dict()
     pairs = [(f"{s}.{k}", old[s][k], new[s][k]) for s in COMPATIBLE_SECTIONS for k in old[s]]
     pairs += [(f"data.{k}", old["data"][k], new["data"][k]) for k in COMPATIBLE_DATA_KEYS]
+    pairs.append(("run.seed", old["run"]["seed"], new["run"]["seed"]))  # every step's draws derive from it
     for key, before, after in pairs:
         if before != after:
             raise CheckpointError(
                 f"{run_dir} was trained with {key} = {before!r} but the config asks for {after!r}; "
                 "resume with the run's own settings or start a new run.name"
             )
+
+
+def _check_memory(corpus: Corpus, config: Config, device: torch.device) -> None:
+    """Refuse a sentence length whose first batch cannot fit: a step keeps about ``floats_per_token`` float32s
+    per sentence and position (the generator's), and an adversarial iteration also the relaxed one-hots [B, T, V]
+    of its samples for every D step."""
+    available = available_memory(device)
+    if available is None:
+        return
+    per_token = generator_class(config.generator).floats_per_token(config.generator, corpus.vocab_size)
+    mle = config.mle.batch_size * per_token if config.mle.epochs else 0
+    adversarial = config.adversarial.batch_size * (per_token + config.adversarial.d_steps * corpus.vocab_size)
+    need = 4 * corpus.seq_len * max(mle, adversarial if config.adversarial.steps else 0)
+    if need > available:
+        raise DataError(
+            f"data.seq_len: one batch at T = {corpus.seq_len} (V = {corpus.vocab_size}) needs about {need / 2**30:.1f} "
+            f"GB, more than the {available / 2**30:.1f} GB available on {device.type}; set data.seq_len to cut the "
+            "long sentences, or lower mle.batch_size / adversarial.batch_size"
+        )
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for tensors on ``device`` (None where it cannot be read)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as handle:
+            fields = dict(line.split(":", 1) for line in handle)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def _check_corpus_size(corpus: Corpus, config: Config, processes: int) -> None:

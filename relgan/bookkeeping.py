@@ -4,6 +4,7 @@ signals, evaluations and atomic checkpoints of one run directory. The learning a
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import shutil
@@ -25,6 +26,8 @@ from relgan.io_utils import append_jsonl, atomic_write_text
 from relgan.runtime import StopSignals, seed_step
 
 METRICS_FILE = "metrics.jsonl"
+
+logger = logging.getLogger("relgan")
 
 
 class _TiedWeightNotice(logging.Filter):
@@ -66,9 +69,11 @@ class RunBook:
         run_dir: Path,
         accelerator: Accelerator,
         evaluation_report: Callable[[str, int], dict[str, Any]],
+        weight_bytes: int = 0,
     ) -> None:
         self.config, self.run_dir, self.acc = config, run_dir, accelerator
         self.evaluation_report = evaluation_report
+        self.weight_bytes = weight_bytes  # of the networks a checkpoint holds, for the disk-full message
         self.progress = Progress()
         self.stop = StopSignals()
         self.last_checkpoint: Path | None = None
@@ -239,16 +244,40 @@ class RunBook:
         final, tmp = root / name, root / f".tmp-{name}"
         if final == self.last_checkpoint:
             return
-        if self.acc.is_main_process:
+        try:
+            if self.acc.is_main_process:
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir(parents=True)
+            self.acc.wait_for_everyone()
+            self.acc.save_state(str(tmp))
+            self.acc.wait_for_everyone()
+            if self.acc.is_main_process:
+                publish_checkpoint(tmp, final, {"progress": asdict(self.progress)}, self.config.run.keep_checkpoints)
+        except Exception as exc:  # torch, safetensors and the OS each say "disk full" their own way
             shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        self.acc.wait_for_everyone()
-        self.acc.save_state(str(tmp))
-        self.acc.wait_for_everyone()
-        if self.acc.is_main_process:
-            publish_checkpoint(tmp, final, {"progress": asdict(self.progress)}, self.config.run.keep_checkpoints)
+            raise self._write_error(final, exc) from None
         self.acc.wait_for_everyone()
         self.last_checkpoint = final
+
+    def _write_error(self, checkpoint: Path, exc: Exception) -> CheckpointError:
+        """One line for a checkpoint that could not be written; nothing of it is left behind."""
+        kept = f"last complete checkpoint: {self.last_checkpoint or 'none yet'}"
+        free = shutil.disk_usage(checkpoint.parent).free if checkpoint.parent.is_dir() else 0
+        need = self._checkpoint_bytes()
+        full = getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc) or free < need
+        if full:
+            return CheckpointError(
+                f"{checkpoint}: no space left on the device for this checkpoint (it needs about {need / 2**20:.0f} "
+                f"MB, {free / 2**20:.0f} MB are free); free some and continue with --resume ({kept})"
+            )
+        reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0][:200]
+        return CheckpointError(f"{checkpoint}: cannot write the checkpoint ({reason}); {kept}")
+
+    def _checkpoint_bytes(self) -> int:
+        """What a checkpoint takes: the last complete one's size, or the weights and Adam's two moments."""
+        if self.last_checkpoint is not None and self.last_checkpoint.is_dir():
+            return sum(f.stat().st_size for f in self.last_checkpoint.rglob("*") if f.is_file())
+        return 3 * self.weight_bytes
 
     def restore(self, checkpoint: Path) -> None:
         """Load networks, optimisers, RNG states and counters from a complete checkpoint."""
@@ -270,23 +299,38 @@ class RunBook:
 def last_reports(path: Path) -> dict[str, Any]:
     """The last evaluation of each phase (and the oracle reference line) from metrics.jsonl."""
     last: dict[str, Any] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                record = json.loads(line)
-                last[record["phase"]] = record
+    for _, record in read_metrics(path):
+        last[record["phase"]] = record
     return last
 
 
+def read_metrics(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The (line, record) pairs of a metrics.jsonl. A torn last line, as a crash or a full disk during an append
+    leaves it, is dropped with a one-line warning; a line that is not JSON anywhere else is an error naming it."""
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    records = []
+    for index, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append((line, json.loads(line)))
+        except json.JSONDecodeError:
+            if index != last:
+                raise CheckpointError(
+                    f"{path}: line {index + 1} is not a JSON record; repair or delete that line"
+                ) from None
+            logger.warning("%s: its last line is torn (%d characters, no whole record); it is dropped", path, len(line))
+    return records
+
+
 def _drop_metrics_after(path: Path, global_step: int) -> None:
-    """On resume, forget evaluations newer than the checkpoint: they will be redone."""
+    """On resume, forget evaluations newer than the checkpoint (they will be redone) and a torn last line."""
     if not path.exists():
         return
-    kept = [
-        line
-        for line in path.read_text().splitlines()
-        if line.strip() and json.loads(line).get("global_step", 0) <= global_step
-    ]
+    kept = [line for line, record in read_metrics(path) if record.get("global_step", 0) <= global_step]
     atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 

@@ -109,7 +109,10 @@ def latest_checkpoint(run_dir: Path) -> Path:
         raise CheckpointError(f"run directory not found: {run_dir}")
     found = complete_checkpoints(run_dir)
     if not found:
-        raise CheckpointError(f"{run_dir}: no complete checkpoint to resume from; start without --resume")
+        raise CheckpointError(
+            f"{run_dir}: no complete checkpoint to resume from (the run stopped before its first one); start it "
+            "over with --overwrite"
+        )
     return found[-1]
 
 

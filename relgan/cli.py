@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
 
-from relgan.config import BACKENDS, PROTOCOLS, describe_keys
+from relgan.config import BACKENDS, METRICS, PROTOCOLS, describe_keys
 from relgan.errors import RelganError, TrainingInterrupted
 
 logger = logging.getLogger("relgan")
@@ -108,15 +109,22 @@ def _sample(args: argparse.Namespace) -> int:
 
     from relgan import fast
     from relgan.checkpoint import load_generator
+    from relgan.run_directory import output_file
     from relgan.sampling import sample_ids
     from relgan.tokenization import decode
 
+    _at_least(args.num, 1, "--num")
+    _temperature(args.temperature, "--temperature")
+    _at_least(args.batch_size, 1, "--batch-size")
+    _at_least(args.seed, 0, "--seed")
+    device = _device(args.device)
+    if args.out:
+        output_file(Path(args.out), "--out")
     generator, tokenizer, card = load_generator(Path(args.run), Path(args.checkpoint) if args.checkpoint else None)
     names = card["labels"]
     if args.label is not None and args.label not in names:
         known = f"its labels are {', '.join(names)}" if names else "the run's generator is unconditional"
         raise RelganError(f"--label {args.label!r}: not a class of {args.run}; {known}")
-    device = _device(args.device)
     generator.to(device).eval()
     fast.apply(generator, setting=args.backend, device=device)
     seed = card["seed"] if args.seed is None else args.seed
@@ -150,17 +158,28 @@ def _sample(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from relgan import report as reports
+    from relgan.run_directory import output_file
 
-    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    metrics = _metrics(args.metrics)
+    _at_least(args.num_samples, 1, "--num-samples")
+    _at_least(args.seed, 0, "--seed")
+    device = _device(args.device)
+    if args.out:
+        output_file(Path(args.out), "--out")
     if args.run:
+        if args.tokenize:
+            raise RelganError("--tokenize has no effect with --run: a run's metrics split text as the run does")
         run_dir = Path(args.run)
         checkpoint = Path(args.checkpoint) if args.checkpoint else None
         if args.temperature_sweep:
             if args.judge_lm:
                 raise RelganError("--judge-lm has no effect with --temperature-sweep; evaluate one temperature")
-            temperatures = [_positive_float(t, "--temperature-sweep") for t in args.temperature_sweep.split(",")]
+            temperatures = [
+                _temperature(_number(t, "--temperature-sweep"), "--temperature-sweep")
+                for t in args.temperature_sweep.split(",")
+            ]
             curve = reports.temperature_sweep(
-                run_dir, checkpoint, args.protocol, temperatures, args.num_samples, args.seed, _device(args.device)
+                run_dir, checkpoint, args.protocol, temperatures, args.num_samples, args.seed, device
             )
             out = Path(args.out or run_dir / f"temperature-sweep-{args.protocol}.json")
             reports.write_report(curve, out)
@@ -179,7 +198,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             metrics,
             args.num_samples,
             args.seed,
-            _device(args.device),
+            device,
             args.judge_lm,
         )
         out = Path(args.out or run_dir / f"evaluation-{args.protocol}.json")
@@ -193,6 +212,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             args.protocol,
             metrics,
             judge_lm=args.judge_lm,
+            tokenize=args.tokenize or "nltk",
         )
         out = Path(args.out or f"evaluation-{args.protocol}.json")
     if report.get("fed_notice"):
@@ -203,21 +223,49 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_float(text: str, option: str) -> float:
+def _number(text: str, option: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise RelganError(f"{option}: {text!r} is not a number") from None
-    if value <= 0:
-        raise RelganError(f"{option}: temperatures must be > 0, got {value}")
+
+
+def _temperature(value: float, option: str) -> float:
+    """A softmax temperature: finite and > 0."""
+    if not math.isfinite(value) or value <= 0:
+        raise RelganError(f"{option}: a temperature must be a finite number > 0, got {value}")
     return value
 
 
+def _at_least(value: int | None, low: int, option: str) -> None:
+    """An optional count or seed flag: absent, or at least ``low`` (the config keys' own ranges)."""
+    if value is not None and value < low:
+        raise RelganError(f"{option} must be >= {low}, got {value}")
+
+
+def _metrics(text: str | None) -> list[str] | None:
+    """The --metrics list; an unknown name is an error that lists the known ones."""
+    if not text:
+        return None
+    chosen = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in METRICS]
+    if unknown or not chosen:
+        raise RelganError(f"--metrics: unknown metric {(unknown or [text])[0]!r}; known: {', '.join(METRICS)}")
+    return chosen
+
+
 def _device(name: str) -> str:
+    """The device to run on: ``auto`` picks CUDA when it is there; asking for CUDA where it is not is an error."""
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RelganError(f"--device {name!r}: not a device (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise RelganError(f"--device {name}: no such CUDA device on this machine; use --device cpu")
     return name
 
 
@@ -285,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--samples", help="text file of generated sentences, one per line")
     evaluate.add_argument("--references", help="text file of reference (test) sentences")
     evaluate.add_argument("--train", help="training sentences: novelty, and the LM judges (lm_score, reverse_lm_score)")
+    evaluate.add_argument(
+        "--tokenize",
+        help="how --samples/--references split into the units of BLEU, Self-BLEU and diversity: nltk (default), "
+        "whitespace, char (characters without spaces: Chinese, Japanese, Thai) or a tokenizer directory; a run "
+        "(--run) uses its own tokenisation",
+    )
     evaluate.add_argument(
         "--protocol",
         default="relgan",

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import math
+import os
 import types
 import typing
 from collections.abc import Collection
@@ -32,6 +34,7 @@ REPLICA_MODES = ("auto", "sequential", "batched")
 ALGORITHMS = ("relgan", "straight-through", "gumbel-rao", "seqgan", "maligan")
 RELAXED_ALGORITHMS = ("relgan", "straight-through", "gumbel-rao")  # the discriminator sees softmax(beta (o + g))
 BASELINES = ("none", "mean")
+TOKENIZATIONS = ("nltk", "whitespace", "char", "bpe")
 METRICS = ("bleu", "self_bleu", "nll_gen", "nll_test", "nll_oracle", "diversity", "fed", "lm")
 
 
@@ -79,11 +82,17 @@ class DataConfig:
     test_split: str = _field("test", "test split name (source=hub)")
     tokenization: str = _field(
         "nltk",
-        "nltk = lower-case + NLTKWordTokenizer (RelGAN); whitespace = split on spaces",
-        choices=("nltk", "whitespace"),
+        "nltk = lower-case + NLTKWordTokenizer (RelGAN); whitespace = split on spaces; char = characters (a space "
+        "between words is a token too); bpe = subwords trained on the training split (any language)",
+        choices=TOKENIZATIONS,
     )
-    min_frequency: int = _field(1, "words seen fewer times in training become <unk>", min=1)
-    max_vocab_size: int | None = _field(None, "keep only the most frequent words (specials excluded)", min=1)
+    tokenizer: str | None = _field(
+        None, "a local directory holding a Hugging Face tokenizer (save_pretrained) to use instead of building one"
+    )
+    min_frequency: int = _field(1, "tokens seen fewer times in training become <unk> (bpe: merges as rare)", min=1)
+    max_vocab_size: int | None = _field(
+        None, "keep only the most frequent tokens (specials excluded); bpe: the vocabulary size, null = 8000", min=1
+    )
     seq_len: int | None = _field(None, "sentence length T; null = longest training sentence", min=1)
     oracle: OracleConfig = _section(OracleConfig, "synthetic oracle benchmark (source=oracle)")
 
@@ -267,8 +276,21 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     config = _build(Config, raw, prefix="", where=where)
     if config.run.name is None and path is not None:
         config.run.name = Path(path).stem
+    _check_run_name(config.run.name)
     _validate(config, overridden)
     return config
+
+
+def _check_run_name(name: str | None) -> None:
+    """A run name is one plain directory name under run.output_dir: --overwrite deletes that directory, and
+    nothing outside it. (Replicas live in <name>/seed-<s>, which relgan names itself.)"""
+    if name is None:
+        return
+    if name in ("", ".", "..") or "/" in name or "\\" in name or os.sep in name or Path(name).is_absolute():
+        raise ConfigError(
+            f"run.name = {name!r} must be a plain directory name (no '.', '..', path separators or absolute "
+            "paths); put the parent folder in run.output_dir"
+        )
 
 
 def save_config(config: Config, path: Path) -> None:
@@ -403,6 +425,8 @@ def _coerce(value: Any, kind: Any, key: str, where: str) -> Any:
         number = _as_number(value)
         if number is None:
             raise fail()
+        if not math.isfinite(number):  # no key of ours means anything at nan or inf
+            raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
         return float(number)
     if kind is str:
         if isinstance(value, bool):  # YAML 1.1 reads a bare no/yes (as in mixed_precision: no) as a boolean
@@ -472,10 +496,17 @@ CONDITIONAL_KEYS: tuple[tuple[str, tuple[str, ...], str, Any, str], ...] = (
     ),
     (
         "data",
-        ("tokenization", "min_frequency", "max_vocab_size", "seq_len"),
+        ("tokenization", "tokenizer", "min_frequency", "max_vocab_size", "seq_len"),
         "data.source",
         lambda c: c.data.source != "oracle",
         "data.source=files or hub (the oracle's length is data.oracle.seq_len)",
+    ),
+    (
+        "data",
+        ("tokenization", "min_frequency", "max_vocab_size"),
+        "data.tokenizer",
+        lambda c: c.data.tokenizer is None,
+        "data.tokenizer=null (a tokenizer of your own brings its vocabulary)",
     ),
     (
         "data.oracle",
@@ -521,7 +552,7 @@ CONDITIONAL_KEYS: tuple[tuple[str, tuple[str, ...], str, Any, str], ...] = (
     ),
     (
         "data",
-        ("min_frequency", "max_vocab_size"),
+        ("min_frequency", "max_vocab_size", "tokenizer"),
         "generator.pretrained",
         lambda c: c.generator.pretrained is None,
         "generator.pretrained=null (a pretrained model brings its tokenizer)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,19 +17,25 @@ from relgan.config import DataConfig
 from relgan.errors import CheckpointError, DataError
 from relgan.io_utils import atomic_write_json, read_text_lines
 from relgan.oracle import OracleLSTM, build_oracle_corpus, load_oracle_corpus, save_oracle_corpus
+from relgan.pretrained import load_text_tokenizer
 from relgan.tokenization import (
+    build_char_tokenizer,
     build_identity_tokenizer,
     build_word_tokenizer,
     decode,
     encode,
     load_tokenizer,
+    metric_words,
+    model_text,
     save_tokenizer,
     split_words,
+    train_bpe_tokenizer,
 )
 
 logger = logging.getLogger("relgan")
 
 TOKENIZER_DIR = "tokenizer"
+BPE_VOCAB_SIZE = 8000  # data.tokenization=bpe with data.max_vocab_size null
 LABELS_FILE = "labels.json"
 ORACLE_FILE = "oracle.safetensors"
 
@@ -49,6 +55,11 @@ class Corpus:
     label_names: list[str] | None = None  # class names in id order (labelled data only)
     train_labels: Tensor | None = None  # [N] int64 class ids
     test_labels: Tensor | None = None  # [M]
+    tokenization: str = "nltk"  # how the text was split: data.tokenization, or "tokenizer" (data.tokenizer)
+
+    def metric_words(self) -> Callable[[str], list[str]]:
+        """How BLEU, Self-BLEU and the diversity metrics split a sentence of this corpus."""
+        return metric_words(self.tokenization, self.tokenizer)
 
     @property
     def num_classes(self) -> int:
@@ -135,8 +146,9 @@ def _oracle_corpus(config: DataConfig, saved: Path | None) -> Corpus:
 
 def _text_corpus(config: DataConfig, saved: Path | None, tokenizer: PreTrainedTokenizerBase | None) -> Corpus:
     train, test = read_splits(config)
+    tokenization = "tokenizer" if config.tokenizer is not None else config.tokenization
     if tokenizer is None:
-        tokenizer = build_word_tokenizer(train.words, config.min_frequency, config.max_vocab_size)
+        tokenizer = _tokenizer(config, train)
     if saved is not None and (saved / TOKENIZER_DIR).exists():
         stored = load_tokenizer(saved / TOKENIZER_DIR)
         if stored.get_vocab() != tokenizer.get_vocab():
@@ -145,9 +157,13 @@ def _text_corpus(config: DataConfig, saved: Path | None, tokenizer: PreTrainedTo
                 f"than the data gives now ({len(tokenizer)}); use the run's original data or a new run.name"
             )
         tokenizer = stored
-    train_ids, train_cut = encode(tokenizer, train.words, config.seq_len)
+    mode = _split_mode(config)
+    train_texts = [model_text(words, mode) for words in train.words]
+    if config.seq_len is None:
+        _warn_of_outliers(tokenizer, train_texts, train.lines, _where(config, "train"))
+    train_ids, train_cut = encode(tokenizer, train_texts, config.seq_len)
     seq_len = train_ids.shape[1]
-    test_ids, test_cut = encode(tokenizer, test.words, seq_len)
+    test_ids, test_cut = encode(tokenizer, [model_text(words, mode) for words in test.words], seq_len)
     for split, cut, total in (("training", train_cut, len(train.words)), ("test", test_cut, len(test.words))):
         if cut == total:
             logger.warning(
@@ -160,6 +176,7 @@ def _text_corpus(config: DataConfig, saved: Path | None, tokenizer: PreTrainedTo
             )
         elif cut:
             logger.warning("%d %s sentences are longer than seq_len = %d and were truncated", cut, split, seq_len)
+    _warn_of_failed_splitting(train_ids, tokenizer, tokenization, _where(config, "train"))
     return Corpus(
         tokenizer=tokenizer,
         train_ids=train_ids,
@@ -168,8 +185,71 @@ def _text_corpus(config: DataConfig, saved: Path | None, tokenizer: PreTrainedTo
         eos_id=tokenizer.eos_token_id,
         train_text=train.texts,
         test_text=test.texts,
+        tokenization=tokenization,
         **_class_labels(config, train, test, saved),
     )
+
+
+def _tokenizer(config: DataConfig, train: Split) -> PreTrainedTokenizerBase:
+    """The vocabulary of the training split, as data.tokenization builds it, or data.tokenizer's."""
+    if config.tokenizer is not None:
+        return load_text_tokenizer(config.tokenizer)
+    if config.tokenization == "char":
+        return build_char_tokenizer(train.words, config.min_frequency, config.max_vocab_size)
+    if config.tokenization == "bpe":
+        return train_bpe_tokenizer(train.texts, config.max_vocab_size or BPE_VOCAB_SIZE, config.min_frequency)
+    return build_word_tokenizer(train.words, config.min_frequency, config.max_vocab_size)
+
+
+def _split_mode(config: DataConfig) -> str:
+    """How lines are split before the vocabulary's tokenizer reads them (a tokenizer of your own: on spaces)."""
+    return "whitespace" if config.tokenizer is not None else config.tokenization
+
+
+def _where(config: DataConfig, role: str) -> str:
+    if config.source == "files":
+        return f"data.{role}_file"
+    return f"{config.dataset}[{config.train_split if role == 'train' else config.test_split}]"
+
+
+def _warn_of_outliers(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], lines: Sequence[int], where: str
+) -> None:
+    """Unless data.seq_len is set, T is the longest training sentence: say so when one line is far longer than
+    the bulk (over 4 times the 99th percentile), which would size every batch."""
+    lengths = [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+    if len(lengths) < 2:
+        return
+    bulk = sorted(lengths)[min(len(lengths) - 1, int(0.99 * len(lengths)))]
+    longest = max(range(len(lengths)), key=lengths.__getitem__)
+    if lengths[longest] > 4 * max(bulk, 1):
+        logger.warning(
+            "%s line %d has %d tokens, over 4 times the 99th percentile (%d), and sets T for every batch; set "
+            "data.seq_len (say %d) to cut the few long lines",
+            where,
+            lines[longest],
+            lengths[longest],
+            bulk,
+            bulk,
+        )
+
+
+def _warn_of_failed_splitting(ids: Tensor, tokenizer: PreTrainedTokenizerBase, tokenization: str, where: str) -> None:
+    """A tokenisation that plainly failed (a language without spaces split into words): most sentences one token,
+    or about one vocabulary entry per sentence."""
+    tokens = (ids != tokenizer.eos_token_id).sum(dim=1)
+    single = (tokens <= 1).float().mean().item()
+    if len(ids) >= 20 and (single > 0.5 or len(tokenizer) >= 0.9 * len(ids)):
+        logger.warning(
+            "%s: with data.tokenization=%s %.0f%% of the sentences are a single token and the vocabulary has %d "
+            "entries for %d sentences: the text is hardly split (a language without spaces?); try "
+            "data.tokenization=char or bpe",
+            where,
+            tokenization,
+            100 * single,
+            len(tokenizer),
+            len(ids),
+        )
 
 
 def _class_labels(config: DataConfig, train: Split, test: Split, saved: Path | None) -> dict:
@@ -208,7 +288,7 @@ def _tokenize_batch(
     texts: list[str] = []
     labels: list[str] = []
     for index, line in zip(indices, batch[column], strict=True):
-        line = line or ""
+        line = (line or "").lstrip("\ufeff")  # a UTF-8 byte-order mark is no part of the first word (or label)
         if tab_labels and line.strip():
             label, tab, line = line.partition("\t")
             if not tab or not label.strip():
@@ -230,7 +310,8 @@ class Split:
 
     texts: list[str]
     words: list[list[str]]
-    labels: list[str] | None = None
+    labels: list[str] | None
+    lines: list[int]  # line numbers (1-based; rows of a Hugging Face split) of the sentences
 
 
 def read_splits(config: DataConfig) -> tuple[Split, Split]:
@@ -259,7 +340,7 @@ def read_splits(config: DataConfig) -> tuple[Split, Split]:
             batched=True,
             with_indices=True,
             desc=f"tokenizing {role}",
-            fn_kwargs={"column": column, "mode": config.tokenization, "tab_labels": tab_labels, "where": names[role]},
+            fn_kwargs={"column": column, "mode": _split_mode(config), "tab_labels": tab_labels, "where": names[role]},
         )
         labels = tokenized["class"] if tab_labels else _hub_labels(part, config.label_column, names[role])
         kept = [i for i, sentence in enumerate(tokenized["words"]) if sentence]
@@ -267,6 +348,7 @@ def read_splits(config: DataConfig) -> tuple[Split, Split]:
             [tokenized["sentence"][i].strip() for i in kept],
             [tokenized["words"][i] for i in kept],
             None if labels is None else [labels[i] for i in kept],
+            [i + 1 for i in kept],
         )
         blank = len(tokenized) - len(split.words)
         if blank:

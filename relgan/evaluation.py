@@ -12,7 +12,7 @@ Protocols (named in every report, with the numbers of sentences actually used):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from statistics import fmean
 
@@ -25,7 +25,7 @@ from relgan.metrics.lm_judges import LanguageModelJudges
 from relgan.metrics.nll import nll_gen, nll_test
 from relgan.models import SequenceGenerator
 from relgan.sampling import sample_ids
-from relgan.tokenization import reference_words
+from relgan.tokenization import decoded_words, reference_words
 
 NLL_GEN_CONVENTION = "RelGAN: generator on the training data, full batches, padding positions included"
 NLL_TEST_CONVENTION = "generator on the test data, words and end of sentence, padding excluded"
@@ -55,12 +55,17 @@ class TextEvaluator:
         protocol: str,
         orders: Sequence[int],
         training: Sequence[Sequence[str]] | None = None,
+        words: Callable[[str], list[str]] = reference_words,
+        tokenization: str = "nltk",
     ) -> None:
+        """``words`` splits samples and references into the units of the n-gram metrics (``tokenization`` names
+        it in every report)."""
         self.protocol = PROTOCOLS[protocol]
         self.orders = sorted(orders)
         self.references = list(references)
+        self.words, self.tokenization = words, tokenization
         chosen = self.references[: self.protocol.bleu_references]
-        self.index = ReferenceIndex([reference_words(line) for line in chosen], max_n=max(self.orders))
+        self.index = ReferenceIndex([words(line) for line in chosen], max_n=max(self.orders))
         self.num_references = len(chosen)
         self.training = training
         self._encoder: tuple[object, object] | bool | None = None  # (tokenizer, model); False: not installed
@@ -71,13 +76,14 @@ class TextEvaluator:
         sentences as the model sees them (tokenised, truncated)."""
         if corpus.test_text is None:
             return None
-        training = [text.split() for text in corpus.decode(corpus.train_ids)]
-        return cls(corpus.test_text, protocol, orders, training)
+        split = decoded_words(corpus.tokenization, corpus.tokenizer)
+        training = [split(text) for text in corpus.decode(corpus.train_ids)]
+        return cls(corpus.test_text, protocol, orders, training, corpus.metric_words(), corpus.tokenization)
 
     def __call__(self, samples: Sequence[str], metrics: Sequence[str]) -> dict:
         """Report of BLEU, Self-BLEU, diversity and FED (those named in ``metrics``) for decoded samples."""
-        words = [reference_words(text) for text in samples]
-        report: dict = {"protocol": self.protocol.name, "num_samples": len(samples)}
+        words = [self.words(text) for text in samples]
+        report: dict = {"protocol": self.protocol.name, "num_samples": len(samples), "tokenization": self.tokenization}
         if "bleu" in metrics:
             hypotheses = words[: self.protocol.bleu_hypotheses]
             scores = self.index.scores(hypotheses, self.orders)

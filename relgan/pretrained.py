@@ -91,6 +91,15 @@ def load_pretrained_tokenizer(directory: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def load_text_tokenizer(directory: str) -> PreTrainedTokenizerBase:
+    """``data.tokenizer``: any Hugging Face tokenizer saved in ``directory`` (save_pretrained); it must define an
+    end-of-sentence token, which ends and pads the sentences."""
+    path = Path(directory)
+    if not path.is_dir():
+        raise ConfigError(f"data.tokenizer: no such directory: {path} (save a tokenizer there with save_pretrained)")
+    return _tokenizer_with_eos(path, "data.tokenizer")
+
+
 def _tokenizer_with_eos(path: Path, key: str) -> PreTrainedTokenizerBase:
     """The tokenizer saved in ``path``; it must define an end-of-sentence token."""
     try:

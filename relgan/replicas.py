@@ -153,13 +153,17 @@ def _train_sequential(config: Config, resume: bool, overwrite: bool) -> bool:
 
 
 def _train_batched(config: Config, starts: dict[int, Path | None], resume: bool, overwrite: bool) -> bool:
-    trainers = [
-        setup_replica(config, seed, resume=starts.get(seed) or False, overwrite=overwrite or resume, batched=True)
-        for seed in seeds_of(config)
-    ]
-    replicas = BatchedReplicas(trainers, list(seeds_of(config)))
-    learn(replicas, replicas.book)
-    replicas.finish()
+    trainers: list[Trainer] = []
+    try:  # every replica's directory stays locked until the replicas end
+        for seed in seeds_of(config):
+            start = starts.get(seed) or False
+            trainers.append(setup_replica(config, seed, resume=start, overwrite=overwrite or resume, batched=True))
+        replicas = BatchedReplicas(trainers, list(seeds_of(config)))
+        learn(replicas, replicas.book)
+        replicas.finish()
+    finally:
+        for trainer in trainers:
+            trainer.release_lock()
     return trainers[0].acc.is_main_process
 
 

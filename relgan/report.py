@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,8 @@ from relgan.evaluation import CorpusEvaluation, TextEvaluator
 from relgan.io_utils import atomic_write_json, read_text_lines
 from relgan.metrics.embedding import fed_available
 from relgan.metrics.lm_judges import LanguageModelJudges, causal_lm_nll
-from relgan.pretrained import load_causal_lm
-from relgan.tokenization import reference_words
+from relgan.pretrained import load_causal_lm, load_text_tokenizer
+from relgan.tokenization import metric_words
 
 RUN_METRICS = ("bleu", "self_bleu", "nll_gen", "nll_test", "nll_oracle", "diversity", "lm")
 TEXT_METRICS = ("bleu", "self_bleu", "diversity", "lm")
@@ -122,10 +122,12 @@ def evaluate_files(
     metrics: Sequence[str] | None,
     orders: Sequence[int] = (2, 3, 4, 5),
     judge_lm: str | None = None,
+    tokenize: str = "nltk",
 ) -> dict[str, Any]:
     """Text metrics of a samples file against a references file; with a training file also novelty and the LM
     judges (trained on its lines; ``references`` is the real test split of ``reverse_lm_score``); with
-    ``judge_lm`` the samples' NLL under the causal LM saved there."""
+    ``judge_lm`` the samples' NLL under the causal LM saved there. ``tokenize`` splits sentences for the n-gram
+    metrics: nltk, whitespace, char, or a directory holding a Hugging Face tokenizer (its pieces)."""
     sample_lines = [line.strip() for line in read_text_lines(samples, "--samples") if line.strip()]
     reference_lines = [line.strip() for line in read_text_lines(references, "--references") if line.strip()]
     train_lines = None
@@ -140,13 +142,23 @@ def evaluate_files(
             raise RelganError(f"--metrics: with --samples only {', '.join(allowed)} apply")
         if "lm" in chosen and train_lines is None:
             raise RelganError("--metrics lm: the LM judges are trained on real text; give it with --train FILE")
-    training = [reference_words(line) for line in train_lines] if train_lines is not None else None
-    report = TextEvaluator(reference_lines, protocol, orders, training)(sample_lines, chosen)
+    tokenization, words = _splitter(tokenize)
+    training = [words(line) for line in train_lines] if train_lines is not None else None
+    report = TextEvaluator(reference_lines, protocol, orders, training, words, tokenization)(sample_lines, chosen)
     if "lm" in chosen and train_lines is not None:
         report.update(LanguageModelJudges(train_lines, reference_lines)(sample_lines))
     if judge_lm is not None:
         report.update(judge_lm_report(sample_lines, judge_lm))
     return report
+
+
+def _splitter(tokenize: str) -> tuple[str, Callable[[str], list[str]]]:
+    """(the name recorded, the split) of ``--tokenize``: a mode of data.tokenization, or a tokenizer directory."""
+    if tokenize in ("nltk", "whitespace", "char"):
+        return tokenize, metric_words(tokenize)
+    if not Path(tokenize).is_dir():
+        raise RelganError(f"--tokenize {tokenize!r}: neither nltk, whitespace, char nor a tokenizer directory")
+    return f"tokenizer:{Path(tokenize).name}", metric_words("tokenizer", load_text_tokenizer(tokenize))
 
 
 def format_table(report: dict[str, Any]) -> str:

@@ -1,4 +1,6 @@
-"""Word tokenisation and the word-level vocabulary (a ``PreTrainedTokenizerFast`` saved with every run).
+"""Tokenisation and the vocabulary (a ``PreTrainedTokenizerFast`` saved with every run): words (``nltk``,
+``whitespace``), characters (``char``), subwords trained on the training split (``bpe``), or a tokenizer of your
+own (``data.tokenizer``), and how the text metrics split sentences under each.
 
 Conventions (RelGAN maps "end of sentence" and "padding" to one id; so do we):
 
@@ -15,12 +17,12 @@ its vocabulary size equals the oracle's.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
 from nltk.tokenize import NLTKWordTokenizer
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from torch import Tensor
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
@@ -33,12 +35,21 @@ _NLTK = NLTKWordTokenizer()
 
 
 def split_words(text: str, mode: str) -> list[str]:
-    """``nltk``: lower-case + NLTKWordTokenizer (RelGAN's convention, no downloaded data); ``whitespace``: split."""
+    """``nltk``: lower-case + NLTKWordTokenizer (RelGAN's convention, no downloaded data); ``whitespace``: split;
+    ``char``: the characters, runs of white space as one " " token; ``bpe`` (and a tokenizer of your own): the
+    words between spaces, which the subword tokenizer splits further."""
     if mode == "nltk":
         return _NLTK.tokenize(text.lower())
-    if mode == "whitespace":
+    if mode in ("whitespace", "bpe"):
         return text.split()
+    if mode == "char":
+        return list(" ".join(text.split()))
     raise ValueError(f"unknown tokenization mode {mode!r}")
+
+
+def model_text(tokens: Sequence[str], mode: str) -> str:
+    """The string the vocabulary's tokenizer reads for a sentence's ``tokens`` (split_words's output)."""
+    return "".join(tokens) if mode == "char" else " ".join(tokens)
 
 
 def reference_words(text: str) -> list[str]:
@@ -46,12 +57,31 @@ def reference_words(text: str) -> list[str]:
     return _NLTK.tokenize(text)
 
 
+def metric_words(tokenization: str, tokenizer: PreTrainedTokenizerBase | None = None) -> Callable[[str], list[str]]:
+    """How BLEU, Self-BLEU and the diversity metrics split a sentence: ``nltk``, NLTKWordTokenizer without
+    lower-casing (the official metric's words); ``whitespace``, on spaces; ``char``, the characters without white
+    space (CJK-aware: a Chinese sentence is its characters); ``bpe`` or a tokenizer directory, its pieces."""
+    if tokenization == "nltk":
+        return reference_words
+    if tokenization == "whitespace":
+        return str.split
+    if tokenization == "char":
+        return lambda text: [c for c in text if not c.isspace()]
+    if tokenizer is None:
+        raise ValueError(f"tokenization {tokenization!r} splits with its tokenizer: pass it")
+    return tokenizer.tokenize
+
+
+def decoded_words(tokenization: str, tokenizer: PreTrainedTokenizerBase | None = None) -> Callable[[str], list[str]]:
+    """How a decoded sentence splits into the units of the n-gram metrics: decoded words are joined by spaces
+    already; characters and pieces are split as :func:`metric_words` splits them."""
+    return str.split if tokenization in ("nltk", "whitespace") else metric_words(tokenization, tokenizer)
+
+
 def _wrap(vocab: dict[str, int], with_specials: bool) -> PreTrainedTokenizerFast:
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    if not with_specials:
-        return PreTrainedTokenizerFast(tokenizer_object=core)
-    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token=EOS, pad_token=EOS, unk_token=UNK, bos_token=BOS)
+    return _specials(core) if with_specials else PreTrainedTokenizerFast(tokenizer_object=core)
 
 
 def build_word_tokenizer(
@@ -66,6 +96,35 @@ def build_word_tokenizer(
         words = words[:max_size]
     vocab = {token: index for index, token in enumerate([*SPECIAL_TOKENS, *words])}
     return _wrap(vocab, with_specials=True)
+
+
+def build_char_tokenizer(
+    sentences: Iterable[Sequence[str]], min_frequency: int = 1, max_size: int | None = None
+) -> PreTrainedTokenizerFast:
+    """Character vocabulary of the training sentences (lists of characters, " " among them), specials first; it
+    splits text into characters and decodes by joining them (no spaces added between CJK characters)."""
+    vocab = build_word_tokenizer(sentences, min_frequency, max_size).get_vocab()
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    return _specials(core)
+
+
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 1) -> PreTrainedTokenizerFast:
+    """Subwords (BPE) trained on the training sentences, SentencePiece-style: white space becomes part of the
+    pieces, so any language works and decoding restores the text. Specials first (ids 0, 1, 2)."""
+    core = Tokenizer(models.BPE(unk_token=UNK))
+    core.pre_tokenizer = pre_tokenizers.Metaspace()
+    core.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS), show_progress=False
+    )
+    core.train_from_iterator(texts, trainer)
+    return _specials(core)
+
+
+def _specials(core: Tokenizer) -> PreTrainedTokenizerFast:
+    return PreTrainedTokenizerFast(tokenizer_object=core, eos_token=EOS, pad_token=EOS, unk_token=UNK, bos_token=BOS)
 
 
 def build_identity_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
@@ -84,18 +143,11 @@ def load_tokenizer(directory: Path) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(str(directory))
 
 
-def encode(
-    tokenizer: PreTrainedTokenizerBase, sentences: Sequence[Sequence[str]], seq_len: int | None = None
-) -> tuple[Tensor, int]:
-    """Word lists -> ids [N, T]: each sentence's tokens, then <eos> up to T = ``seq_len`` (None = the longest
-    sentence in tokens), longer ones truncated; also returns how many were truncated."""
-    rows = (
-        tokenizer([" ".join(words) for words in sentences], add_special_tokens=False, return_attention_mask=False)[
-            "input_ids"
-        ]
-        if sentences
-        else []
-    )
+def encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], seq_len: int | None = None) -> tuple[Tensor, int]:
+    """Sentences (as the tokenizer reads them: :func:`model_text`) -> ids [N, T]: each sentence's tokens, then
+    <eos> up to T = ``seq_len`` (None = the longest sentence in tokens), longer ones truncated; also returns how
+    many were truncated."""
+    rows = tokenizer(list(texts), add_special_tokens=False, return_attention_mask=False)["input_ids"] if texts else []
     length = seq_len if seq_len is not None else max(map(len, rows), default=0)
     ids = torch.full((len(rows), length), tokenizer.eos_token_id, dtype=torch.long)
     for row, tokens in zip(ids, rows, strict=True):

@@ -35,6 +35,7 @@ from relgan.fast.cuda_graphs import StepGraph
 from relgan.gumbel import LearnedInverseTemperature, inverse_temperature
 from relgan.io_utils import atomic_write_text
 from relgan.models import Discriminator, build_generator, count_parameters
+from relgan.run_directory import RunLock
 from relgan.runtime import evaluating, frozen
 
 logger = logging.getLogger("relgan")
@@ -111,10 +112,18 @@ class Trainer:
             materialise=False,
         )
         self.horizon = schedule_horizon(config)
+        self.lock: RunLock | None = None  # of the run directory, while this trainer writes it (assembly.setup)
         if corpus.oracle is not None:
             corpus.oracle.to(accelerator.device)
         self.evaluation = CorpusEvaluation(corpus, config.eval.protocol, config.eval.bleu_orders, config.eval.metrics)
-        self.book = RunBook(config, run_dir, accelerator, self.evaluation_report)
+        weights = [
+            *self.gen.parameters(),
+            *self.disc.parameters(),
+            *(self.beta_module.parameters() if self.beta_module is not None else []),
+        ]
+        self.book = RunBook(
+            config, run_dir, accelerator, self.evaluation_report, sum(p.numel() * p.element_size() for p in weights)
+        )
         # On one GPU the steps are captured once and replayed as CUDA graphs (fast/cuda_graphs.py). A replay
         # repeats the captured kernels: tensors read inside a step (parameters, optimiser state, beta passed
         # in as a tensor) keep their storage and may change value, but a Python value read inside a step is
@@ -134,9 +143,18 @@ class Trainer:
         return len(self.mle_loader)
 
     def fit(self, *, keep_process_group: bool = False) -> dict[str, Any]:
-        """Train what is left of the run, then :meth:`finish` it."""
-        learn(self, self.book)
-        return self.finish(keep_process_group=keep_process_group)
+        """Train what is left of the run, then :meth:`finish` it; the run directory's lock is released however
+        the run ends."""
+        try:
+            learn(self, self.book)
+            return self.finish(keep_process_group=keep_process_group)
+        finally:
+            self.release_lock()
+
+    def release_lock(self) -> None:
+        """Let another process write this run directory."""
+        if self.lock is not None:
+            self.lock.release()
 
     def finish(self, *, keep_process_group: bool = False) -> dict[str, Any]:
         """After training: export the generator and finish the trackers; the process group too unless

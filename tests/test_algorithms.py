@@ -71,6 +71,7 @@ def test_generator_steps_lower_the_objective_the_algorithm_optimises(tmp_path, a
     assert after < before - 0.01, (before, after)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["gumbel-rao", "seqgan", "maligan"])
 def test_a_run_trains_logs_and_resumes_bitwise(tmp_path, algorithm):
     args = ["train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "run.name=whole", "mle.epochs=1",
@@ -93,6 +94,7 @@ def test_a_run_trains_logs_and_resumes_bitwise(tmp_path, algorithm):
     assert (resumed / "metrics.jsonl").read_text() == (whole / "metrics.jsonl").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["gumbel-rao", "seqgan", "maligan"])
 def test_batched_replicas_equal_separate_reference_runs(tmp_path, algorithm):
     overrides = [*SHORT, f"run.output_dir={tmp_path}", *_overrides(algorithm)]
@@ -250,6 +252,7 @@ def _z_scores(draws, target, directions):
 Z_LIMIT = 4.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [{"rollouts": 0}, {"rollouts": 0, "baseline": "mean"}, {"rollouts": 3}])
 def test_reinforce_is_unbiased_within_its_standard_error(lab, options):
     lab, exact = lab
@@ -257,12 +260,14 @@ def test_reinforce_is_unbiased_within_its_standard_error(lab, options):
     assert z.abs().max() < Z_LIMIT, z
 
 
+@pytest.mark.slow
 def test_the_leave_one_out_baseline_lowers_reinforces_variance(lab):
     lab, _ = lab
     assert _estimates(lab, "seqgan", rollouts=0, baseline="mean").variance < \
         0.6 * _estimates(lab, "seqgan", rollouts=0).variance
 
 
+@pytest.mark.slow
 def test_gumbel_rao_has_straight_throughs_mean_and_no_more_variance(lab):
     lab, exact = lab
     straight = _estimates(lab, "straight-through", repeats=600)

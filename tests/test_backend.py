@@ -169,6 +169,7 @@ def test_builds_are_keyed_by_instruction_set_and_sources(monkeypatch, tmp_path):
     assert "baseline" in build.executable_isas() or build.executable_isas() == ["generic"]
 
 
+@pytest.mark.slow
 def test_the_cli_names_the_backend_in_one_line(tmp_path):
     result = run_cli("train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "--dry-run", cwd=REPO)
     assert result.returncode == 0, result.stderr

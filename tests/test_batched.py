@@ -76,6 +76,7 @@ VARIANTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_batched_replicas_equal_separate_reference_runs(tmp_path, variant):
     overrides = [*SHORT, f"run.output_dir={tmp_path}"] + [o for o in VARIANTS[variant] if o != "conditional"]
@@ -103,6 +104,7 @@ def batched_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_a_batched_replica_samples_and_evaluates_like_a_single_run(batched_run, capsys):
     replica = batched_run / "two" / "seed-5"
     capsys.readouterr()
@@ -116,6 +118,7 @@ def test_a_batched_replica_samples_and_evaluates_like_a_single_run(batched_run, 
     assert summary["metrics"]["nll_oracle"]["n"] == 2
 
 
+@pytest.mark.slow
 def test_batched_resume_after_sigkill_ends_where_the_uninterrupted_run_ends(tmp_path, batched_run):
     command = [sys.executable, "-m", "relgan", "train", "--config", str(SMOKE), f"run.output_dir={tmp_path}",
                "run.name=two", "run.seeds=[3,5]", "run.replicas=batched", *LONGER]
@@ -138,6 +141,7 @@ def test_batched_resume_after_sigkill_ends_where_the_uninterrupted_run_ends(tmp_
         assert _records(tmp_path / "two" / f"seed-{seed}") == _records(batched_run / "two" / f"seed-{seed}")
 
 
+@pytest.mark.slow
 def test_a_nan_in_one_batched_replica_stops_the_run_naming_the_replica(tmp_path, monkeypatch):
     config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "run.name=two", "run.seeds=[3,5]",
                                  "run.replicas=batched", "adversarial.steps=4", "run.log_every=2"])
@@ -157,6 +161,7 @@ def test_a_nan_in_one_batched_replica_stops_the_run_naming_the_replica(tmp_path,
     assert not (tmp_path / "two" / SUMMARY_FILE).exists()
 
 
+@pytest.mark.slow
 def test_a_stop_signal_checkpoints_every_batched_replica_at_the_same_step(tmp_path, monkeypatch):
     config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "run.name=two", "run.seeds=[3,5]",
                                  "run.replicas=batched", "adversarial.steps=4"])

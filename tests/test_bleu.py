@@ -71,6 +71,7 @@ def test_self_inclusive_variant_is_near_one(corpus):
     assert scores[2] == [_nltk(samples, s, 2) for s in samples]
 
 
+@pytest.mark.slow
 def test_coco_training_captions_against_the_test_set(shared_data):
     train = read_text_lines(shared_data / "image_coco/train.txt", "train")
     test = read_text_lines(shared_data / "image_coco/test.txt", "test")

@@ -64,6 +64,7 @@ def test_evaluate_files_asks_for_training_text_for_the_lm_judges(tmp_path, capsy
     assert code == 2 and len(err) == 1 and "--train" in err[0]
 
 
+@pytest.mark.slow
 def test_evaluate_run_matches_what_training_logged(smoke_run, tmp_path):
     out = tmp_path / "report.json"
     assert main(["evaluate", "--run", str(smoke_run), "--num-samples", "64", "--device", "cpu",
@@ -76,6 +77,7 @@ def test_evaluate_run_matches_what_training_logged(smoke_run, tmp_path):
     assert "bleu-2" not in report  # the oracle benchmark has no text references
 
 
+@pytest.mark.slow
 def test_temperature_sweep_writes_a_curve(smoke_run, tmp_path):
     out = tmp_path / "curve.json"
     assert main(["evaluate", "--run", str(smoke_run), "--temperature-sweep", "0.5,1.0,2.0", "--num-samples", "64",

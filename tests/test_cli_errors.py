@@ -152,6 +152,7 @@ def test_evaluate_file_errors(tmp_path, capsys, samples, references, expected):
                              str(tmp_path / "r.txt"), "--out", str(tmp_path / "o.json")], expected)
 
 
+@pytest.mark.slow
 def test_real_process_exit_code_and_single_line(tmp_path):
     (tmp_path / "t.txt").write_bytes("na\u00efve\n".encode("utf-16"))
     result = run_cli("train", "--config", str(SMOKE_TEXT), f"data.train_file={tmp_path / 't.txt'}",

@@ -110,6 +110,7 @@ def test_the_projection_term_and_its_gradient_reach_the_class_embeddings():
         disc(ids)
 
 
+@pytest.mark.slow
 def test_a_conditional_run_trains_samples_each_class_and_evaluates_per_class(tmp_path, capsys):
     assert _train(tmp_path, "mle.epochs=3", "eval.metrics=[bleu,nll_gen,nll_test]") == 0
     run = tmp_path / "runs" / "c"
@@ -147,6 +148,7 @@ def test_sample_rejects_an_unknown_label_in_one_line_naming_the_known_ones(tmp_p
         f"error: --label 'plants': not a class of {tmp_path / 'runs' / 'c'}; its labels are animal, machine"]
 
 
+@pytest.mark.slow
 def test_labels_ignored_by_unconditional_models_change_nothing(tmp_path):
     """condition_on_labels=false trains exactly the run of the same sentences without labels."""
     files = _labelled_files(tmp_path)

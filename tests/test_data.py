@@ -34,7 +34,7 @@ def test_vocabulary_specials_frequency_and_size():
 
 def test_encode_pads_with_eos_truncates_and_decodes():
     tok = build_word_tokenizer([["a", "b", "c"]])
-    ids, truncated = encode(tok, [["a", "b"], ["c", "zz", "a", "b"]], seq_len=3)
+    ids, truncated = encode(tok, ["a b", "c zz a b"], seq_len=3)
     a, b, c = (tok.convert_tokens_to_ids(w) for w in "abc")
     assert ids.tolist() == [[a, b, 0], [c, 1, a]] and truncated == 1
     assert decode(tok, ids, eos_id=0) == ["a b", "c <unk> a"]
@@ -64,6 +64,7 @@ def test_corpus_from_files(tmp_path, caplog):
     assert "1 test sentences are longer than seq_len = 5 and were truncated" in caplog.text
 
 
+@pytest.mark.slow
 def test_coco_lines_round_trip(shared_data):
     config = load_config(None, ["data.source=files", f"data.train_file={shared_data / 'image_coco/train.txt'}",
                                 f"data.test_file={shared_data / 'image_coco/test.txt'}"])

@@ -12,6 +12,8 @@ import pytest
 
 from conftest import REPO, SMOKE
 
+pytestmark = pytest.mark.slow  # several processes
+
 
 def _free_port() -> int:
     with socket.socket() as s:

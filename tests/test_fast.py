@@ -18,6 +18,8 @@ from relgan.gumbel import categorical_from_logits, relaxed_sample
 from relgan.losses import gradient_penalty
 from relgan.models import Discriminator, Generator
 
+pytestmark = pytest.mark.slow  # the kernels of every instruction set, built and checked
+
 
 UNEXECUTABLE_ISAS = [isa for isa in build.X86_ISAS if isa not in build.executable_isas()] if build._is_x86() else []
 

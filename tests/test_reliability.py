@@ -47,6 +47,7 @@ def _rss_mb() -> float:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+@pytest.mark.slow
 def test_memory_stays_flat_across_evaluations_and_checkpoints(tmp_path):
     config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "adversarial.steps=200", "adversarial.eval_every=20",
                                  "adversarial.checkpoint_every=20", "run.keep_checkpoints=2"])

@@ -51,6 +51,7 @@ def replicas_and_single(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_two_replicas_equal_two_separate_runs(replicas_and_single):
     out = replicas_and_single
     _assert_same_run(out / "two" / "seed-5", out / "alone")
@@ -73,6 +74,7 @@ def test_each_replica_samples_and_evaluates_like_a_single_run(replicas_and_singl
     assert json.loads(out.read_text())["nll_oracle"] > 0
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_ends_where_the_uninterrupted_replicas_end(tmp_path, replicas_and_single):
     command = [sys.executable, "-m", "relgan", "train", "--config", str(SMOKE), f"run.output_dir={tmp_path}",
                "run.name=two", "run.seeds=[3,5]", *LONGER]
@@ -96,6 +98,7 @@ def test_resume_after_sigkill_ends_where_the_uninterrupted_replicas_end(tmp_path
         assert all(torch.equal(left[k], right[k]) for k in left)
 
 
+@pytest.mark.slow
 def test_a_nan_in_one_replica_stops_the_run_naming_the_replica(tmp_path, monkeypatch):
     config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "run.name=two", "run.seeds=[3,5]",
                                  "adversarial.steps=4", "run.log_every=2"])

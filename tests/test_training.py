@@ -43,6 +43,7 @@ def reference_run(tmp_path_factory):
     return out / "ref"
 
 
+@pytest.mark.slow
 def test_smoke_run_directory_metrics_and_samples(tmp_path, capsys):
     result = run_cli("train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", cwd=REPO)
     assert result.returncode == 0, result.stderr
@@ -78,6 +79,7 @@ def test_smoke_run_directory_metrics_and_samples(tmp_path, capsys):
     assert out.read_text() == (run / "samples" / "adversarial-000006.txt").read_text()
 
 
+@pytest.mark.slow
 def test_dry_run_prints_sizes_and_writes_nothing(tmp_path):
     result = run_cli("train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "--dry-run", cwd=REPO)
     assert result.returncode == 0, result.stderr
@@ -90,6 +92,7 @@ def test_dry_run_prints_sizes_and_writes_nothing(tmp_path):
     assert not (tmp_path / "smoke").exists()
 
 
+@pytest.mark.slow
 def test_sigint_writes_a_checkpoint_and_resume_is_bitwise_identical(tmp_path, reference_run):
     command = [sys.executable, "-m", "relgan", "train", "--config", str(SMOKE), f"run.output_dir={tmp_path}",
                "run.name=cut", *LONGER]
@@ -111,6 +114,7 @@ def test_sigint_writes_a_checkpoint_and_resume_is_bitwise_identical(tmp_path, re
     assert same == expected
 
 
+@pytest.mark.slow
 def test_sigkill_at_a_random_step_then_resume(tmp_path, reference_run):
     command = [sys.executable, "-m", "relgan", "train", "--config", str(SMOKE), f"run.output_dir={tmp_path}",
                "run.name=killed", *LONGER]

@@ -145,6 +145,7 @@ def _text_files(tmp_path):
     return train, test
 
 
+@pytest.mark.slow
 def test_text_run_exports_and_samples_with_its_saved_tokenizer(tmp_path):
     train, test = _text_files(tmp_path)
     assert main(["train", "--config", str(SMOKE_TEXT), f"data.train_file={train}", f"data.test_file={test}",
@@ -176,6 +177,7 @@ def _pretrained_directory(tmp_path, train):
     return directory, model, tokenizer
 
 
+@pytest.mark.slow
 def test_a_pretrained_directory_gives_the_weights_and_the_tokenizer_of_the_run(tmp_path):
     from relgan.assembly import setup
 
@@ -225,6 +227,7 @@ def test_pretrained_directory_errors_are_one_line(tmp_path, capsys):
         f"generator.pretrained={other}", "generator.num_layers=4")
 
 
+@pytest.mark.slow
 def test_resume_from_an_earlier_checkpoint_ends_where_the_uninterrupted_run_ends(tmp_path):
     import shutil
 

@@ -90,7 +90,7 @@ class SentenceClassifier:
         return cls(tokenizer, _cnn(spec, len(tokenizer), len(label_names)), seq_len, label_names, spec)
 
     def ids(self, sentences: Sequence[str]) -> Tensor:
-        ids, _ = encode(self.tokenizer, [split_words(s, "nltk") for s in sentences], self.seq_len)
+        ids, _ = encode(self.tokenizer, [" ".join(split_words(s, "nltk")) for s in sentences], self.seq_len)
         return ids
 
     def fit(self, sentences: Sequence[str], labels: Tensor) -> SentenceClassifier:

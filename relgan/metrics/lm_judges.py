@@ -66,7 +66,7 @@ class LanguageModelJudge:
 
     def ids(self, sentences: Sequence[str]) -> Tensor:
         """Sentences -> ids [N, seq_len] in the judge's vocabulary (<eos>-padded, long ones cut)."""
-        ids, _ = encode(self.tokenizer, [split_words(s, "nltk") for s in sentences], self.seq_len)
+        ids, _ = encode(self.tokenizer, [" ".join(split_words(s, "nltk")) for s in sentences], self.seq_len)
         return ids
 
     def score(self, sentences: Sequence[str]) -> float:

@@ -84,6 +84,12 @@ class SequenceGenerator(nn.Module):
             )
         raise ValueError(f"unknown generator mode {mode!r}")
 
+    @classmethod
+    def floats_per_token(cls, config: GeneratorConfig, vocab_size: int) -> int:
+        """About how many floats a training step keeps per sentence and position (logits, their softmax and
+        gradient, the core's activations for the backward): what sizes a batch's memory."""
+        raise NotImplementedError
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
@@ -203,6 +209,15 @@ class Generator(SequenceGenerator):
             # a class vector is one more input embedding: the token embedding's scale
             self.class_embedding = nn.Parameter(torch.empty(num_classes, config.embedding_dim))
             truncated_normal_(self.class_embedding, 1 / math.sqrt(vocab_size))
+
+    @classmethod
+    def floats_per_token(cls, config: GeneratorConfig, vocab_size: int) -> int:
+        width = (
+            config.mem_slots * config.num_heads * config.head_size
+            if config.architecture == "rmc"
+            else (config.hidden_size)
+        )
+        return 3 * vocab_size + 40 * width
 
     def logits(self, tokens: Tensor, labels: Tensor | None = None) -> Tensor:
         return self.output_logits(self.teacher_forced(tokens, labels))

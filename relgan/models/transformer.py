@@ -47,6 +47,10 @@ class TransformerGenerator(SequenceGenerator):
     cuda_graphs = False
     batched = False
 
+    @classmethod
+    def floats_per_token(cls, config: GeneratorConfig, vocab_size: int) -> int:
+        return 3 * vocab_size + 16 * config.num_layers * config.embedding_dim
+
     def __init__(
         self,
         config: GeneratorConfig,

@@ -1,0 +1,267 @@
+"""Nothing lost, nothing silent: run names, --overwrite, the one-writer lock, damaged logs, full disks and unwritable
+places, every numeric setting checked, resume keeping what it resumes, and sentence lengths."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import relgan.bookkeeping as bookkeeping
+from relgan.checkpoint import complete_checkpoints
+from relgan.cli import main
+from relgan.run_directory import LOCK_FILE, RunLock
+
+from conftest import REPO, SMOKE, SMOKE_TEXT
+
+QUICK = ["mle.epochs=1", "adversarial.steps=4", "adversarial.eval_every=2", "adversarial.checkpoint_every=2"]
+
+
+def _train(tmp_path, *overrides, name="run"):
+    return main(["train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", f"run.name={name}", *QUICK, *overrides])
+
+
+def _one_line_error(capsys, *fragments):
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in "\n".join(err), err
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+@pytest.fixture
+def neighbours(tmp_path):
+    """Another run and a file beside the run directory: what must survive every refusal."""
+    (tmp_path / "other-run").mkdir()
+    (tmp_path / "other-run" / "config.yaml").write_text("kept\n")
+    (tmp_path / "notes.txt").write_text("kept\n")
+    return tmp_path
+
+
+def _survived(tmp_path):
+    assert (tmp_path / "other-run" / "config.yaml").read_text() == "kept\n"
+    assert (tmp_path / "notes.txt").read_text() == "kept\n"
+
+
+@pytest.mark.parametrize("name", [".", "..", "a/b", "/tmp/abs"])
+def test_a_run_name_is_a_plain_directory_name(neighbours, capsys, name):
+    assert main(["train", "--config", str(SMOKE), f"run.output_dir={neighbours}", f"run.name={name}", "--overwrite",
+                 *QUICK]) == 2
+    _one_line_error(capsys, "must be a plain directory name")
+    _survived(neighbours)
+
+
+def test_overwrite_deletes_only_a_relgan_run_directory(neighbours, capsys):
+    stranger = neighbours / "photos"
+    stranger.mkdir()
+    (stranger / "holiday.jpg").write_bytes(b"jpeg")
+    assert _train(neighbours, "--overwrite", name="photos") == 2
+    _one_line_error(capsys, "is not a relgan run directory", "holiday.jpg", "nothing was deleted")
+    assert (stranger / "holiday.jpg").read_bytes() == b"jpeg"
+    assert _train(neighbours, name="mine") == 0
+    assert _train(neighbours, "--overwrite", name="mine") == 0  # a run directory: overwritten
+    _survived(neighbours)
+
+
+def test_a_second_writer_is_refused_naming_the_first(tmp_path, capsys):
+    assert _train(tmp_path) == 0
+    run = tmp_path / "run"
+    records = (run / "metrics.jsonl").read_text()
+    holder = RunLock(run)
+    holder.acquire()
+    try:
+        for extra in (["--resume"], ["--overwrite"]):
+            assert _train(tmp_path, *extra) == 2
+            _one_line_error(capsys, str(run), f"pid {os.getpid()}")
+    finally:
+        holder.release()
+    assert (run / "metrics.jsonl").read_text() == records  # neither writer touched the run
+    assert _train(tmp_path, "--overwrite") == 0
+
+
+def test_a_lock_file_left_by_a_killed_run_does_not_block(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK_FILE).write_text("999999\n")  # no process holds it
+    assert _train(tmp_path) == 0
+
+
+@pytest.mark.slow
+def test_the_lock_is_released_when_the_writer_is_killed(tmp_path):
+    command = [sys.executable, "-m", "relgan", "train", "--config", str(SMOKE), f"run.output_dir={tmp_path}",
+               "run.name=run", "mle.epochs=2000", "mle.eval_every=1000", "mle.checkpoint_every=1000"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (tmp_path / "run" / "config.yaml").exists():
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    blocked = subprocess.run([*command, "--resume"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert blocked.returncode == 2 and f"pid {process.pid}" in blocked.stderr
+    process.kill()
+    process.wait(timeout=30)
+    holder = RunLock(tmp_path / "run")
+    holder.acquire()  # free again
+    holder.release()
+
+
+def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path, capsys):
+    assert _train(tmp_path) == 0
+    run = tmp_path / "run"
+    whole = (run / "metrics.jsonl").read_bytes()
+    shutil.rmtree(complete_checkpoints(run)[-1])
+    (run / "metrics.jsonl").write_bytes(whole[:-40])  # the last evaluation's line, torn
+    capsys.readouterr()
+    assert _train(tmp_path, "--resume") == 0
+    assert "its last line is torn" in capsys.readouterr().err
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [json.loads(line)["step"] for line in whole.decode().splitlines()]
+
+
+def test_a_corrupt_log_line_elsewhere_is_a_one_line_error(tmp_path, capsys):
+    assert _train(tmp_path) == 0
+    run = tmp_path / "run"
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    lines[1] = lines[1][:20]
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    shutil.rmtree(complete_checkpoints(run)[-1])
+    assert _train(tmp_path, "--resume") == 2
+    _one_line_error(capsys, "metrics.jsonl: line 2 is not a JSON record")
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_partial_checkpoint(tmp_path, capsys, monkeypatch):
+    from accelerate import Accelerator
+
+    save_state, calls = Accelerator.save_state, []
+
+    def filling(self, directory, **kwargs):
+        calls.append(directory)
+        if len(calls) == 2:  # the second checkpoint: the disk fills half way through
+            (bookkeeping.Path(directory) / "model.safetensors").write_bytes(b"partial")
+            raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos; No space left on device")
+        return save_state(self, directory, **kwargs)
+
+    monkeypatch.setattr(Accelerator, "save_state", filling)
+    assert _train(tmp_path) == 2
+    line = _one_line_error(capsys, "no space left on the device for this checkpoint", "MB are free", "--resume")
+    run = tmp_path / "run"
+    assert "step-00000010" in line and "last complete checkpoint: " in line and "step-00000008" in line
+    assert not list((run / "checkpoints").glob(".tmp-*"))
+    assert len(complete_checkpoints(run)) == 1  # the earlier one survives
+
+
+def test_output_files_are_checked_before_any_sampling(tmp_path, capsys, monkeypatch, smoke_run):
+    import relgan.sampling
+
+    monkeypatch.setattr(relgan.sampling, "sample_ids", lambda *a, **k: pytest.fail("sampled before checking --out"))
+    for out, fragment in ((tmp_path / "missing" / "x.txt", "does not exist"), (tmp_path, "is a directory")):
+        assert main(["sample", "--run", str(smoke_run), "--out", str(out)]) == 2
+        _one_line_error(capsys, "--out", fragment)
+        assert main(["evaluate", "--run", str(smoke_run), "--metrics", "nll_oracle", "--out", str(out)]) == 2
+        _one_line_error(capsys, "--out", fragment)
+
+
+def test_an_unwritable_place_is_one_line(tmp_path, capsys, monkeypatch, smoke_run):
+    from pathlib import Path
+
+    def refuse(self, data):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "write_bytes", refuse)  # as a read-only folder answers, whoever the user is
+    assert main(["sample", "--run", str(smoke_run), "--out", str(tmp_path / "x.txt")]) == 2
+    _one_line_error(capsys, "cannot write there (Permission denied)")
+    assert _train(tmp_path, name="fresh") == 2
+    _one_line_error(capsys, "run directory", "cannot write there")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["sample", "--num", "0"], "--num must be >= 1"),
+    (["sample", "--num", "-5"], "--num must be >= 1"),
+    (["sample", "--temperature", "0"], "--temperature: a temperature must be a finite number > 0"),
+    (["sample", "--temperature", "-1"], "--temperature"),
+    (["sample", "--temperature", "inf"], "--temperature"),
+    (["sample", "--temperature", "nan"], "--temperature"),
+    (["sample", "--batch-size", "0"], "--batch-size must be >= 1"),
+    (["evaluate", "--num-samples", "0"], "--num-samples must be >= 1"),
+    (["evaluate", "--num-samples", "-3"], "--num-samples must be >= 1"),
+    (["evaluate", "--metrics", "bleu,foo"], "unknown metric 'foo'; known: bleu, self_bleu"),
+    (["evaluate", "--metrics", "foo"], "unknown metric 'foo'"),
+    (["evaluate", "--temperature-sweep", "1,nan"], "--temperature-sweep"),
+    (["evaluate", "--tokenize", "char"], "--tokenize has no effect with --run"),
+])
+def test_bad_flags_are_one_line_errors(capsys, smoke_run, args, fragment):
+    assert main([args[0], "--run", str(smoke_run), *args[1:]]) == 2
+    _one_line_error(capsys, fragment)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_asking_for_cuda_without_it_is_one_line(capsys, smoke_run):
+    assert main(["sample", "--run", str(smoke_run), "--device", "cuda"]) == 2
+    _one_line_error(capsys, "--device cuda: no such CUDA device")
+
+
+@pytest.mark.parametrize("override", ["mle.lr=nan", "adversarial.d_lr=nan", "discriminator.dropout=nan",
+                                      "gumbel.beta_max=nan", "gumbel.beta_max=inf", "adversarial.gp_weight=inf"])
+def test_non_finite_settings_are_refused(tmp_path, capsys, override):
+    extra = ["adversarial.loss=wgan-gp"] if "gp_weight" in override else []
+    assert _train(tmp_path, override, *extra) == 2
+    _one_line_error(capsys, f"{override.split('=')[0]} must be a finite number")
+
+
+def test_resume_keeps_its_seed(tmp_path, capsys):
+    assert _train(tmp_path, "run.seed=3") == 0
+    assert _train(tmp_path, "run.seed=4", "--resume") == 2
+    _one_line_error(capsys, "was trained with run.seed = 3 but the config asks for 4")
+
+
+def test_a_run_stopped_before_its_first_checkpoint_gets_one_advice(tmp_path, capsys):
+    assert _train(tmp_path) == 0
+    run = tmp_path / "run"
+    shutil.rmtree(run / "checkpoints")  # as a kill during the very first checkpoint leaves it
+    assert _train(tmp_path, "--resume") == 2
+    _one_line_error(capsys, "no complete checkpoint", "start it over with --overwrite")
+    assert _train(tmp_path) == 2
+    _one_line_error(capsys, "no complete checkpoint to resume from: start over with --overwrite")
+    assert _train(tmp_path, "--overwrite") == 0
+
+
+def _text_files(tmp_path, train_lines, test_lines):
+    train, test = tmp_path / "train.txt", tmp_path / "test.txt"
+    train.write_text("\n".join(train_lines) + "\n", encoding="utf-8")
+    test.write_text("\n".join(test_lines) + "\n", encoding="utf-8")
+    return [f"data.train_file={train}", f"data.test_file={test}"]
+
+
+def test_one_very_long_line_is_named_and_an_impossible_length_refused(tmp_path, capsys):
+    words = "the cat sat on the mat and looked at the dog".split()
+    lines = [" ".join(words[i % 5: i % 5 + 6]) for i in range(300)]
+    lines[123] = " ".join(words * 20000)  # 220,000 words
+    files = _text_files(tmp_path, lines, lines[:20])
+    code = main(["train", "--config", str(SMOKE_TEXT), f"run.output_dir={tmp_path}", *files, "--dry-run",
+                 "discriminator.filter_sizes=2"])
+    err = capsys.readouterr().err
+    assert "data.train_file line 124 has 220000 tokens, over 4 times the 99th percentile" in err
+    assert "set data.seq_len" in err
+    assert code == 2 and "error: data.seq_len: one batch at T = 220000" in err
+    assert main(["train", "--config", str(SMOKE_TEXT), f"run.output_dir={tmp_path}", *files, "--dry-run",
+                 "data.seq_len=8", "discriminator.filter_sizes=2"]) == 0
+
+
+@pytest.mark.slow
+def test_a_stop_signal_is_honoured_during_data_preparation(tmp_path):
+    lines = [f"sentence {i} " + " ".join(str(j) for j in range(i % 30)) for i in range(300000)]
+    files = _text_files(tmp_path, lines, lines[:100])
+    process = subprocess.Popen([sys.executable, "-m", "relgan", "train", "--config", str(SMOKE_TEXT),
+                                f"run.output_dir={tmp_path}", *files], cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(4)  # tokenising 300,000 lines
+    assert process.poll() is None, process.stderr.read()
+    process.send_signal(signal.SIGTERM)
+    start = time.time()
+    process.wait(timeout=30)
+    assert time.time() - start < 5
