@@ -9,11 +9,15 @@ short of the budget), not retrained.
 
 Every evaluation reports the ``relgan`` protocol (first 200 samples vs the whole test set) and the
 ``full`` protocol (all samples vs the whole test set, Self-BLEU over up to 5,000 samples). Per seed and
-model the table gives the last evaluation and the best one by a rule fixed in advance: the adversarial
-evaluation with the largest full-protocol BLEU-4 minus Self-BLEU-4 (quality not bought with diversity; test
-BLEU alone never chooses); on the synthetic benchmark the lowest NLL_oracle (its own metric, computed on
-samples). The chosen evaluations get the LM judges (lm_score, reverse_lm_score) and, with the 'fed' extra,
-FED and MAUVE, computed from their saved samples.
+model the table gives the last evaluation and the best one by a rule fixed in advance that never reads the test
+split nor the reported samples: with --validation-size held-out training sentences (data.validation_size) every
+evaluation also scores an independent sample set (another seed), and the best adversarial evaluation is the one
+whose selection samples have the largest BLEU-4 against the held-out sentences minus Self-BLEU-4 (quality not
+bought with diversity); on the synthetic benchmark the lowest NLL_oracle of the selection samples. Its reported
+test metrics are those computed once at that evaluation. The chosen evaluations get the LM judges (lm_score,
+reverse_lm_score) and, with the 'fed' extra, FED and MAUVE, computed from their saved samples. A row of real
+text under the same protocol and sample count stands beside the models: training sentences (the test set's
+references never) on real data, the oracle's own samples on the synthetic benchmark.
 
 The verdict (relgan.compare): each seed's MLE generator is sampled at every --temperatures value; seeds are
 aggregated (mean, std, 95% t interval, n) and each GAN row is checked for domination by some MLE temperature
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import os
 import platform
 import shlex
@@ -44,8 +49,10 @@ from relgan.compare import (  # noqa: E402
     SYNTHETIC_PLANES,
     TEXT_PLANES,
     aggregate,
+    dominance_rule,
     kendall_tau,
     plot_planes,
+    shared_signatures,
     verdict_line,
     verdicts,
 )
@@ -53,6 +60,8 @@ from relgan.config import load_config  # noqa: E402
 from relgan.data import load_corpus  # noqa: E402
 from relgan.evaluation import TextEvaluator, corpus_judges  # noqa: E402
 from relgan.io_utils import atomic_write_json, atomic_write_text  # noqa: E402
+from relgan.metrics import registry  # noqa: E402
+from relgan.metrics.registry import Sampled  # noqa: E402
 from relgan.metrics.embedding import fed_available  # noqa: E402
 from relgan.report import temperature_sweep  # noqa: E402
 
@@ -122,30 +131,48 @@ class Judging:
         self.judges = corpus_judges(corpus)
         self.full = TextEvaluator.for_corpus(corpus, "full", [4]) if fed_available() else None
 
+    def score(self, samples: list[str]) -> dict:
+        """The judges' scores (and FED/MAUVE) of sentences, with their signatures (``judged_signatures``)."""
+        extra = registry.evaluate(Sampled(samples, [], judges=self.judges), ["lm"], "text")
+        signatures = extra.pop("signatures")
+        if self.full is not None:
+            fed = self.full(samples, ["fed"])
+            signatures["full/fed"] = fed.pop("signatures")["fed"]
+            extra.update({f"full/{k}": v for k, v in fed.items() if k in ("fed-minilm", "mauve", "fed_samples")})
+        return {**extra, "judged_signatures": signatures}
+
     def __call__(self, run_dir: Path, record: dict) -> dict:
         cached = run_dir / "samples" / f"{record['phase']}-{record['step']:06d}.judged.json"
         if cached.exists():
             return {**record, **json.loads(cached.read_text())}
         started = time.time()
         samples = (run_dir / "samples" / f"{record['phase']}-{record['step']:06d}.txt").read_text().splitlines()
-        extra = self.judges(samples)
-        if self.full is not None:
-            extra.update({f"full/{k}": v for k, v in self.full.fed(samples).items()})
+        extra = self.score(samples)
         atomic_write_json(cached, extra)
         add_seconds(run_dir / "judge-seconds.json", time.time() - started)
         return {**record, **extra}
 
 
 def pick(records: list[dict], phase: str, synthetic: bool) -> dict[str, dict]:
-    """The last evaluation of a phase and (adversarial) the best one by the rule in the module docstring."""
+    """The last evaluation of a phase and (adversarial) the best one by the rule in the module docstring, read
+    from the model-selection values (``val/``) only; without them (data.validation_size 0) there is no best."""
     rows = [r for r in records if r["phase"] == phase]
     chosen = {"last": rows[-1]}
-    if phase == "adversarial":
-        if synthetic:
-            chosen["best"] = min(rows, key=lambda r: r["nll_oracle"])
-        else:
-            chosen["best"] = max(rows, key=lambda r: r["full/bleu-4"] - r["full/self-bleu-4"])
+    if phase == "adversarial" and all(SELECTION_KEY[synthetic] in r for r in rows):
+        chosen["best"] = max(rows, key=lambda r: selection_score(r, synthetic))
     return chosen
+
+
+SELECTION_KEY = {True: "val/nll_oracle", False: "val/bleu-4"}
+REAL = "real text"  # the row of real text scored as samples are
+
+
+def selection_score(record: dict, synthetic: bool) -> float:
+    """Higher is better: -NLL_oracle of the selection samples, or their BLEU-4 against the held-out training
+    sentences minus their Self-BLEU-4."""
+    if synthetic:
+        return -record["val/nll_oracle"]
+    return record["val/bleu-4"] - record["val/self-bleu-4"]
 
 
 def summarise(record: dict, synthetic: bool, reference: float | None) -> dict:
@@ -161,6 +188,8 @@ def summarise(record: dict, synthetic: bool, reference: float | None) -> dict:
         row["mauve"] = record.get("full/mauve")
     row.update({k: record.get(k) for k in ("lm_score", "reverse_lm_score")})
     row["step"] = record["step"]
+    row["signatures"] = {**record.get("signatures", {}), **record.get("judged_signatures", {}),
+                         **{f"full/{k}": v for k, v in record.get("full/signatures", {}).items()}}
     if "beta" in record:
         row["beta"] = record["beta"]
     return row
@@ -177,6 +206,11 @@ def plane_metrics(row: dict) -> dict:
     for key in ("fed-minilm", "mauve"):
         if row.get(key) is not None:
             point[key] = row[key]
+    # the signatures of the plane's metrics: the full protocol's where a row has both (a sweep point has only it)
+    signatures = row.get("signatures", {})
+    point["signatures"] = {name: signatures.get(f"full/{name}", signatures[name] if name in signatures else None)
+                           for name in ("bleu", "self_bleu", "nll_test", "nll_oracle", "lm", "fed")
+                           if f"full/{name}" in signatures or name in signatures}
     return point
 
 
@@ -203,9 +237,7 @@ def markdown(result: dict) -> str:
              f"Command: `{result['command']}`", "",
              (f"LM judges: {result['lm_judge']}; lm_score of the real test split: {result['lm_score_of_test']:.3f}."
               if result["lm_judge"] else "Collected metrics: no LM judges, no temperature sweep."), "",
-             "#### Verdict", "",
-             "Dominated: some MLE temperature is at least as good on both axes and better on one, beyond the 95% "
-             "intervals of the seeds.", ""]
+             "#### Verdict", "", dominance_rule(len(result["seeds"])), ""]
     lines += [f"- {line}" for line in result["verdict_lines"]]
     taus = [f"{k}: {v:+.2f}" for k, v in result["judge_agreement"].items() if v is not None]
     if taus:
@@ -219,6 +251,10 @@ def markdown(result: dict) -> str:
         n = max((s["n"] for s in stats.values()), default=0)
         cells = " | ".join(fmt(stats.get(k)) for k in keys)
         lines.append(f"| {group['model']} | {group['row']} | {n} | {cells} |")
+    lines += ["", "Signatures (the same for every row and temperature of the verdict): "
+              + "; ".join(f"`{value}`" for value in result.get("signatures", {}).values()) + "."]
+    lines += ["", f"The best row: {result['selection_rule']}." if any(r["row"] == "best" for r in result["rows"])
+              else "No best row: the runs held out no training sentences for model selection."]
     sweep_keys = sorted({k for plane in planes for k in (plane.quality.key, plane.diversity.key)})
     lines += ["", "#### MLE at each temperature (full protocol), mean ± 95% interval", "",
               "| T | " + " | ".join(sweep_keys) + " |", "|---|" + "---|" * len(sweep_keys)]
@@ -237,6 +273,27 @@ def markdown(result: dict) -> str:
     if result.get("note"):
         lines += ["", result["note"]]
     return "\n".join(lines) + "\n"
+
+
+def real_text(run_dir: Path, num_samples: int, judging: Judging, synthetic: bool, reference: float | None) -> dict:
+    """The table's columns for real text scored as samples are: ``num_samples`` training sentences (seed 0; the
+    test sentences are the references, never hypotheses), or on the synthetic benchmark the oracle's own samples
+    (whose NLL_test is the oracle's NLL on the test data)."""
+    corpus = load_corpus(load_run_config(run_dir).data, saved=run_dir)
+    if synthetic:
+        ids = corpus.oracle.sample(num_samples, torch.Generator().manual_seed(0))
+        texts = corpus.decode(ids)
+        record = {"nll_oracle": corpus.oracle.nll(ids), "nll_test": corpus.oracle.nll(corpus.test_ids),
+                  "signatures": {"nll_oracle": f"nll_oracle|oracle samples|n:{num_samples}|v:{registry.VERSION}",
+                                 "nll_test": f"nll_test|the oracle|rows:{len(corpus.test_ids)}|v:{registry.VERSION}"}}
+    else:
+        texts = random.Random(0).sample(corpus.train_text, min(num_samples, len(corpus.train_text)))
+        record = {}
+        for protocol, prefix in (("relgan", ""), ("full", "full/")):
+            scored = TextEvaluator.for_corpus(corpus, protocol, [2, 3, 4, 5])(texts, ["bleu", "self_bleu"])
+            record.update({f"{prefix}{k}": v for k, v in scored.items()})
+    record.update(judging.score(texts))
+    return {**summarise({**record, "step": 0}, synthetic, reference), "step": None}
 
 
 def branch_from(pretrained: str, branch: str, output_dir: str) -> None:
@@ -273,6 +330,8 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, help="adversarial iterations between evaluations")
     parser.add_argument("--mle-eval-every", type=int, help="MLE epochs between evaluations")
     parser.add_argument("--num-samples", type=int, help="samples per evaluation (full protocol uses all)")
+    parser.add_argument("--validation-size", type=int, default=1000,
+                        help="training sentences held out for model selection (data.validation_size; 0: no best row)")
     parser.add_argument("--temperatures", default="0.6,0.8,1.0,1.2,1.4",
                         help="softmax temperatures of the MLE sweep (the verdict's baseline curve)")
     parser.add_argument("--name", required=True, help="results/<name>.json, .md and -<plane>.png")
@@ -295,7 +354,7 @@ def main() -> None:
               "adversarial_steps": args.adversarial_steps or base.adversarial.steps}
     num_samples = args.num_samples or base.eval.num_samples
     common = [f"run.output_dir={args.output_dir}", f"mle.epochs={budget['mle_epochs']}",
-              f"eval.num_samples={num_samples}", *args.overrides]
+              f"eval.num_samples={num_samples}", f"data.validation_size={args.validation_size}", *args.overrides]
     if args.mle_eval_every:
         common += [f"mle.eval_every={args.mle_eval_every}", f"mle.checkpoint_every={args.mle_eval_every}"]
     adversarial = [f"adversarial.steps={budget['adversarial_steps']}"]
@@ -319,6 +378,7 @@ def main() -> None:
                 judging = judging or Judging(run["run_dir"])
                 seconds += recorded_seconds(run["run_dir"] / "train-seconds.json")
             if model == "MLE":
+                run_dir_of_mle = run["run_dir"]
                 reference = next((r["nll_oracle"] for r in run["records"] if r["phase"] == "reference"), None)
                 if not args.collect:
                     points, spent = swept(run["run_dir"], temperatures, num_samples, seed)
@@ -331,6 +391,9 @@ def main() -> None:
                 rows.append({"model": model, "seed": seed, "row": row_name, **summarise(record, synthetic, reference)})
             if judging is not None:
                 seconds += recorded_seconds(run["run_dir"] / "judge-seconds.json")
+    if judging is not None:  # real text under the same protocol and sample count, beside the models
+        rows.append({"model": REAL, "seed": None, "row": "held out",
+                     **real_text(run_dir_of_mle, num_samples, judging, synthetic, reference)})
     groups = {}
     for row in rows:
         groups.setdefault((row["model"], row["row"]), []).append(row)
@@ -339,10 +402,12 @@ def main() -> None:
     sweep = [{"temperature": t, "metrics": aggregate([plane_metrics(points[i]) for points in sweeps])}
              for i, t in enumerate(temperatures) if sweeps]
     gans = {f"{g['model']}, {g['row']}": aggregate([plane_metrics(r) for r in groups[(g["model"], g["row"])]])
-            for g in aggregated if g["model"] != "MLE"}
+            for g in aggregated if g["model"] not in ("MLE", REAL)}
     sweep_points = {p["temperature"]: p["metrics"] for p in sweep}
     # every evaluated point of every seed (sweep and rows): do the judges order them as the references do?
-    evaluated = [plane_metrics(r) for r in rows] + [plane_metrics(p) for points in sweeps for p in points]
+    evaluated = [plane_metrics(r) for r in rows if r["model"] != REAL] + [plane_metrics(p) for points in sweeps
+                                                                          for p in points]
+    signatures = shared_signatures(evaluated, "the verdict (the GAN rows, real text and the MLE sweep)")
     agreement = {f"{judge} vs {truth}": kendall_tau([(e[judge], e[truth]) for e in evaluated
                                                      if judge in e and truth in e])
                  for judge, truth in (("lm_score", "nll_oracle" if synthetic else "bleu-4"),
@@ -363,8 +428,10 @@ def main() -> None:
         "plots": [str(p.relative_to(REPO)) for p in plots],
         "lm_judge": judging.judges.spec.describe() if judging else None,
         "lm_score_of_test": judging.judges.test_score() if judging else None,
-        "selection_rule": ("lowest NLL_oracle among adversarial evaluations" if synthetic else
-                           "largest full-protocol BLEU-4 minus Self-BLEU-4 among adversarial evaluations"),
+        "signatures": signatures,
+        "selection_rule": ("lowest NLL_oracle of an independent selection sample set" if synthetic else
+                           "largest BLEU-4 of an independent selection sample set against the held-out training "
+                           "sentences minus its Self-BLEU-4"),
     }
     atomic_write_json(results / f"{args.name}.json", result)
     atomic_write_text(results / f"{args.name}.md", markdown(result))

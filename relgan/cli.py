@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from relgan.config import BACKENDS, METRICS, PROTOCOLS, describe_keys
+from relgan.config import BACKENDS, PROTOCOLS, describe_keys, metric_names
 from relgan.errors import RelganError, TrainingInterrupted
 
 logger = logging.getLogger("relgan")
@@ -248,9 +248,10 @@ def _metrics(text: str | None) -> list[str] | None:
     if not text:
         return None
     chosen = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in chosen if name not in METRICS]
+    known = metric_names()
+    unknown = [name for name in chosen if name not in known]
     if unknown or not chosen:
-        raise RelganError(f"--metrics: unknown metric {(unknown or [text])[0]!r}; known: {', '.join(METRICS)}")
+        raise RelganError(f"--metrics: unknown metric {(unknown or [text])[0]!r}; known: {', '.join(known)}")
     return chosen
 
 
@@ -348,9 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--metrics",
-        help="comma-separated subset of bleu,self_bleu,nll_gen,nll_test,nll_oracle,"
-        "diversity,lm,fed (default: all that apply; fed, which is FED and MAUVE, "
-        "when the 'fed' extra is installed)",
+        help="comma-separated metrics of relgan.metrics.registry (default: all that apply; fed, which is FED and "
+        "MAUVE, when the 'fed' extra is installed)",
     )
     evaluate.add_argument(
         "--judge-lm",

@@ -10,11 +10,16 @@ axes (not worse beyond the intervals) and better beyond the intervals on at leas
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from scipy import stats
+
+from relgan.errors import RelganError
 from relgan.metrics.aggregate import SeedSummary, summarise_seeds
+from relgan.metrics.registry import UNSIGNED, value_of
 
 Summary = SeedSummary
 Point = Mapping[str, Summary]
@@ -26,6 +31,12 @@ class Axis:
     label: str
     higher_is_better: bool
 
+    @classmethod
+    def of(cls, key: str, label: str | None = None) -> Axis:
+        """The axis of a registered metric value: its direction from relgan.metrics.registry."""
+        value = value_of(key)
+        return cls(key, label or key, value.higher_is_better)
+
 
 @dataclass(frozen=True)
 class Plane:
@@ -35,18 +46,53 @@ class Plane:
 
 
 TEXT_PLANES = (
-    Plane("bleu", Axis("bleu-4", "BLEU-4 (full protocol)", True), Axis("self-bleu-4", "Self-BLEU-4", False)),
-    Plane("lm", Axis("lm_score", "lm_score", False), Axis("reverse_lm_score", "reverse_lm_score", False)),
-    Plane("fed", Axis("nll_test", "NLL_test", False), Axis("fed-minilm", "FED-MiniLM", False)),
+    Plane("bleu", Axis.of("bleu-4", "BLEU-4 (full protocol)"), Axis.of("self-bleu-4", "Self-BLEU-4")),
+    Plane("lm", Axis.of("lm_score"), Axis.of("reverse_lm_score")),
+    Plane("fed", Axis.of("nll_test", "NLL_test"), Axis.of("fed-minilm", "FED-MiniLM")),
 )
 SYNTHETIC_PLANES = (
-    Plane("oracle", Axis("nll_oracle", "NLL_oracle", False), Axis("nll_test", "NLL_test", False)),
-    Plane("lm", Axis("lm_score", "lm_score", False), Axis("reverse_lm_score", "reverse_lm_score", False)),
+    Plane("oracle", Axis.of("nll_oracle", "NLL_oracle"), Axis.of("nll_test", "NLL_test")),
+    Plane("lm", Axis.of("lm_score"), Axis.of("reverse_lm_score")),
 )
 
 
-def aggregate(records: Iterable[Mapping[str, object]]) -> dict[str, SeedSummary]:
-    """Per numeric key, the seed summary (:func:`summarise_seeds`) over the records that have it."""
+def dominance_rule(seeds: int) -> str:
+    """The rule, as a table states it: with one seed there are no intervals and the means alone decide."""
+    if seeds > 1:
+        return (
+            "Dominated: some MLE temperature is at least as good on both axes and better on one, beyond the 95% "
+            "intervals of the seeds."
+        )
+    return (
+        "Dominated: some MLE temperature is at least as good on both axes and better on one (one seed: no "
+        "intervals, the means alone decide)."
+    )
+
+
+def shared_signatures(records: Iterable[Mapping[str, object]], what: str) -> dict[str, str]:
+    """The signature of each metric in ``records``, which all of them must share: values computed differently are
+    not put together (a one-line error naming the metric and both signatures). A record without signatures
+    (written before they existed) counts as unsigned."""
+    found: dict[str, str] = {}
+    for record in records:
+        signatures = record.get("signatures")
+        for name, signature in signatures.items() if isinstance(signatures, dict) else [("*", UNSIGNED)]:
+            earlier = found.setdefault(name, signature)
+            if earlier != signature:
+                raise RelganError(
+                    f"{what}: {name} was computed two ways, {earlier} and {signature}; put together "
+                    "only values of one signature"
+                )
+    if "*" in found and len(found) > 1:
+        raise RelganError(f"{what}: signed and unsigned records (written before signatures) do not go together")
+    return found
+
+
+def aggregate(records: Iterable[Mapping[str, object]], what: str = "the seeds") -> dict[str, SeedSummary]:
+    """Per numeric key, the seed summary (:func:`summarise_seeds`) over the records that have it; the records
+    must share every metric's signature (:func:`shared_signatures`)."""
+    records = list(records)
+    shared_signatures(records, what)
     values: dict[str, list[float]] = {}
     for record in records:
         for key, value in record.items():
@@ -56,16 +102,12 @@ def aggregate(records: Iterable[Mapping[str, object]]) -> dict[str, SeedSummary]
 
 
 def kendall_tau(pairs: Sequence[tuple[float, float]]) -> float | None:
-    """Kendall's tau-a of (x, y) pairs: (concordant - discordant) / all pairs; None for fewer than two."""
-    n = len(pairs)
-    if n < 2:
+    """Kendall's tau-b of (x, y) pairs (scipy.stats.kendalltau: ties counted as scipy counts them); None for fewer
+    than two pairs or where one side is constant."""
+    if len(pairs) < 2:
         return None
-    score = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            product = (pairs[i][0] - pairs[j][0]) * (pairs[i][1] - pairs[j][1])
-            score += (product > 0) - (product < 0)
-    return score / (n * (n - 1) / 2)
+    tau = stats.kendalltau([x for x, _ in pairs], [y for _, y in pairs]).statistic
+    return None if math.isnan(tau) else float(tau)
 
 
 def _interval(summary: Summary) -> tuple[float, float]:

@@ -13,7 +13,7 @@ import math
 import os
 import types
 import typing
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,14 @@ ALGORITHMS = ("relgan", "straight-through", "gumbel-rao", "seqgan", "maligan")
 RELAXED_ALGORITHMS = ("relgan", "straight-through", "gumbel-rao")  # the discriminator sees softmax(beta (o + g))
 BASELINES = ("none", "mean")
 TOKENIZATIONS = ("nltk", "whitespace", "char", "bpe")
-METRICS = ("bleu", "self_bleu", "nll_gen", "nll_test", "nll_oracle", "diversity", "fed", "lm")
+
+
+def metric_names() -> tuple[str, ...]:
+    """The metrics of relgan.metrics.registry (read when a config is checked: the registry imports the models,
+    which import this module)."""
+    from relgan.metrics.registry import metric_names as names
+
+    return names()
 
 
 def _field(default: Any, help: str, **constraints: Any) -> Any:
@@ -94,6 +101,13 @@ class DataConfig:
         None, "keep only the most frequent tokens (specials excluded); bpe: the vocabulary size, null = 8000", min=1
     )
     seq_len: int | None = _field(None, "sentence length T; null = longest training sentence", min=1)
+    validation_size: int = _field(
+        0,
+        "training sentences held out for model selection (never trained on): each evaluation also scores an "
+        "independent sample set against them (val/ keys); 0 = none",
+        min=0,
+    )
+    validation_seed: int = _field(0, "which training sentences are held out (data.validation_size)", min=0)
     oracle: OracleConfig = _section(OracleConfig, "synthetic oracle benchmark (source=oracle)")
 
     @property
@@ -198,7 +212,7 @@ class EvalConfig:
         ["bleu", "nll_gen", "nll_test", "nll_oracle"],
         "metrics computed during training (lm: the LM judges, "
         "which train two small LSTMs per evaluation; fed: FED and MAUVE, with the 'fed' extra)",
-        item_choices=METRICS,
+        item_choices=metric_names,
     )
     num_samples: int = _field(10000, "sentences sampled at each evaluation", min=1)
     bleu_orders: list[int] = _field([2, 3, 4, 5], "BLEU / Self-BLEU orders", min=1, max=9)
@@ -448,16 +462,19 @@ def _as_number(value: Any) -> float | None:
     return None
 
 
+def _choices(choices: Sequence[str] | Callable[[], Sequence[str]]) -> Sequence[str]:
+    return choices() if callable(choices) else choices
+
+
 def _check_constraints(value: Any, meta: typing.Mapping[str, Any], key: str, where: str) -> None:
     if value is None:
         return
     items = value if isinstance(value, list) else [value]
     if "item_choices" in meta:
+        allowed = _choices(meta["item_choices"])
         for item in items:
-            if item not in meta["item_choices"]:
-                raise ConfigError(
-                    f"{where}: {key} contains {item!r}; allowed values: {', '.join(meta['item_choices'])}"
-                )
+            if item not in allowed:
+                raise ConfigError(f"{where}: {key} contains {item!r}; allowed values: {', '.join(allowed)}")
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(f"{where}: {key} = {value!r} is not allowed; choose one of: {', '.join(meta['choices'])}")
     for item in items:
@@ -507,6 +524,20 @@ CONDITIONAL_KEYS: tuple[tuple[str, tuple[str, ...], str, Any, str], ...] = (
         "data.tokenizer",
         lambda c: c.data.tokenizer is None,
         "data.tokenizer=null (a tokenizer of your own brings its vocabulary)",
+    ),
+    (
+        "data",
+        ("validation_seed",),
+        "data.validation_size",
+        lambda c: c.data.validation_size > 0,
+        "data.validation_size > 0",
+    ),
+    (
+        "data",
+        ("validation_size", "validation_seed"),
+        "data.labelled",
+        lambda c: not c.data.has_labels,
+        "unlabelled data (model selection on held-out sentences is not built for per-class evaluation)",
     ),
     (
         "data.oracle",
@@ -749,7 +780,7 @@ def describe_keys() -> str:
             if isinstance(kind, type) and dataclasses.is_dataclass(kind):
                 walk(kind, f"{prefix}{spec.name}.", value)
                 continue
-            allowed = spec.metadata.get("choices") or spec.metadata.get("item_choices")
+            allowed = spec.metadata.get("choices") or _choices(spec.metadata.get("item_choices", ()))
             detail = "|".join(allowed) if allowed else _describe(kind)
             shown = ",".join(map(str, value)) if isinstance(value, list) else value
             lines.append(f"  {prefix}{spec.name} ({detail}; default {shown}): {spec.metadata['help']}")

@@ -56,6 +56,8 @@ class Corpus:
     train_labels: Tensor | None = None  # [N] int64 class ids
     test_labels: Tensor | None = None  # [M]
     tokenization: str = "nltk"  # how the text was split: data.tokenization, or "tokenizer" (data.tokenizer)
+    valid_ids: Tensor | None = None  # [K, T]: training sentences held out for model selection (data.validation_size)
+    valid_text: list[str] | None = None
 
     def metric_words(self) -> Callable[[str], list[str]]:
         """How BLEU, Self-BLEU and the diversity metrics split a sentence of this corpus."""
@@ -102,9 +104,27 @@ def load_corpus(
 
     ``tokenizer`` (a pretrained model's) replaces the word vocabulary built from the training split.
     """
-    if config.source == "oracle":
-        return _oracle_corpus(config, saved)
-    return _text_corpus(config, saved, tokenizer)
+    corpus = _oracle_corpus(config, saved) if config.source == "oracle" else _text_corpus(config, saved, tokenizer)
+    return _hold_out(corpus, config.validation_size, config.validation_seed)
+
+
+def _hold_out(corpus: Corpus, size: int, seed: int) -> Corpus:
+    """``size`` training sentences, chosen by ``seed``, set aside for model selection (and no longer trained on)."""
+    if size == 0:
+        return corpus
+    total = len(corpus.train_ids)
+    if size >= total:
+        raise DataError(f"data.validation_size = {size} leaves no training sentences ({total} in all)")
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+    held, kept = order[:size].sort().values, order[size:].sort().values
+    text = corpus.train_text
+    return dataclasses.replace(
+        corpus,
+        train_ids=corpus.train_ids[kept],
+        valid_ids=corpus.train_ids[held],
+        train_text=None if text is None else [text[i] for i in kept.tolist()],
+        valid_text=None if text is None else [text[i] for i in held.tolist()],
+    )
 
 
 def save_corpus_artifacts(corpus: Corpus, run_dir: Path) -> None:

@@ -12,23 +12,23 @@ Protocols (named in every report, with the numbers of sentences actually used):
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from statistics import fmean
 
 from relgan.data import Corpus
+from relgan.metrics import registry
 from relgan.metrics.bleu import ReferenceIndex, self_bleu_scores_by_order
 from relgan.metrics.classifier import SentenceClassifier, class_accuracy, real_data_classifier
 from relgan.metrics.diversity import diversity_metrics
 from relgan.metrics.embedding import embed_sentences, frechet_distance, load_minilm, mauve_score
 from relgan.metrics.lm_judges import LanguageModelJudges
-from relgan.metrics.nll import nll_gen, nll_test
+from relgan.metrics.registry import Sampled
 from relgan.models import SequenceGenerator
+from relgan.runtime import derive_seed
 from relgan.sampling import sample_ids
 from relgan.tokenization import decoded_words, reference_words
-
-NLL_GEN_CONVENTION = "RelGAN: generator on the training data, full batches, padding positions included"
-NLL_TEST_CONVENTION = "generator on the test data, words and end of sentence, padding excluded"
 
 
 @dataclass(frozen=True)
@@ -80,24 +80,49 @@ class TextEvaluator:
         training = [split(text) for text in corpus.decode(corpus.train_ids)]
         return cls(corpus.test_text, protocol, orders, training, corpus.metric_words(), corpus.tokenization)
 
-    def __call__(self, samples: Sequence[str], metrics: Sequence[str]) -> dict:
-        """Report of BLEU, Self-BLEU, diversity and FED (those named in ``metrics``) for decoded samples."""
-        words = [self.words(text) for text in samples]
-        report: dict = {"protocol": self.protocol.name, "num_samples": len(samples), "tokenization": self.tokenization}
-        if "bleu" in metrics:
-            hypotheses = words[: self.protocol.bleu_hypotheses]
-            scores = self.index.scores(hypotheses, self.orders)
-            report.update({f"bleu-{n}": fmean(scores[n]) for n in self.orders})
-            report.update(bleu_hypotheses=len(hypotheses), bleu_references=self.num_references)
-        if "self_bleu" in metrics and len(words) >= 2:
-            pool = words[: self.protocol.self_bleu_samples]
-            scores = self_bleu_scores_by_order(pool, self.orders)
-            report.update({f"self-bleu-{n}": fmean(scores[n]) for n in self.orders})
-            report["self_bleu_samples"] = len(pool)
-        if "diversity" in metrics:
-            report.update(diversity_metrics(words, self.training))
-        if "fed" in metrics:
-            report.update(self.fed(samples))
+    def __call__(
+        self, samples: Sequence[str], metrics: Sequence[str], judges: LanguageModelJudges | None = None
+    ) -> dict:
+        """Report of the text metrics (those of ``metrics`` that apply, with their signatures) of decoded samples."""
+        run = Sampled(list(samples), [self.words(text) for text in samples], text=self, judges=judges)
+        return {
+            "protocol": self.protocol.name,
+            "num_samples": len(samples),
+            "tokenization": self.tokenization,
+            **registry.evaluate(run, metrics, "text"),
+        }
+
+    def bleu(self, words: Sequence[Sequence[str]]) -> dict:
+        hypotheses = words[: self.protocol.bleu_hypotheses]
+        scores = self.index.scores(hypotheses, self.orders)
+        return {
+            **{f"bleu-{n}": fmean(scores[n]) for n in self.orders},
+            "bleu_hypotheses": len(hypotheses),
+            "bleu_references": self.num_references,
+        }
+
+    def self_bleu(self, words: Sequence[Sequence[str]]) -> dict:
+        if len(words) < 2:
+            return {}
+        pool = words[: self.protocol.self_bleu_samples]
+        scores = self_bleu_scores_by_order(pool, self.orders)
+        return {**{f"self-bleu-{n}": fmean(scores[n]) for n in self.orders}, "self_bleu_samples": len(pool)}
+
+    def diversity(self, words: Sequence[Sequence[str]]) -> dict:
+        return diversity_metrics(words, self.training)
+
+    def backward_bleu(self, words: Sequence[Sequence[str]], forward: dict) -> dict:
+        """Backward BLEU (coverage): the test sentences as hypotheses, the samples as references; with forward BLEU
+        in ``forward``, their harmonic mean (cotk's FW/BW-BLEU)."""
+        hypotheses = [self.words(line) for line in self.references[: self.protocol.bleu_references]]
+        hypotheses = hypotheses[: self.protocol.bleu_hypotheses]
+        scores = ReferenceIndex(words, max_n=max(self.orders)).scores(hypotheses, self.orders)
+        report: dict = {f"bw-bleu-{n}": fmean(scores[n]) for n in self.orders}
+        for n in self.orders:
+            fw, bw = forward.get(f"bleu-{n}"), report[f"bw-bleu-{n}"]
+            if fw is not None:
+                report[f"fw-bw-bleu-{n}"] = 2 * fw * bw / (fw + bw) if fw + bw > 0 else 0.0
+        report.update(bw_bleu_hypotheses=len(hypotheses), bw_bleu_references=len(words))
         return report
 
     def fed(self, samples: Sequence[str]) -> dict:
@@ -151,21 +176,19 @@ def generator_report(
     whose NLLs are then given that class); NLL_gen uses full batches of ``nll_batch_size``. Call under
     ``torch.no_grad()`` (and the Accelerator's autocast for mixed precision).
     """
-    report: dict = {}
     ids = sample_ids(generator, num_samples, batch_size, seed, temperature, label)
-    if "nll_oracle" in metrics and corpus.oracle is not None:
-        report["nll_oracle"] = corpus.oracle.nll(ids)
-    if "nll_gen" in metrics:
-        report["nll_gen"] = nll_gen(generator, corpus.train_ids, nll_batch_size, batch_size, label)
-        report["nll_gen_convention"] = NLL_GEN_CONVENTION
-    if "nll_test" in metrics:
-        report["nll_test"] = nll_test(generator, corpus.test_ids, corpus.eos_id, batch_size, temperature, label)
-        report["nll_test_convention"] = NLL_TEST_CONVENTION
     texts = corpus.decode(ids)
+    words = [text_evaluator.words(text) for text in texts] if text_evaluator is not None else []
+    options = {"batch_size": batch_size, "nll_batch_size": nll_batch_size, "temperature": temperature, "label": label}
+    run = Sampled(texts, words, text_evaluator, judges, generator, corpus, ids, options)
+    report = registry.evaluate(run, metrics, "oracle" if corpus.oracle is not None else "text")
     if text_evaluator is not None:
-        report.update(text_evaluator(texts, metrics))
-    if "lm" in metrics and judges is not None:
-        report.update(judges(texts))
+        report = {
+            "protocol": text_evaluator.protocol.name,
+            "num_samples": len(texts),
+            "tokenization": text_evaluator.tokenization,
+            **report,
+        }
     return report, texts
 
 
@@ -191,6 +214,38 @@ class CorpusEvaluation:
         self.judges = [corpus_judges(part) if "lm" in wanted else None for part in self.parts]
         self._classifier: SentenceClassifier | None = None
         self._classifier_test_accuracy: float | None = None
+        # model selection: the held-out training sentences as the references of an independent sample set
+        self.selection = (
+            TextEvaluator(corpus.valid_text, protocol, orders, None, corpus.metric_words(), corpus.tokenization)
+            if corpus.valid_text is not None
+            else None
+        )
+
+    @property
+    def selects(self) -> bool:
+        """Whether evaluations also report the model-selection values (data.validation_size > 0)."""
+        return self.corpus.valid_ids is not None
+
+    def selection_report(
+        self, generator: SequenceGenerator, *, num_samples: int, batch_size: int, seed: int, nll_batch_size: int
+    ) -> dict:
+        """What model selection reads, under ``val/`` keys: the generator's NLL on the held-out training sentences
+        (``val/nll_test``) and, from samples drawn apart from the reported ones (another seed), BLEU against the
+        held-out sentences and Self-BLEU (real text) or NLL_oracle (the synthetic benchmark). Neither the test split
+        nor the reported samples take part, so choosing the best evaluation by these does not inflate its reported
+        test metrics. Call under ``torch.no_grad()``."""
+        if self.corpus.valid_ids is None:
+            raise ValueError("model selection needs held-out training sentences (data.validation_size)")
+        held_out = dataclasses.replace(self.corpus, test_ids=self.corpus.valid_ids)
+        ids = sample_ids(generator, num_samples, batch_size, derive_seed(seed, "model selection"))
+        texts = held_out.decode(ids)
+        options = {"batch_size": batch_size, "nll_batch_size": nll_batch_size}
+        run = Sampled(texts, [], generator=generator, corpus=held_out, ids=ids, options=options)
+        values = registry.evaluate(run, ["nll_test", "nll_oracle"], "oracle" if held_out.oracle else "text")
+        if self.selection is not None:
+            text = self.selection(texts, ["bleu", "self_bleu"])
+            values = {**text, **values, "signatures": {**text["signatures"], **values["signatures"]}}
+        return {f"val/{key}": value for key, value in values.items()}
 
     def classifier(self) -> SentenceClassifier:
         """The classifier of the real training split (trained, or read from the cache, at first use)."""

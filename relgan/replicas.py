@@ -31,6 +31,7 @@ from relgan.assembly import run_dir_of, setup
 from relgan.batched import BatchedReplicas
 from relgan.bookkeeping import METRICS_FILE, last_reports
 from relgan.checkpoint import complete_checkpoints
+from relgan.compare import shared_signatures
 from relgan.config import Config
 from relgan.errors import CheckpointError, ConfigError, NonFiniteLossError
 from relgan.io_utils import atomic_write_json
@@ -187,16 +188,20 @@ def seed_summary(config: Config) -> dict[str, Any]:
     """Per seed, the last evaluation of the last phase; per metric, mean, std, 95% interval and n over seeds."""
     finals: dict[int, dict[str, float]] = {}
     phases: dict[int, str] = {}
+    lasts = []
     for seed in seeds_of(config):
         reports = last_reports(run_dir_of(replica_config(config, seed)) / METRICS_FILE)
         phases[seed] = "adversarial" if "adversarial" in reports else "mle"
+        lasts.append(reports[phases[seed]])
         finals[seed] = {k: v for k, v in reports[phases[seed]].items() if isinstance(v, float)}
+    signatures = shared_signatures(lasts, f"the replicas of {run_dir_of(config)}")
     seeds = seeds_of(config)
     shared = [key for key in finals[seeds[0]] if all(key in report for report in finals.values())]
     return {
         "seeds": list(seeds),
         "metrics": {key: summarise_seeds([report[key] for report in finals.values()]) for key in shared},
         "per_seed": {str(seed): {"phase": phases[seed], **report} for seed, report in finals.items()},
+        "signatures": signatures,
     }
 
 

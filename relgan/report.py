@@ -12,19 +12,29 @@ import torch
 from relgan import fast
 from relgan.checkpoint import load_generator, load_run_config
 from relgan.compare import SYNTHETIC_PLANES, TEXT_PLANES, aggregate, plot_planes
-from relgan.config import METRICS as ALL_METRICS
 from relgan.data import load_corpus
 from relgan.errors import RelganError
 from relgan.evaluation import CorpusEvaluation, TextEvaluator
 from relgan.io_utils import atomic_write_json, read_text_lines
 from relgan.metrics.embedding import fed_available
 from relgan.metrics.lm_judges import LanguageModelJudges, causal_lm_nll
+from relgan.metrics.registry import METRICS, metric_of
 from relgan.pretrained import load_causal_lm, load_text_tokenizer
 from relgan.tokenization import metric_words
 
-RUN_METRICS = ("bleu", "self_bleu", "nll_gen", "nll_test", "nll_oracle", "diversity", "lm")
-TEXT_METRICS = ("bleu", "self_bleu", "diversity", "lm")
-SWEEP_METRICS = ("bleu", "self_bleu", "nll_test", "nll_oracle", "lm")
+# the defaults, from the registry: every metric of a run; every metric of a samples file; those on a verdict plane
+RUN_METRICS = tuple(name for name, metric in METRICS.items() if metric.needs != "fed")
+TEXT_METRICS = tuple(name for name, metric in METRICS.items() if not metric.needs_generator and metric.needs != "fed")
+SWEEP_METRICS = tuple(
+    sorted(
+        {
+            metric_of(axis.key)
+            for plane in (*TEXT_PLANES, *SYNTHETIC_PLANES)
+            for axis in (plane.quality, plane.diversity)
+        }
+        - {"fed"}
+    )
+)
 
 
 def with_fed(metrics: Sequence[str]) -> tuple[str, ...]:
@@ -92,7 +102,7 @@ class _RunSession:
         )
         if self.corpus.oracle is not None:
             self.corpus.oracle.to(device)
-        self.evaluation = CorpusEvaluation(self.corpus, protocol, self.config.eval.bleu_orders, ALL_METRICS)
+        self.evaluation = CorpusEvaluation(self.corpus, protocol, self.config.eval.bleu_orders, tuple(METRICS))
         self.checkpoint = checkpoint
 
     def report(

@@ -231,6 +231,16 @@ class Trainer:
                 seed=self.config.run.seed,
                 nll_batch_size=self.config.mle.batch_size,
             )
+            if self.evaluation.selects:
+                metrics_report.update(
+                    self.evaluation.selection_report(
+                        self.gen,
+                        num_samples=cfg.num_samples,
+                        batch_size=cfg.batch_size,
+                        seed=self.config.run.seed,
+                        nll_batch_size=self.config.mle.batch_size,
+                    )
+                )
         report = {**metrics_report, "samples": texts[: cfg.print_samples]}
         atomic_write_text(self.run_dir / "samples" / f"{phase}-{step:06d}.txt", "\n".join(texts) + "\n")
         return report

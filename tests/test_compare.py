@@ -5,14 +5,15 @@ import math
 import pytest
 
 from relgan.compare import Axis, Plane, aggregate, dominates, kendall_tau, verdict_line, verdicts
-from relgan.metrics.aggregate import student_t_cdf, student_t_quantile, summarise_seeds
+from relgan.metrics.aggregate import summarise_seeds
 
 
-@pytest.mark.parametrize("df, quantile", [(1, 12.7062), (2, 4.3027), (4, 2.7764), (9, 2.2622), (30, 2.0423)])
-def test_t_quantiles_match_the_tables(df, quantile):
-    assert student_t_quantile(0.975, df) == pytest.approx(quantile, abs=1e-4)
-    assert student_t_cdf(0.0, df) == pytest.approx(0.5)
-    assert student_t_cdf(-quantile, df) == pytest.approx(0.025, abs=1e-5)
+@pytest.mark.parametrize("n, quantile", [(2, 12.7062), (3, 4.3027), (5, 2.7764), (10, 2.2622), (31, 2.0423)])
+def test_the_interval_uses_the_t_quantiles_of_the_tables(n, quantile):
+    """t_{0.975, n-1} as the tables (and scipy's documentation) give it: 12.706 for 1 degree of freedom ..."""
+    values = [float(i % 2) for i in range(n)]
+    summary = summarise_seeds(values)
+    assert summary["ci95"] == pytest.approx(quantile * summary["std"] / math.sqrt(n), rel=1e-4)
 
 
 def test_seed_summary_by_hand():
@@ -73,8 +74,26 @@ def test_verdict_names_the_dominating_temperatures_and_what_was_not_measured():
     assert "not dominated on BLEU-4" in verdict_line("x", {"bleu": [], "lm": None}, [PLANE, lm])
 
 
-def test_kendall_tau_by_hand():
+def test_kendall_tau_by_hand_and_as_scipy_documents_it():
     assert kendall_tau([(1, 10), (2, 20), (3, 30)]) == 1.0
     assert kendall_tau([(1, 30), (2, 20), (3, 10)]) == -1.0
     assert kendall_tau([(1, 1), (2, 3), (3, 2)]) == pytest.approx(1 / 3)  # 2 concordant, 1 discordant
-    assert kendall_tau([(1, 1), (1, 2)]) == 0.0 and kendall_tau([(1, 1)]) is None
+    # scipy.stats.kendalltau's documented example (tau-b with ties)
+    assert kendall_tau(list(zip([12, 2, 1, 12, 2], [1, 4, 7, 1, 0], strict=True))) == pytest.approx(-0.47140452079103173)
+    assert kendall_tau([(1, 1), (1, 2)]) is None and kendall_tau([(1, 1)]) is None
+
+
+def test_every_plane_reads_each_metric_in_its_direction():
+    from relgan.compare import SYNTHETIC_PLANES, TEXT_PLANES
+
+    lower_is_better = {"self-bleu-4", "lm_score", "reverse_lm_score", "nll_oracle", "nll_test", "fed-minilm"}
+    for plane in (*TEXT_PLANES, *SYNTHETIC_PLANES):
+        for axis in (plane.quality, plane.diversity):
+            assert axis.higher_is_better == (axis.key not in lower_is_better), (plane.name, axis.key)
+
+
+def test_the_rule_says_what_decides_with_one_seed():
+    from relgan.compare import dominance_rule
+
+    assert "beyond the 95% intervals" in dominance_rule(3)
+    assert "beyond" not in dominance_rule(1) and "one seed" in dominance_rule(1)

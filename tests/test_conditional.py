@@ -254,3 +254,41 @@ def test_a_resumed_run_keeps_its_classes(tmp_path, capsys):
                   files=renamed) == 2
     assert "the run was trained on the classes animal, machine but the data has animal, vehicle" in \
         capsys.readouterr().err
+
+
+def test_each_class_is_scored_against_its_own_label(tmp_path, monkeypatch):
+    """The evaluation wires class c's samples to label c: samples that are their class's own test sentences
+    score class_accuracy 1 for every class (and 0 for a class scored against another label)."""
+    import relgan.evaluation as evaluation
+    from relgan.config import load_config
+    from relgan.data import load_corpus
+
+    files = _labelled_files(tmp_path, train_per_class=200, test_per_class=64)
+    config = load_config(SMOKE_TEXT, [f"data.train_file={files['train']}", f"data.test_file={files['test']}",
+                                      "data.labelled=true"])
+    corpus = load_corpus(config.data)
+    scoring = evaluation.CorpusEvaluation(corpus, "relgan", [2], ["nll_test"])
+
+    def own_test_sentences(generator, part, metrics, **options):  # class c's "samples": its real test sentences
+        return {}, part.test_text
+
+    monkeypatch.setattr(evaluation, "generator_report", own_test_sentences)
+    monkeypatch.setattr(evaluation.CorpusEvaluation, "classifier", lambda self: _perfect_classifier(corpus))
+    scoring._classifier_test_accuracy = 1.0
+    generator = type("Conditional", (), {"num_classes": 2})()
+    report, _ = scoring(generator, ["nll_test"], num_samples=8, batch_size=8, seed=0, nll_batch_size=8)
+    assert [report["per_class"][name]["class_accuracy"] for name in corpus.label_names] == [1.0, 1.0]
+
+
+def _perfect_classifier(corpus):
+    """A classifier that knows every sentence's class by its first word."""
+    classes = {name: index for index, name in enumerate(corpus.label_names)}
+
+    class Perfect:
+        def predict(self, sentences):
+            return torch.tensor([classes["animal"] if s.split()[0] in ANIMALS else classes["machine"]
+                                 for s in sentences])
+
+        spec = type("Spec", (), {"describe": lambda self: "perfect"})()
+
+    return Perfect()

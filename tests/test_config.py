@@ -53,7 +53,7 @@ def test_overrides_parse_types():
     ("gumbel.schedule=cosine", "gumbel.schedule = 'cosine' is not allowed; choose one of: no, lin, exp, log, sigmoid"),
     ("adversarial.loss=wgan", "adversarial.loss = 'wgan' is not allowed; choose one of: rsgan, standard, js"),
     ("generator.architecture=gru", "generator.architecture = 'gru' is not allowed; choose one of: rmc, lstm"),
-    ("eval.metrics=[bleu, rouge]", "eval.metrics contains 'rouge'; allowed values: bleu, self_bleu"),
+    ("eval.metrics=[bleu, rouge]", "eval.metrics contains 'rouge'; allowed values: bleu, bw_bleu, self_bleu"),
     ("mle.shuffle=maybe", "mle.shuffle must be true or false"),
     ("mle.batch_size=0", "mle.batch_size = 0 is out of range; it must be >= 1"),
     ("discriminator.dropout=1", "discriminator.dropout = 1.0 is out of range; it must be < 1.0"),

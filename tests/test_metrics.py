@@ -94,3 +94,18 @@ def test_fed_with_minilm_when_the_extra_is_installed():
     assert x.shape == (40, 384) and torch.allclose(x.norm(dim=1), torch.ones(40, dtype=x.dtype), atol=1e-6)
     assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6)
     assert frechet_distance(x, y) > 0.5
+
+
+def test_frechet_distance_with_covariances_that_do_not_commute_equals_scipys_matrix_square_root():
+    from scipy import linalg
+
+    rng = torch.Generator().manual_seed(1)
+    x = torch.randn(4000, 3, generator=rng, dtype=torch.float64) @ torch.tensor(
+        [[2.0, 0.5, 0.0], [0.0, 1.0, 0.7], [0.3, 0.0, 0.5]], dtype=torch.float64)
+    y = torch.randn(4000, 3, generator=rng, dtype=torch.float64) @ torch.tensor(
+        [[1.0, -0.8, 0.2], [0.4, 1.5, 0.0], [0.0, 0.6, 1.2]], dtype=torch.float64) + 0.5
+    cov_x, cov_y = torch.cov(x.T).numpy(), torch.cov(y.T).numpy()
+    assert abs(cov_x @ cov_y - cov_y @ cov_x).max() > 0.1  # the covariances do not commute
+    cross = linalg.sqrtm(cov_x @ cov_y).real
+    expected = ((x.mean(0) - y.mean(0)) ** 2).sum().item() + (cov_x + cov_y - 2 * cross).trace()
+    assert frechet_distance(x, y) == pytest.approx(expected, rel=1e-9)

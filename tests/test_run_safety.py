@@ -189,7 +189,7 @@ def test_an_unwritable_place_is_one_line(tmp_path, capsys, monkeypatch, smoke_ru
     (["sample", "--batch-size", "0"], "--batch-size must be >= 1"),
     (["evaluate", "--num-samples", "0"], "--num-samples must be >= 1"),
     (["evaluate", "--num-samples", "-3"], "--num-samples must be >= 1"),
-    (["evaluate", "--metrics", "bleu,foo"], "unknown metric 'foo'; known: bleu, self_bleu"),
+    (["evaluate", "--metrics", "bleu,foo"], "unknown metric 'foo'; known: bleu, bw_bleu, self_bleu"),
     (["evaluate", "--metrics", "foo"], "unknown metric 'foo'"),
     (["evaluate", "--temperature-sweep", "1,nan"], "--temperature-sweep"),
     (["evaluate", "--tokenize", "char"], "--tokenize has no effect with --run"),

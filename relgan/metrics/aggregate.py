@@ -1,47 +1,13 @@
-"""Seed aggregation: mean, sample standard deviation and a Student-t 95% confidence interval of the mean."""
+"""Seed aggregation: mean, sample standard deviation and a Student-t 95% confidence interval of the mean (the t
+quantile from scipy)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import cache
 from typing import TypedDict
 
-
-def student_t_cdf(x: float, df: int) -> float:
-    """P(T <= x) for Student's t with ``df`` degrees of freedom (Simpson's rule on the density, 400 panels)."""
-    if x < 0:
-        return 1.0 - student_t_cdf(-x, df)
-    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-
-    def density(t: float) -> float:
-        return math.exp(log_norm - (df + 1) / 2 * math.log1p(t * t / df))
-
-    # substitute t = tan(u) so that the heavy tail of df = 1 or 2 is integrated on a finite interval
-    upper = math.atan(x)
-    panels = 400
-    h = upper / panels
-    total = 0.0
-    for i in range(panels + 1):
-        u = i * h
-        weight = 1 if i in (0, panels) else (4 if i % 2 else 2)
-        total += weight * density(math.tan(u)) / math.cos(u) ** 2
-    return 0.5 + total * h / 3
-
-
-@cache
-def student_t_quantile(p: float, df: int) -> float:
-    """The ``p`` quantile (0.5 < p < 1) of Student's t with ``df`` degrees of freedom, by bisection."""
-    low, high = 0.0, 1.0
-    while student_t_cdf(high, df) < p:
-        high *= 2
-    for _ in range(60):
-        middle = (low + high) / 2
-        if student_t_cdf(middle, df) < p:
-            low = middle
-        else:
-            high = middle
-    return (low + high) / 2
+from scipy import stats
 
 
 class SeedSummary(TypedDict):
@@ -62,5 +28,5 @@ def summarise_seeds(values: Sequence[float]) -> SeedSummary:
     if n == 1:
         return {"mean": mean, "std": None, "ci95": None, "n": 1}
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-    half_width = student_t_quantile(0.975, n - 1) * std / math.sqrt(n)
+    half_width = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
     return {"mean": mean, "std": std, "ci95": half_width, "n": n}
