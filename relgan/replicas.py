@@ -53,12 +53,14 @@ def seeds_of(config: Config) -> list[int]:
 
 
 def replica_config(config: Config, seed: int, *, batched: bool = False) -> Config:
-    """The config of the replica with ``seed``: a single-seed run named <run.name>/seed-<seed> (batched replicas
-    run the reference models, which their configs say)."""
+    """The config of the replica with ``seed``: a single-seed run named seed-<seed> inside the replicas' run
+    directory, so that its saved config loads like any run's (batched replicas run the reference models, which
+    their configs say)."""
     replica = copy.deepcopy(config)
     replica.run.seed, replica.run.seeds = seed, None
     replica.run.replicas = "auto"
-    replica.run.name = f"{config.run.name or 'relgan'}/seed-{seed}"
+    replica.run.output_dir = str(run_dir_of(config))
+    replica.run.name = f"seed-{seed}"
     if batched:
         replica.run.backend = "reference"
     return replica

@@ -25,7 +25,11 @@ def test_help_describes_commands_options_and_config_keys(capsys):
     for option in ("--config", "--resume", "--resume-from", "--overwrite", "--dry-run", "--debug",
                    "adversarial.steps (", "gumbel.schedule (no|lin|exp|log|sigmoid|quad|sqrt|learned"):
         assert option in text
-    result = run_cli("--help", cwd=REPO)  # the real entry point
+
+
+@pytest.mark.slow
+def test_the_installed_entry_points_print_help():
+    result = run_cli("--help", cwd=REPO)
     assert result.returncode == 0 and "evaluate" in result.stdout
     wrapper = run_cli("--help", cwd=REPO, module="train")
     assert wrapper.returncode == 0 and "--dry-run" in wrapper.stdout

@@ -109,6 +109,7 @@ def test_the_word_tokenizer_splits_only_the_lines_final_period_unlike_punkt_firs
     assert punkt_first == ["a", "cat", "on", "a", "mat", ".", "a", "dog", "on", "a", "rug", "."]
 
 
+@pytest.mark.slow
 def test_official_tokenisation_differences_on_the_benchmark_splits(shared_data):
     """The figures docs/metrics.md reports (experiments/official_conventions.py on the current nltk)."""
     from experiments.official_conventions import tokenisation_report
