@@ -59,6 +59,7 @@ from relgan.compare import (  # noqa: E402
 from relgan.config import load_config  # noqa: E402
 from relgan.data import load_corpus  # noqa: E402
 from relgan.evaluation import TextEvaluator, corpus_judges  # noqa: E402
+from relgan.fast.build import cpu_model  # noqa: E402
 from relgan.io_utils import atomic_write_json, atomic_write_text  # noqa: E402
 from relgan.metrics import registry  # noqa: E402
 from relgan.metrics.registry import Sampled  # noqa: E402
@@ -417,13 +418,13 @@ def main() -> None:
     title = f"{args.name}: MLE temperature sweep vs GAN, {len(seeds)} seed(s)"
     plots = plot_planes(sweep_points, gans, planes, results / args.name, title)
     machine = args.machine or (torch.cuda.get_device_name() if torch.cuda.is_available()
-                               else f"{platform.machine()} CPU, {os.cpu_count()} cores")
+                               else f"{cpu_model()} ({platform.machine()}), {os.cpu_count()} cores")
     result = {
         "name": args.name, "config": args.config, "synthetic": synthetic, "budget": budget, "seeds": seeds,
         "algorithms": args.algorithms.split(","),
         "num_samples": num_samples, "reduced": args.reduced, "machine": machine,
         "minutes": seconds / 60, "oracle_reference": reference, "note": args.note,
-        "command": "python " + shlex.join(sys.argv), "rows": rows, "aggregate": aggregated, "sweep": sweep,
+        "command": "python -m experiments.reproduce " + shlex.join(sys.argv[1:]), "rows": rows, "aggregate": aggregated, "sweep": sweep,
         "verdicts": found, "judge_agreement": agreement, "verdict_lines": [verdict_line(name, found[name], planes) for name in gans],
         "plots": [str(p.relative_to(REPO)) for p in plots],
         "lm_judge": judging.judges.spec.describe() if judging else None,

@@ -12,11 +12,12 @@ from safetensors.torch import load_file
 
 import relgan.adversarial as adversarial
 import relgan.algorithms.relgan as relgan_algorithm
+from relgan.assembly import run_dir_of
 from relgan.checkpoint import complete_checkpoints
 from relgan.cli import main
-from relgan.config import load_config
+from relgan.config import load_config, save_config
 from relgan.errors import ConfigError, NonFiniteLossError
-from relgan.replicas import SUMMARY_FILE, train_replicas
+from relgan.replicas import SUMMARY_FILE, replica_config, train_replicas
 
 from conftest import REPO, SMOKE, run_cli
 
@@ -125,3 +126,12 @@ def test_seeds_must_be_distinct_and_replace_run_seed():
         load_config(SMOKE, ["run.seeds=[1,1]"])
     with pytest.raises(ConfigError, match="run.seed = 7 has no effect with run.seeds"):
         load_config(None, ["run.seeds=[1,2]", "run.seed=7"])
+
+
+def test_a_replica_config_saved_and_loaded_again_is_a_run_in_its_own_directory(tmp_path):
+    config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "run.name=two", "run.seeds=[3,5]"])
+    replica = replica_config(config, 5)
+    save_config(replica, tmp_path / "config.yaml")
+    loaded = load_config(tmp_path / "config.yaml")
+    assert run_dir_of(loaded) == tmp_path / "two" / "seed-5"
+    assert (loaded.run.seed, loaded.run.seeds) == (5, None)
