@@ -64,6 +64,7 @@ def test_two_replicas_equal_two_separate_runs(replicas_and_single):
     assert summary["metrics"]["nll_oracle"]["n"] == 2
 
 
+@pytest.mark.slow
 def test_each_replica_samples_and_evaluates_like_a_single_run(replicas_and_single, capsys):
     replica = replicas_and_single / "two" / "seed-3"
     capsys.readouterr()

@@ -237,6 +237,7 @@ def _text_files(tmp_path, train_lines, test_lines):
     return [f"data.train_file={train}", f"data.test_file={test}"]
 
 
+@pytest.mark.slow
 def test_one_very_long_line_is_named_and_an_impossible_length_refused(tmp_path, capsys):
     words = "the cat sat on the mat and looked at the dog".split()
     lines = [" ".join(words[i % 5: i % 5 + 6]) for i in range(300)]
