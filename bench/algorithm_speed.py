@@ -54,7 +54,8 @@ def main() -> None:
             seconds[name].append(time.perf_counter() - start)
     medians = {name: statistics.median(values) for name, values in seconds.items()}
     first = trainers[algorithms[0]]
-    emit_json({"config": args.config, "overrides": args.overrides, "machine": platform.machine(), "cpu_model": cpu_model(),
+    emit_json({"config": args.config, "overrides": args.overrides, "machine": platform.machine(),
+               "cpu_model": cpu_model(),
           "threads": args.threads, "torch": torch.__version__, "backend": first.backend.line(),
           "batch_size": first.config.adversarial.batch_size, "d_steps": first.config.adversarial.d_steps,
           "seconds_per_iteration": medians, "all_seconds": seconds,

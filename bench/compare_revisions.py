@@ -6,9 +6,10 @@ Checks REV out into a temporary git worktree and starts one worker process per s
 each side's own trainer at paper sizes on COCO, OMP_NUM_THREADS=2): the old revision, this checkout, and
 with the flags this checkout with ``run.backend=reference``, with the kernels of every other instruction set
 the CPU executes and with glibc's malloc tunables in its environment (``--malloc``: GLIBC_TUNABLES=
-MALLOC_TUNABLES, the settings the old revision restarted itself with). Each round runs every workload once on every side, one side at a
-time and in a rotating order, so that a slow period of the machine hits all sides alike: an MLE batch
-(three times), an adversarial iteration and one evaluation batch of 1,000 samples (after one warm-up round).
+MALLOC_TUNABLES, the settings the old revision restarted itself with). Each round runs every workload once
+on every side, one side at a time and in a rotating order, so that a slow period of the machine hits all sides
+alike: an MLE batch (three times), an adversarial iteration and one evaluation batch of 1,000 samples (after one
+warm-up round).
 Reports the medians and each side's ratio to this checkout's default.
 """
 

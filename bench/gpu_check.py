@@ -81,7 +81,7 @@ def main() -> None:
         "dtype": args.dtype,
         "graphs_captured": graph["captured"],
         "max_param_difference": (graph["params"] - eager["params"]).abs().max().item(),
-        "max_loss_difference": max(abs(a - b) for a, b in zip(graph["losses"], eager["losses"])),
+        "max_loss_difference": max(abs(a - b) for a, b in zip(graph["losses"], eager["losses"], strict=True)),
         "losses_graph": graph["losses"],
         "losses_eager": eager["losses"],
         "seconds_per_mle_batch": {"graphs": graph["mle_seconds"], "eager": eager["mle_seconds"]},

@@ -68,7 +68,7 @@ class TextGANSide:
         ready = self.process.stdout.readline().split()
         if not ready or ready[0] != "ready":
             raise SystemExit(f"the TextGAN-PyTorch worker did not start in {checkout}")
-        self.sizes = dict(zip(("vocab_size", "seq_len", "batch_size", "rollouts"), map(int, ready[1:])))
+        self.sizes = dict(zip(("vocab_size", "seq_len", "batch_size", "rollouts"), map(int, ready[1:]), strict=True))
 
     def __call__(self, workload: str) -> float:
         self.process.stdin.write(workload + "\n")

@@ -26,6 +26,7 @@ import resource
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,7 +90,7 @@ def discriminator_flops(config: Config, vocab: int, seq_len: int, dense_input: b
     s, width = d.num_representations, sum(counts)
     rep = d.embedding_dim // s
     embed = 2 * seq_len * vocab * d.embedding_dim if dense_input else 0.0
-    conv = sum(2 * (seq_len - k + 1) * s * k * rep * count for k, count in zip(d.filter_sizes, counts))
+    conv = sum(2 * (seq_len - k + 1) * s * k * rep * count for k, count in zip(d.filter_sizes, counts, strict=True))
     rest = 2 * s * (2 * width * width + width * d.hidden_size + d.hidden_size)
     return embed + conv + rest, embed
 
@@ -127,6 +128,12 @@ def workload_gflop(config: Config, vocab: int, seq_len: int, batch: int, samples
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def seeded_iteration(trainer, beta: torch.Tensor) -> None:
+    """One adversarial iteration from the same draws each time (for replicas: every replica's stream seeded)."""
+    trainer.book.seed("adversarial", 0)
+    trainer.adversarial_iteration(beta)
 
 
 def timed(fn, device: torch.device, repeats: int, warmup: int) -> list[float]:
@@ -326,29 +333,21 @@ def measure_seeds(args: argparse.Namespace) -> dict:
         alone, source = build_trainer(setting)
         batch = alone.corpus.train_ids[: args.batch_size].to(device)
         beta = torch.full((), 10.0, device=device)
-
-        def iteration_alone() -> None:
-            alone.book.seed("adversarial", 0)
-            alone.adversarial_iteration(beta)
-
         warmup = 5 if alone.use_graphs else 1
-        seconds = {"mle_batch": statistics.median(timed(lambda: alone.mle_step(batch), device, args.repeats,
+        seconds = {"mle_batch": statistics.median(timed(partial(alone.mle_step, batch), device, args.repeats,
                                                         warmup)),
-                   "adversarial_iteration": statistics.median(timed(iteration_alone, device, repeats, warmup))}
+                   "adversarial_iteration": statistics.median(timed(partial(seeded_iteration, alone, beta), device,
+                                                                    repeats, warmup))}
         first = first or seconds
         rows.append({"replicas": 1, "how": f"alone ({alone.backend.line()})", **_per_seed(seconds, 1, first)})
     for count in args.seeds:
         trainers = [build_trainer(reference)[0] for _ in range(count)]
         replicas = BatchedReplicas(trainers, list(range(count)))
         batches = [(batch,)] * count
-
-        def iteration() -> None:
-            replicas.book.seed("adversarial", 0)  # seeds every replica's stream
-            replicas.adversarial_iteration(beta)
-
-        batched = {"mle_batch": statistics.median(timed(lambda: replicas.mle_step(*batches), device,
+        batched = {"mle_batch": statistics.median(timed(partial(replicas.mle_step, *batches), device,
                                                         args.repeats, 1)),
-                   "adversarial_iteration": statistics.median(timed(iteration, device, repeats, 1))}
+                   "adversarial_iteration": statistics.median(timed(partial(seeded_iteration, replicas, beta),
+                                                                    device, repeats, 1))}
         rows.append({"replicas": count, "how": "batched (reference models, vmapped)",
                      **_per_seed(batched, count, first)})
     return {

@@ -53,7 +53,8 @@ def main() -> None:
     result = {
         "machine": platform.machine(), "cpu_model": cpu_model(), "torch": torch.__version__,
         "game": {"vocab_size": lab.vocab_size, "seq_len": lab.generator.seq_len, "sentences": len(lab.sentences),
-                 "generator_weights": exact.numel(), "objective": objective, "exact_gradient_norm": exact.norm().item()},
+                 "generator_weights": exact.numel(), "objective": objective,
+                 "exact_gradient_norm": exact.norm().item()},
         "batch_size": args.batch_size, "repeats": args.repeats,
         "columns": {"relative_error": "||mean - exact|| / ||exact||: the bias",
                     "noise_floor": "the relative error an unbiased estimator shows from its variance alone: "

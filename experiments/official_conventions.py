@@ -12,9 +12,9 @@ python -m experiments.official_conventions [--data ../shared/data] [--legacy-nlt
    ``--legacy-nltk DIR`` adds the word tokenizer of another nltk release from its unpacked source tree (for
    nltk 3.2.3, the version RelGAN's README pins: ``pip download nltk==3.2.3 --no-deps`` and unpack), built as
    that release's ``word_tokenize`` builds it.
-2. Decoding (``--run``). 10,000 samples of the run's generator (its final export, or each ``--checkpoint``), decoded here (cut at the first ``<eos>``) and
-   as the official ``code_to_text`` does (drop every ``<eos>`` in the row): the share of rows that differ and
-   BLEU/Self-BLEU under the ``relgan`` and ``full`` protocols for both.
+2. Decoding (``--run``). 10,000 samples of the run's generator (its final export, or each ``--checkpoint``),
+   decoded here (cut at the first ``<eos>``) and as the official ``code_to_text`` does (drop every ``<eos>``
+   in the row): the share of rows that differ and BLEU/Self-BLEU under the ``relgan`` and ``full`` protocols for both.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def tokenisation_report(path: Path, lower: bool, legacy) -> dict:
     for name, rows in tokens.items():
         report[f"vocabulary_{name}"] = len({word for row in rows for word in row})
         if name != "line":
-            report[f"lines_differing_{name}"] = sum(a != b for a, b in zip(rows, tokens["line"]))
+            report[f"lines_differing_{name}"] = sum(a != b for a, b in zip(rows, tokens["line"], strict=True))
     return report
 
 
@@ -81,8 +81,8 @@ def decoding_report(run: Path, checkpoint: Path | None, num_samples: int, seed: 
     drop_eos = tokenizer.batch_decode([[token for token in row if token != eos] for row in ids])
     references = [line for line in read_text_lines(config.data.test_file, "data.test_file") if line.strip()]
     report = {"run": str(run), "checkpoint": str(checkpoint or "final export"), "samples": num_samples, "seed": seed,
-              "rows_differing": sum(a != b for a, b in zip(first_eos, drop_eos)),
-              "rows_differing_in_first_200": sum(a != b for a, b in zip(first_eos[:200], drop_eos[:200]))}
+              "rows_differing": sum(a != b for a, b in zip(first_eos, drop_eos, strict=True)),
+              "rows_differing_in_first_200": sum(a != b for a, b in zip(first_eos[:200], drop_eos[:200], strict=True))}
     for protocol in ("relgan", "full"):
         evaluator = TextEvaluator(references, protocol, ORDERS)
         for name, texts in (("first_eos", first_eos), ("drop_eos", drop_eos)):

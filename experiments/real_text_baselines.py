@@ -1,6 +1,7 @@
 """What the embedding metrics and LM judges give real text: the floor and ceiling a generator is read against.
 
-python -m experiments.real_text_baselines [--data ../shared/data] [--count 2000] [--out results/real-text-baselines.json]
+python -m experiments.real_text_baselines [--data ../shared/data] [--count 2000] \
+    [--out results/real-text-baselines.json]
 
 On COCO (image_coco) with N = --count sentences per set, drawn at random (seed 0): FED-MiniLM and MAUVE of
 real training sentences against other training sentences, against test sentences, and of test sentences

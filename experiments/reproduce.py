@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import os
 import platform
+import random
 import shlex
 import shutil
 import sys
@@ -62,8 +62,8 @@ from relgan.evaluation import TextEvaluator, corpus_judges  # noqa: E402
 from relgan.fast.build import cpu_model  # noqa: E402
 from relgan.io_utils import atomic_write_json, atomic_write_text  # noqa: E402
 from relgan.metrics import registry  # noqa: E402
-from relgan.metrics.registry import Sampled  # noqa: E402
 from relgan.metrics.embedding import fed_available  # noqa: E402
+from relgan.metrics.registry import Sampled  # noqa: E402
 from relgan.report import temperature_sweep  # noqa: E402
 
 TEXT_KEYS = [f"bleu-{n}" for n in (2, 3, 4, 5)] + [f"self-bleu-{n}" for n in (2, 3, 4, 5)]
@@ -424,8 +424,9 @@ def main() -> None:
         "algorithms": args.algorithms.split(","),
         "num_samples": num_samples, "reduced": args.reduced, "machine": machine,
         "minutes": seconds / 60, "oracle_reference": reference, "note": args.note,
-        "command": "python -m experiments.reproduce " + shlex.join(sys.argv[1:]), "rows": rows, "aggregate": aggregated, "sweep": sweep,
-        "verdicts": found, "judge_agreement": agreement, "verdict_lines": [verdict_line(name, found[name], planes) for name in gans],
+        "command": "python -m experiments.reproduce " + shlex.join(sys.argv[1:]), "rows": rows,
+        "aggregate": aggregated, "sweep": sweep, "verdicts": found, "judge_agreement": agreement,
+        "verdict_lines": [verdict_line(name, found[name], planes) for name in gans],
         "plots": [str(p.relative_to(REPO)) for p in plots],
         "lm_judge": judging.judges.spec.describe() if judging else None,
         "lm_score_of_test": judging.judges.test_score() if judging else None,

@@ -6,8 +6,8 @@ import hashlib
 import json
 import sys
 
-from relgan.config import load_config
 from relgan.assembly import setup
+from relgan.config import load_config
 
 
 def digest(tensors) -> str:

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from relgan.config import load_config
 from relgan.assembly import setup
+from relgan.config import load_config
 
 from conftest import SMOKE
 

@@ -9,21 +9,21 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from scipy import stats
+from test_batched import SHORT, _assert_close_runs
 
 from relgan.algorithms import ALGORITHM_CLASSES, build_algorithm
 from relgan.algorithms.maligan import MaliGAN
 from relgan.algorithms.reinforce import PolicyStepDraws
 from relgan.algorithms.seqgan import SeqGAN
+from relgan.assembly import setup
 from relgan.checkpoint import complete_checkpoints
 from relgan.cli import main
 from relgan.config import ALGORITHMS, GeneratorConfig, load_config
 from relgan.gradient_lab import estimate, estimator_config, exact_gradient, make_lab
 from relgan.gumbel import conditional_gumbel
 from relgan.models import Generator
-from relgan.assembly import setup
 
 from conftest import SMOKE
-from test_batched import SHORT, _assert_close_runs
 
 OPTIONS = {  # each algorithm on the smoke config
     "relgan": [],
@@ -112,7 +112,7 @@ def test_an_algorithm_that_cannot_batch_is_a_clear_error(monkeypatch):
 
     monkeypatch.setattr(ALGORITHM_CLASSES["gumbel-rao"], "batched", False)
     seeds = ["run.seeds=[1,2]", *_overrides("gumbel-rao")]
-    with pytest.raises(ConfigError, match="run.replicas=batched: adversarial.algorithm=gumbel-rao draws"):
+    with pytest.raises(ConfigError, match=r"run.replicas=batched: adversarial.algorithm=gumbel-rao draws"):
         replica_mode(load_config(SMOKE, [*seeds, "run.replicas=batched"]))
     assert replica_mode(load_config(SMOKE, seeds))[0] == "sequential"
 

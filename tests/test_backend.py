@@ -8,8 +8,6 @@ import logging
 import pytest
 import torch
 
-from conftest import REPO, SMOKE, run_cli
-
 from relgan import fast
 from relgan.config import DiscriminatorConfig, GeneratorConfig
 from relgan.fast import backend, build, fingerprint, parity
@@ -17,6 +15,8 @@ from relgan.fast.verify import current_fingerprints
 from relgan.losses import gan_losses
 from relgan.models import Discriminator, Generator
 from relgan.models.relational_memory import RelationalMemory
+
+from conftest import REPO, SMOKE, run_cli
 
 PURE = [*sorted((REPO / "relgan" / "models").glob("*.py")), REPO / "relgan" / "gumbel.py"]
 
@@ -96,7 +96,7 @@ def test_fast_setting_without_kernels_is_an_error_and_auto_falls_back(monkeypatc
 
     monkeypatch.setattr(build, "load", unavailable)
     g, d = _models()
-    with pytest.raises(fast.BackendError, match="run.backend=fast: no compiler here"):
+    with pytest.raises(fast.BackendError, match=r"run.backend=fast: no compiler here"):
         fast.apply(g, setting="fast")
     monkeypatch.delenv(backend.REQUIRE_VARIABLE, raising=False)
     with caplog.at_level(logging.WARNING, logger="relgan"):
@@ -152,7 +152,8 @@ def test_a_kernel_that_disagrees_on_this_machine_is_switched_off(default_kernels
     g, d = _models()
     with caplog.at_level(logging.WARNING, logger="relgan"):
         report = fast.apply(g, d)
-    assert "disagrees with the reference on this machine (logits: max |diff| = 0.12)" in report.reference["Discriminator"]
+    disagreement = "disagrees with the reference on this machine (logits: max |diff| = 0.12)"
+    assert disagreement in report.reference["Discriminator"]
     assert fast.fast_paths(d) == () and fast.fast_paths(g) != ()
     assert "Discriminator runs its reference code" in caplog.text
     monkeypatch.setitem(parity.CHECKS, "discriminator", lambda *args, **kwargs: pytest.fail("probed twice"))

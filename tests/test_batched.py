@@ -12,6 +12,7 @@ import time
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_conditional import _labelled_files
 
 import relgan.models.generator as generator_module
 from relgan.batched import BatchedReplicas
@@ -23,7 +24,6 @@ from relgan.errors import ConfigError, NonFiniteLossError, TrainingInterrupted
 from relgan.replicas import SUMMARY_FILE, replica_mode, train_replicas
 
 from conftest import REPO, SMOKE, SMOKE_TEXT, run_cli
-from test_conditional import _labelled_files
 
 # products batched by vmap round differently from the separate runs' (observed: 2e-7 relative)
 TOLERANCE = 1e-5
@@ -48,7 +48,7 @@ def _assert_close(left, right, where):
             _assert_close(left[key], right[key], f"{where}.{key}")
     elif isinstance(left, list):
         assert len(left) == len(right), where
-        for index, (a, b) in enumerate(zip(left, right)):
+        for index, (a, b) in enumerate(zip(left, right, strict=True)):
             _assert_close(a, b, f"{where}[{index}]")
     elif isinstance(left, float):
         assert left == pytest.approx(right, rel=TOLERANCE, abs=TOLERANCE), where
@@ -200,9 +200,9 @@ def test_how_replicas_train_is_chosen_and_checked():
     assert replica_mode(load_config(SMOKE, [*seeds, "run.replicas=batched"]))[0] == "batched"
     mode, reason = replica_mode(load_config(SMOKE, [*seeds, "run.mixed_precision=bf16"]))
     assert mode == "sequential" and "mixed_precision" in reason
-    with pytest.raises(ConfigError, match="run.replicas=batched: the penalty of adversarial.loss=wgan-gp"):
+    with pytest.raises(ConfigError, match=r"run.replicas=batched: the penalty of adversarial.loss=wgan-gp"):
         replica_mode(load_config(SMOKE, [*seeds, "run.replicas=batched", "adversarial.loss=wgan-gp"]))
-    with pytest.raises(ConfigError, match="run.replicas=batched: batched replicas run the reference models"):
+    with pytest.raises(ConfigError, match=r"run.replicas=batched: batched replicas run the reference models"):
         replica_mode(load_config(SMOKE, [*seeds, "run.replicas=batched", "run.backend=fast"]))
-    with pytest.raises(ConfigError, match="run.replicas"):
+    with pytest.raises(ConfigError, match=r"run.replicas"):
         load_config(SMOKE, ["run.replicas=batched"])  # no run.seeds: the setting would have no effect

@@ -41,7 +41,7 @@ def corpus():
 def test_bleu_equals_nltk_bit_for_bit(corpus, n):
     references, hypotheses = corpus
     ours = sentence_bleu_scores(hypotheses, references, n)
-    for hypothesis, score in zip(hypotheses, ours):
+    for hypothesis, score in zip(hypotheses, ours, strict=True):
         expected = _nltk(references, hypothesis, n)
         assert score == expected and type(score) is type(expected), hypothesis
 
@@ -56,7 +56,7 @@ def test_orders_share_one_index(corpus):
 @pytest.mark.parametrize("n", [2, 3, 4, 5])
 def test_self_bleu_equals_nltk_leave_one_out(corpus, n):
     _, hypotheses = corpus
-    samples = hypotheses[:120] + [["a", "dog"], ["a", "dog"], ["a", "dog", "on"], []]
+    samples = [*hypotheses[:120], ["a", "dog"], ["a", "dog"], ["a", "dog", "on"], []]
     ours = self_bleu_scores(samples, n)
     for i, score in enumerate(ours):
         expected = _nltk(samples[:i] + samples[i + 1:], samples[i], n)

@@ -45,7 +45,8 @@ def test_bad_training_data(tmp_path, capsys, train, expected):
 
 def test_blank_lines_and_long_test_sentences_are_counted_not_fatal(tmp_path, capsys):
     files = _text_files(tmp_path, train=b"a b c\n\n  \nb c d\nc d e\n", test=b"a b c d e f\n")
-    assert main(["train", "--config", str(SMOKE_TEXT), f"run.output_dir={tmp_path}", *SMALL_TEXT, *files, "--dry-run"]) == 0
+    assert main(["train", "--config", str(SMOKE_TEXT), f"run.output_dir={tmp_path}", *SMALL_TEXT, *files,
+                 "--dry-run"]) == 0
     err = capsys.readouterr().err
     assert "warning: data.train_file: skipped 2 blank lines" in err
     assert "warning: all 1 test sentences are longer than seq_len = 3 and were truncated" in err

@@ -79,7 +79,8 @@ def test_kendall_tau_by_hand_and_as_scipy_documents_it():
     assert kendall_tau([(1, 30), (2, 20), (3, 10)]) == -1.0
     assert kendall_tau([(1, 1), (2, 3), (3, 2)]) == pytest.approx(1 / 3)  # 2 concordant, 1 discordant
     # scipy.stats.kendalltau's documented example (tau-b with ties)
-    assert kendall_tau(list(zip([12, 2, 1, 12, 2], [1, 4, 7, 1, 0], strict=True))) == pytest.approx(-0.47140452079103173)
+    pairs = list(zip([12, 2, 1, 12, 2], [1, 4, 7, 1, 0], strict=True))
+    assert kendall_tau(pairs) == pytest.approx(-0.47140452079103173)
     assert kendall_tau([(1, 1), (1, 2)]) is None and kendall_tau([(1, 1)]) is None
 
 

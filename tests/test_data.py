@@ -94,7 +94,7 @@ def test_bad_training_files(tmp_path, content, message):
 
 def test_unreachable_hub_dataset_suggests_local_files():
     config = load_config(None, ["data.source=hub", "data.dataset=nobody/no-such-dataset-relgan"])
-    with pytest.raises(DataError, match="cannot load 'nobody/no-such-dataset-relgan'.*data.source=files"):
+    with pytest.raises(DataError, match=r"cannot load 'nobody/no-such-dataset-relgan'.*data.source=files"):
         load_corpus(config.data)
 
 

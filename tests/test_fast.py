@@ -9,10 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from relgan.config import DiscriminatorConfig
-from relgan.fast import build
+from relgan.fast import build, parity
 from relgan.fast import discriminator as fast_discriminator
 from relgan.fast import gumbel as fast_gumbel
-from relgan.fast import parity
 from relgan.fast.onednn import linear_for_steps, onednn_linear
 from relgan.gumbel import categorical_from_logits, relaxed_sample
 from relgan.losses import gradient_penalty
@@ -228,7 +227,7 @@ def test_conv_max_weight_gradient_does_not_depend_on_the_thread_count(default_ke
 def test_kernel_cross_entropy_rejects_targets_outside_the_vocabulary(default_kernels):
     from relgan.fast.generator import _PaddedCrossEntropy
 
-    with pytest.raises(RuntimeError, match="[Tt]arget"):
+    with pytest.raises(RuntimeError, match=r"[Tt]arget"):
         _PaddedCrossEntropy.apply(default_kernels, torch.randn(2, 64), torch.tensor([1, 5]), 5)
 
 
@@ -252,7 +251,7 @@ def test_onednn_linear_equals_linear_with_first_and_second_order_gradients(rows)
         grad_x, grad_w = torch.autograd.grad(out, (x, w), upstream, create_graph=True)
         second = torch.autograd.grad(grad_x.square().sum() + grad_w.sum(), w)[0]
         results.append((out, grad_x, grad_w, second))
-    for got, want in zip(*results):
+    for got, want in zip(*results, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
     out = onednn_linear(x, w)  # first order only: the oneDNN input gradient
     torch.testing.assert_close(torch.autograd.grad(out, x, upstream)[0], upstream @ w, rtol=1e-5, atol=1e-4)

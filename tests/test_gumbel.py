@@ -26,7 +26,7 @@ OFFICIAL_VALUES = {
 
 @pytest.mark.parametrize("schedule", sorted(OFFICIAL_VALUES))
 def test_schedules_match_the_official_table(schedule):
-    for step, expected in zip((0, 1000, 1999, 4999), OFFICIAL_VALUES[schedule]):
+    for step, expected in zip((0, 1000, 1999, 4999), OFFICIAL_VALUES[schedule], strict=True):
         value = inverse_temperature(schedule, step, 1000.0, 5000)
         assert value == pytest.approx(expected, rel=2e-3, abs=2e-3)
 

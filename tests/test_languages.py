@@ -11,7 +11,10 @@ from relgan.tokenization import train_bpe_tokenizer
 
 from conftest import SMOKE_TEXT
 
-CHINESE = "我们你他她是的了在有不这个人中大来上国和到说们为子时道也年得就下出会可要天去能对小多然于心学么之都好看起发当没成只如事把还用第样道想作种开美总从无情己面最女但现前些所同日手又行意动方期它头经长儿回位分爱老因很给名法间斯知世什两次使身者被高已亲其进此话常与活正感"
+CHINESE = (
+    "我们你他她是的了在有不这个人中大来上国和到说们为子时道也年得就下出会可要天去能对小多然于心学么之都好看起发当没成只如事把还用第样道"
+    "想作种开美总从无情己面最女但现前些所同日手又行意动方期它头经长儿回位分爱老因很给名法间斯知世什两次使身者被高已亲其进此话常与活正感"
+)
 ARABIC_EMOJI = ["مرحبا", "بالعالم", "كيف", "حالك", "اليوم", "😀", "🚀", "🌍", "شكرا", "جميل"]
 
 
@@ -82,7 +85,8 @@ def test_bpe_trains_on_the_training_split_and_decodes_without_added_spaces(tmp_p
 @pytest.mark.parametrize("tokenization", ["char", "bpe"])
 def test_arabic_mixed_with_emoji_trains(tmp_path, tokenization):
     rng = random.Random(1)
-    files = _files(tmp_path, _sentences(rng, ARABIC_EMOJI, 256, (3, 7), " "), _sentences(rng, ARABIC_EMOJI, 40, (3, 7), " "))
+    train, test = (_sentences(rng, ARABIC_EMOJI, count, (3, 7), " ") for count in (256, 40))
+    files = _files(tmp_path, train, test)
     overrides = ["data.max_vocab_size=200"] if tokenization == "bpe" else []
     assert _train(tmp_path, files, f"data.tokenization={tokenization}", *overrides, name="ar") == 0
     out = tmp_path / "samples.txt"

@@ -94,9 +94,10 @@ def test_training_evaluations_report_the_judges_on_the_synthetic_benchmark(tmp_p
     import json
     import math
 
-    from conftest import SMOKE
-    from relgan.config import load_config
     from relgan.assembly import setup
+    from relgan.config import load_config
+
+    from conftest import SMOKE
 
     config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "run.name=judged", "mle.epochs=1",
                                  "adversarial.steps=0", "eval.metrics=[nll_oracle, lm]"])

@@ -19,12 +19,15 @@ def mean(values):
 
 
 EXPECTED = {
-    "rsgan": (mean([sp(f - r) for r, f in zip(R, F)]), mean([sp(r - f) for r, f in zip(R, F)])),
+    "rsgan": (
+        mean([sp(f - r) for r, f in zip(R, F, strict=True)]),
+        mean([sp(r - f) for r, f in zip(R, F, strict=True)]),
+    ),
     "standard": (mean([sp(-r) for r in R]) + mean([sp(f) for f in F]), mean([sp(-f) for f in F])),
     "js": (mean([sp(-r) for r in R]) + mean([sp(f) for f in F]), -mean([sp(f) for f in F])),
     "kl": (mean([sp(-r) for r in R]) + mean([sp(f) for f in F]), -mean(F)),
     "hinge": (mean([max(0, 1 - r) for r in R]) + mean([max(0, 1 + f) for f in F]), -mean(F)),
-    "tv": (mean([math.tanh(f) - math.tanh(r) for r, f in zip(R, F)]), -mean([math.tanh(f) for f in F])),
+    "tv": (mean([math.tanh(f) - math.tanh(r) for r, f in zip(R, F, strict=True)]), -mean([math.tanh(f) for f in F])),
     "wgan-gp": (mean(F) - mean(R), -mean(F)),
     "ls": (mean([(r - 1) ** 2 for r in R]) + mean([f**2 for f in F]), mean([(f - 1) ** 2 for f in F])),
 }

@@ -2,13 +2,13 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from relgan.evaluation import PROTOCOLS, TextEvaluator
 from relgan.metrics.diversity import distinct_n, diversity_metrics
 from relgan.metrics.embedding import frechet_distance
 from relgan.metrics.nll import nll_gen, nll_test
-import torch.nn.functional as F
 
 
 class FixedGenerator(nn.Module):

@@ -189,7 +189,7 @@ def _plain_discriminator_logits(d, x):
     s, width = d.num_representations, d.representation_dim
     emb = (F.embedding(x, d.embedding) if x.dtype == torch.long else x @ d.embedding).view(batch, length, s, width)
     feats = []
-    for size, w, b in zip(d.filter_sizes, d.conv_weights, d.conv_biases):
+    for size, w, b in zip(d.filter_sizes, d.conv_weights, d.conv_biases, strict=True):
         kernel = w.view(-1, width, size).permute(0, 2, 1).unsqueeze(1)  # [filters, 1, size, d]
         out = F.conv2d(emb.permute(0, 2, 1, 3).reshape(batch * s, 1, length, width), kernel, b)
         feats.append(torch.relu(out).amax(dim=(2, 3)))
@@ -340,4 +340,4 @@ def test_frozen_discriminator_gives_the_same_generator_gradients():
         else:
             d(fake)[0].sum().backward()
         grads.append([p.grad.clone() for p in g.parameters()])
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads, strict=True))

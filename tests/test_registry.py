@@ -62,7 +62,7 @@ def test_values_computed_differently_are_not_put_together():
     a = {"bleu-4": 0.3, "signatures": {"bleu": "bleu|proto:relgan|hyp:200|ref:10000|tok:nltk|v:0.2.0"}}
     b = {"bleu-4": 0.4, "signatures": {"bleu": "bleu|proto:full|hyp:5000|ref:10000|tok:nltk|v:0.2.0"}}
     assert aggregate([a, dict(a)])["bleu-4"]["n"] == 2
-    with pytest.raises(RelganError, match="bleu was computed two ways, bleu.proto:relgan.* and bleu.proto:full"):
+    with pytest.raises(RelganError, match=r"bleu was computed two ways, bleu.proto:relgan.* and bleu.proto:full"):
         aggregate([a, b])
     old = {"bleu-4": 0.3}  # a record written before signatures
     assert shared_signatures([old, old], "old runs") == {"*": UNSIGNED}

@@ -120,7 +120,8 @@ def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path, capsys):
     assert _train(tmp_path, "--resume") == 0
     assert "its last line is torn" in capsys.readouterr().err
     lines = (run / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["step"] for line in lines] == [json.loads(line)["step"] for line in whole.decode().splitlines()]
+    steps = [json.loads(line)["step"] for line in whole.decode().splitlines()]
+    assert [json.loads(line)["step"] for line in lines] == steps
 
 
 def test_a_corrupt_log_line_elsewhere_is_a_one_line_error(tmp_path, capsys):

@@ -55,7 +55,7 @@ def test_sampling_through_the_cache_equals_teacher_forcing_on_the_sampled_tokens
     weights = torch.randn(5, T, V, generator=torch.Generator().manual_seed(3))
     cached = torch.autograd.grad((relaxed * weights).sum(), list(gen.parameters()))
     full = torch.autograd.grad((teacher * weights).sum(), list(gen.parameters()))
-    for (name, _), a, b in zip(gen.named_parameters(), cached, full):
+    for (name, _), a, b in zip(gen.named_parameters(), cached, full, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
 
 
@@ -104,7 +104,7 @@ def test_parameter_count_is_gpt2s_with_tied_embeddings():
 
 
 def test_heads_that_do_not_divide_the_width_are_a_config_error():
-    with pytest.raises(ConfigError, match="generator.num_heads = 3 must divide generator.embedding_dim = 16"):
+    with pytest.raises(ConfigError, match=r"generator.num_heads = 3 must divide generator.embedding_dim = 16"):
         load_config(SMOKE_TRANSFORMER, ["generator.num_heads=3"])
 
 
@@ -127,7 +127,7 @@ def test_switching_architecture_on_the_command_line_resets_the_files_rmc_keys(tm
     config = load_config(SMOKE, ["generator.architecture=transformer"])
     assert config.generator.head_size == GeneratorConfig().head_size
     assert "generator.head_size = 16 (config file) has no effect" in caplog.text
-    with pytest.raises(ConfigError, match="generator.head_size = 16 has no effect"):
+    with pytest.raises(ConfigError, match=r"generator.head_size = 16 has no effect"):
         load_config(SMOKE_TRANSFORMER, ["generator.head_size=16"])
     assert main(["train", "--config", str(SMOKE), "generator.architecture=transformer",
                  f"run.output_dir={tmp_path}", "run.name=switched", "adversarial.steps=2"]) == 0

@@ -54,7 +54,7 @@ def build(source: Path, train_per_class: int, test_per_class: int) -> dict[str, 
     classes = {"coco": (coco_train[:train_per_class], coco_test[:test_per_class]),
                "news": (news[:train_per_class], news[len(news) - test_per_class:])}
     # lines alternate between the classes: sequential batches (mle.shuffle: false, the official order) mix them
-    return {split: [f"{label}\t{pair[i]}" for pair in zip(classes["coco"][index], classes["news"][index])
+    return {split: [f"{label}\t{pair[i]}" for pair in zip(classes["coco"][index], classes["news"][index], strict=True)
                     for i, label in enumerate(classes)]
             for index, split in enumerate(("train", "test"))}
 
