@@ -29,8 +29,8 @@ def _labelled_files(tmp_path, train_per_class: int = 64, test_per_class: int = 1
     paths = {}
     for split, count in (("train", train_per_class), ("test", test_per_class)):
         animals, machines = _sentences(ANIMALS, count, rng), _sentences(MACHINES, count, rng)
-        lines = [f"{label}\t{text}" for pair in zip(animals, machines)
-                 for label, text in zip(("animal", "machine"), pair)]
+        lines = [f"{label}\t{text}" for pair in zip(animals, machines, strict=True)
+                 for label, text in zip(("animal", "machine"), pair, strict=True)]
         path = tmp_path / f"{split}.txt"
         path.write_text("\n".join(lines) + "\n" + (extra_test if split == "test" else ""))
         paths[split] = path
@@ -202,7 +202,7 @@ def test_labelled_data_errors_are_one_line(tmp_path, capsys):
 
 
 def test_condition_on_labels_without_labelled_data_is_an_error():
-    with pytest.raises(ConfigError, match="data.condition_on_labels = False has no effect"):
+    with pytest.raises(ConfigError, match=r"data.condition_on_labels = False has no effect"):
         load_config(SMOKE_TEXT, ["data.train_file=a", "data.test_file=b", "data.condition_on_labels=false"])
 
 
@@ -214,7 +214,7 @@ def test_class_accuracy_is_one_where_the_classifier_is_right_and_chance_on_shuff
     classifier = SentenceClassifier.untrained(train, ["animal", "machine"], spec).fit(train, labels)
     test = _sentences(ANIMALS, 300, rng) + _sentences(MACHINES, 300, rng)
     truth = torch.tensor([0] * 300 + [1] * 300)
-    right = [s for s, y, p in zip(test, truth.tolist(), classifier.predict(test).tolist()) if y == p]
+    right = [s for s, y, p in zip(test, truth.tolist(), classifier.predict(test).tolist(), strict=True) if y == p]
     assert len(right) > 550
     assert class_accuracy(classifier, [s for s in right if s.split()[0] in ANIMALS], 0) == 1.0
     assert class_accuracy(classifier, [s for s in right if s.split()[0] in MACHINES], 1) == 1.0
@@ -292,3 +292,30 @@ def _perfect_classifier(corpus):
         spec = type("Spec", (), {"describe": lambda self: "perfect"})()
 
     return Perfect()
+
+
+def test_the_conditional_table_scores_real_text_per_class_and_refuses_mixed_signatures(tmp_path):
+    """The real-text row scores each class's own training sentences against that class's test sentences (BLEU
+    near 1 for test sentences as hypotheses, 0 for the other class's) and the classifier on the class's test
+    sentences; runs whose metrics were computed two ways do not go into one table."""
+    from experiments.conditional_table import main as table
+    from experiments.conditional_table import real_text_row
+    from relgan.errors import RelganError
+
+    files = _labelled_files(tmp_path)
+    for name, samples in (("c", 20), ("more", 24)):
+        assert _train(tmp_path, "mle.epochs=1", "adversarial.steps=0", "eval.metrics=[bleu,self_bleu]",
+                      f"eval.num_samples={samples}", name=name, files=files) == 0
+    run = tmp_path / "runs" / "c"
+    real = real_text_row(run, 20)
+    for name in ("animal", "machine"):
+        assert 0.3 < real[f"{name}/bleu-2"] and real[f"{name}/bleu-4"] < 0.99
+        assert real[f"{name}/class_accuracy"] == 1.0  # disjoint vocabularies
+        assert real["signatures"][f"{name}/bleu"].startswith("bleu|proto:relgan|hyp:20|")
+    out = tmp_path / "table"
+    table(["--runs", str(run), "--command", "test", "--out", str(out)])
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert [row["model"] for row in result["rows"]] == ["conditional", "real text"]
+    assert result["signatures"]["animal/self_bleu"] in out.with_suffix(".md").read_text()
+    with pytest.raises(RelganError, match="animal/bleu was computed two ways"):
+        table(["--runs", str(run), str(tmp_path / "runs" / "more"), "--command", "test", "--out", str(out)])
