@@ -408,7 +408,7 @@ def main() -> None:
     # every evaluated point of every seed (sweep and rows): do the judges order them as the references do?
     evaluated = [plane_metrics(r) for r in rows if r["model"] != REAL] + [plane_metrics(p) for points in sweeps
                                                                           for p in points]
-    signatures = shared_signatures(evaluated, "the verdict (the GAN rows, real text and the MLE sweep)")
+    signatures = shared_signatures(evaluated, "the verdict (the GAN rows and the MLE sweep)")
     agreement = {f"{judge} vs {truth}": kendall_tau([(e[judge], e[truth]) for e in evaluated
                                                      if judge in e and truth in e])
                  for judge, truth in (("lm_score", "nll_oracle" if synthetic else "bleu-4"),
