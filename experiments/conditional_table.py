@@ -23,6 +23,7 @@ from relgan.bookkeeping import METRICS_FILE, last_reports
 from relgan.checkpoint import load_run_config
 from relgan.compare import shared_signatures
 from relgan.data import load_corpus
+from relgan.errors import RelganError
 from relgan.evaluation import CorpusEvaluation
 from relgan.io_utils import atomic_write_text, emit_json
 from relgan.metrics.classifier import class_accuracy
@@ -53,6 +54,8 @@ def run_rows(run: Path) -> list[dict]:
             row["signatures"].update(
                 {f"{name}/{metric}": signature for metric, signature in values.get("signatures", {}).items()}
             )
+        if not row["signatures"]:  # written before signatures: unsigned, not guessed
+            row["signatures"] = None
         rows.append(row)
     return rows
 
@@ -137,4 +140,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RelganError as error:  # bad input: one line, no traceback
+        raise SystemExit(f"error: {error}") from None

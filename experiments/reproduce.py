@@ -58,6 +58,7 @@ from relgan.compare import (  # noqa: E402
 )
 from relgan.config import load_config  # noqa: E402
 from relgan.data import load_corpus  # noqa: E402
+from relgan.errors import RelganError  # noqa: E402
 from relgan.evaluation import TextEvaluator, corpus_judges  # noqa: E402
 from relgan.fast.build import cpu_model  # noqa: E402
 from relgan.io_utils import atomic_write_json, atomic_write_text  # noqa: E402
@@ -441,4 +442,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RelganError as error:  # bad input: one line, no traceback
+        raise SystemExit(f"error: {error}") from None
