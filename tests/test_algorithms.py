@@ -3,6 +3,7 @@ guarantees against the exact gradient (relgan/gradient_lab.py), rewards equal ha
 equal separate runs, resume is bitwise, and impossible combinations are one-line errors."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -112,7 +113,7 @@ def test_an_algorithm_that_cannot_batch_is_a_clear_error(monkeypatch):
 
     monkeypatch.setattr(ALGORITHM_CLASSES["gumbel-rao"], "batched", False)
     seeds = ["run.seeds=[1,2]", *_overrides("gumbel-rao")]
-    with pytest.raises(ConfigError, match=r"run.replicas=batched: adversarial.algorithm=gumbel-rao draws"):
+    with pytest.raises(ConfigError, match=re.escape("run.replicas=batched: adversarial.algorithm=gumbel-rao draws")):
         replica_mode(load_config(SMOKE, [*seeds, "run.replicas=batched"]))
     assert replica_mode(load_config(SMOKE, seeds))[0] == "sequential"
 

@@ -4,6 +4,7 @@ code (fingerprints) and on the machine (parity probe), and a changed model runs 
 import ast
 import json
 import logging
+import re
 
 import pytest
 import torch
@@ -96,7 +97,7 @@ def test_fast_setting_without_kernels_is_an_error_and_auto_falls_back(monkeypatc
 
     monkeypatch.setattr(build, "load", unavailable)
     g, d = _models()
-    with pytest.raises(fast.BackendError, match=r"run.backend=fast: no compiler here"):
+    with pytest.raises(fast.BackendError, match=re.escape("run.backend=fast: no compiler here")):
         fast.apply(g, setting="fast")
     monkeypatch.delenv(backend.REQUIRE_VARIABLE, raising=False)
     with caplog.at_level(logging.WARNING, logger="relgan"):

@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 
 import pytest
 import torch
@@ -202,7 +203,7 @@ def test_labelled_data_errors_are_one_line(tmp_path, capsys):
 
 
 def test_condition_on_labels_without_labelled_data_is_an_error():
-    with pytest.raises(ConfigError, match=r"data.condition_on_labels = False has no effect"):
+    with pytest.raises(ConfigError, match=re.escape("data.condition_on_labels = False has no effect")):
         load_config(SMOKE_TEXT, ["data.train_file=a", "data.test_file=b", "data.condition_on_labels=false"])
 
 

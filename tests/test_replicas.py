@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 import subprocess
 import sys
 import time
@@ -125,7 +126,7 @@ def test_a_nan_in_one_replica_stops_the_run_naming_the_replica(tmp_path, monkeyp
 def test_seeds_must_be_distinct_and_replace_run_seed():
     with pytest.raises(ConfigError, match="each once"):
         load_config(SMOKE, ["run.seeds=[1,1]"])
-    with pytest.raises(ConfigError, match=r"run.seed = 7 has no effect with run.seeds"):
+    with pytest.raises(ConfigError, match=re.escape("run.seed = 7 has no effect with run.seeds")):
         load_config(None, ["run.seeds=[1,2]", "run.seed=7"])
 
 
