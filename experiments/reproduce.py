@@ -216,6 +216,26 @@ def plane_metrics(row: dict) -> dict:
     return point
 
 
+def gan_points(rows: list[dict]) -> dict[str, dict]:
+    """The GAN rows of a table as points on the verdict's planes, one per model and row, aggregated over seeds."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["model"] not in ("MLE", REAL):
+            groups.setdefault(f"{row['model']}, {row['row']}", []).append(plane_metrics(row))
+    return {name: aggregate(points) for name, points in groups.items()}
+
+
+def draw(result: dict) -> list[Path]:
+    """The plane plots of a results table, results/<name>-<plane>.png: the MLE temperature curve, the GAN rows
+    and real text."""
+    planes = SYNTHETIC_PLANES if result["synthetic"] else TEXT_PLANES
+    sweep = {p["temperature"]: p["metrics"] for p in result["sweep"]}
+    real = [plane_metrics(row) for row in result["rows"] if row["model"] == REAL]
+    title = f"{result['name']}: MLE temperature sweep vs GAN, {len(result['seeds'])} seed(s)"
+    return plot_planes(sweep, gan_points(result["rows"]), planes, REPO / "results" / result["name"], title,
+                       real=aggregate(real, "the real-text rows") if real else None)
+
+
 def fmt(summary: dict | None) -> str:
     if not summary:
         return "–"
@@ -403,8 +423,7 @@ def main() -> None:
                   for (model, row_name), members in groups.items()]
     sweep = [{"temperature": t, "metrics": aggregate([plane_metrics(points[i]) for points in sweeps])}
              for i, t in enumerate(temperatures) if sweeps]
-    gans = {f"{g['model']}, {g['row']}": aggregate([plane_metrics(r) for r in groups[(g["model"], g["row"])]])
-            for g in aggregated if g["model"] not in ("MLE", REAL)}
+    gans = gan_points(rows)
     sweep_points = {p["temperature"]: p["metrics"] for p in sweep}
     # every evaluated point of every seed (sweep and rows): do the judges order them as the references do?
     evaluated = [plane_metrics(r) for r in rows if r["model"] != REAL] + [plane_metrics(p) for points in sweeps
@@ -415,9 +434,6 @@ def main() -> None:
                  for judge, truth in (("lm_score", "nll_oracle" if synthetic else "bleu-4"),
                                       ("reverse_lm_score", "nll_test"))}
     found = verdicts(sweep_points, gans, planes)
-    results = REPO / "results"
-    title = f"{args.name}: MLE temperature sweep vs GAN, {len(seeds)} seed(s)"
-    plots = plot_planes(sweep_points, gans, planes, results / args.name, title)
     machine = args.machine or (torch.cuda.get_device_name() if torch.cuda.is_available()
                                else f"{cpu_model()} ({platform.machine()}), {os.cpu_count()} cores")
     result = {
@@ -428,7 +444,6 @@ def main() -> None:
         "command": "python -m experiments.reproduce " + shlex.join(sys.argv[1:]), "rows": rows,
         "aggregate": aggregated, "sweep": sweep, "verdicts": found, "judge_agreement": agreement,
         "verdict_lines": [verdict_line(name, found[name], planes) for name in gans],
-        "plots": [str(p.relative_to(REPO)) for p in plots],
         "lm_judge": judging.judges.spec.describe() if judging else None,
         "lm_score_of_test": judging.judges.test_score() if judging else None,
         "signatures": signatures,
@@ -436,6 +451,8 @@ def main() -> None:
                            "largest BLEU-4 of an independent selection sample set against the held-out training "
                            "sentences minus its Self-BLEU-4"),
     }
+    result["plots"] = [str(p.relative_to(REPO)) for p in draw(result)]
+    results = REPO / "results"
     atomic_write_json(results / f"{args.name}.json", result)
     atomic_write_text(results / f"{args.name}.md", markdown(result))
     print(markdown(result))

@@ -185,10 +185,62 @@ def verdict_line(name: str, by_plane: Mapping[str, list[dict] | None], planes: S
     return f"{name}: " + "; ".join(parts)
 
 
+REAL_TEXT = "real text (held out)"
+
+
+@dataclass(frozen=True)
+class Series:
+    """One thing a plane's plot draws: means on the diversity (x) and quality (y) axes with 95% intervals."""
+
+    label: str
+    x: list[float]
+    y: list[float]
+    xerr: list[float]
+    yerr: list[float]
+    marker: str  # matplotlib's marker
+    joined: bool  # points joined by a line (the MLE curve)
+    notes: list[str]  # a note beside each point ("" for none; the curve's temperatures)
+
+
+def plane_series(
+    plane: Plane, sweep: Mapping[float, Point], gans: Mapping[str, Point], real: Point | None = None
+) -> list[Series]:
+    """What a plane's plot draws: the MLE temperature curve, each GAN point and real text, where both axes were
+    measured; [] where nothing was."""
+    qk, dk = plane.quality.key, plane.diversity.key
+
+    def series(label: str, points: Sequence[Point], marker: str, notes: list[str] | None = None) -> Series:
+        return Series(
+            label,
+            x=[p[dk]["mean"] for p in points],
+            y=[p[qk]["mean"] for p in points],
+            xerr=[p[dk].get("ci95") or 0 for p in points],
+            yerr=[p[qk].get("ci95") or 0 for p in points],
+            marker=marker,
+            joined=notes is not None,
+            notes=notes or [""] * len(points),
+        )
+
+    drawn = []
+    curve = [(t, p) for t, p in sorted(sweep.items()) if qk in p and dk in p]
+    if curve:
+        drawn.append(series("MLE, temperature T", [p for _, p in curve], "o", [f"T={t:g}" for t, _ in curve]))
+    drawn += [series(name, [p], "s") for name, p in gans.items() if qk in p and dk in p]
+    if real is not None and qk in real and dk in real:
+        drawn.append(series(REAL_TEXT, [real], "*"))
+    return drawn
+
+
 def plot_planes(
-    sweep: Mapping[float, Point], gans: Mapping[str, Point], planes: Sequence[Plane], prefix: Path, title: str
+    sweep: Mapping[float, Point],
+    gans: Mapping[str, Point],
+    planes: Sequence[Plane],
+    prefix: Path,
+    title: str,
+    real: Point | None = None,
 ) -> list[Path]:
-    """One PNG per plane (diversity on x, quality on y, 95% intervals as error bars); [] without matplotlib."""
+    """One PNG per plane (diversity on x, quality on y, 95% intervals as error bars, real text as a star where
+    given); [] without matplotlib."""
     try:
         import matplotlib
 
@@ -198,35 +250,24 @@ def plot_planes(
         return []
     written = []
     for plane in planes:
-        qk, dk = plane.quality.key, plane.diversity.key
-        curve = [(t, p) for t, p in sorted(sweep.items()) if qk in p and dk in p]
-        points = [(n, p) for n, p in gans.items() if qk in p and dk in p]
-        if not curve and not points:
+        drawn = plane_series(plane, sweep, gans, real)
+        if not drawn:
             continue
         fig, axis = plt.subplots(figsize=(6, 4.5))
-        if curve:
+        for s in drawn:
             axis.errorbar(
-                [p[dk]["mean"] for _, p in curve],
-                [p[qk]["mean"] for _, p in curve],
-                xerr=[p[dk].get("ci95") or 0 for _, p in curve],
-                yerr=[p[qk].get("ci95") or 0 for _, p in curve],
-                marker="o",
-                label="MLE, temperature T",
+                s.x,
+                s.y,
+                xerr=s.xerr,
+                yerr=s.yerr,
+                marker=s.marker,
+                markersize=12 if s.marker == "*" else 6,
+                linestyle="-" if s.joined else "none",
+                label=s.label,
             )
-            for t, p in curve:
-                axis.annotate(
-                    f"T={t:g}", (p[dk]["mean"], p[qk]["mean"]), fontsize=8, textcoords="offset points", xytext=(4, 4)
-                )
-        for name, p in points:
-            axis.errorbar(
-                [p[dk]["mean"]],
-                [p[qk]["mean"]],
-                xerr=[p[dk].get("ci95") or 0],
-                yerr=[p[qk].get("ci95") or 0],
-                marker="s",
-                linestyle="none",
-                label=name,
-            )
+            for note, x, y in zip(s.notes, s.x, s.y, strict=True):
+                if note:
+                    axis.annotate(note, (x, y), fontsize=8, textcoords="offset points", xytext=(4, 4))
         better = lambda a: "higher" if a.higher_is_better else "lower"  # noqa: E731
         axis.set_xlabel(f"{plane.diversity.label} ({better(plane.diversity)} is better)")
         axis.set_ylabel(f"{plane.quality.label} ({better(plane.quality)} is better)")

@@ -98,3 +98,23 @@ def test_the_rule_says_what_decides_with_one_seed():
 
     assert "beyond the 95% intervals" in dominance_rule(3)
     assert "beyond" not in dominance_rule(1) and "one seed" in dominance_rule(1)
+
+
+def _point(**means: float) -> dict:
+    return {key: {"mean": mean, "std": None, "ci95": None, "n": 1} for key, mean in means.items()}
+
+
+def test_each_plane_draws_the_mle_curve_the_gans_and_real_text_on_its_own_axes():
+    from relgan.compare import REAL_TEXT, TEXT_PLANES, plane_series
+
+    bleu_plane, lm_plane = TEXT_PLANES[0], TEXT_PLANES[1]
+    sweep = {1.0: _point(**{"bleu-4": 0.31, "self-bleu-4": 0.49}), 0.7: _point(**{"bleu-4": 0.42, "self-bleu-4": 0.73})}
+    gans = {"RelGAN(100), last": _point(**{"bleu-4": 0.33, "self-bleu-4": 0.53, "lm_score": 3.4})}
+    real = _point(**{"bleu-4": 0.334, "self-bleu-4": 0.417, "lm_score": 3.43, "reverse_lm_score": 5.36})
+    curve, gan, text = plane_series(bleu_plane, sweep, gans, real)
+    assert (curve.x, curve.y, curve.notes, curve.joined) == ([0.73, 0.49], [0.42, 0.31], ["T=0.7", "T=1"], True)
+    assert (gan.label, gan.x, gan.y, gan.joined) == ("RelGAN(100), last", [0.53], [0.33], False)
+    assert (text.label, text.x, text.y, text.joined) == (REAL_TEXT, [0.417], [0.334], False)
+    # only real text measured both lm axes; without it the lm plane draws nothing
+    assert [s.label for s in plane_series(lm_plane, sweep, gans, real)] == [REAL_TEXT]
+    assert plane_series(lm_plane, sweep, gans) == []
