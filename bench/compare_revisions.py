@@ -39,17 +39,19 @@ class Worker:
         path = os.pathsep.join([str(checkout), str(checkout / "bench"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                         env=dict(env, PYTHONPATH=path), cwd=checkout)
-        line = self.process.stdout.readline().strip()
+        assert self.process.stdin is not None and self.process.stdout is not None  # both piped
+        self.stdin, self.stdout = self.process.stdin, self.process.stdout
+        line = self.stdout.readline().strip()
         if line != "ready":
             raise SystemExit(f"{' '.join(command)} did not start")
 
     def time(self, workload: str) -> float:
-        self.process.stdin.write(workload + "\n")
-        self.process.stdin.flush()
-        return float(self.process.stdout.readline())
+        self.stdin.write(workload + "\n")
+        self.stdin.flush()
+        return float(self.stdout.readline())
 
     def close(self) -> None:
-        self.process.stdin.close()
+        self.stdin.close()
         self.process.wait(timeout=60)
 
 
@@ -86,7 +88,7 @@ def main() -> None:
                     if isa != default_isa():
                         sides[f"new, {isa} kernels"] = Worker(REPO, [], dict(env, RELGAN_CPU_ISA=isa))
             names = list(sides)
-            times = {name: {workload: [] for workload, _ in WORKLOADS} for name in names}
+            times: dict[str, dict[str, list[float]]] = {name: {w: [] for w, _ in WORKLOADS} for name in names}
             for round_ in range(args.rounds + 1):
                 order = names[round_ % len(names):] + names[: round_ % len(names)]
                 for workload, count in WORKLOADS:

@@ -25,20 +25,23 @@ from pathlib import Path
 
 import torch
 
+from relgan.algorithms.reinforce import PolicyGradient, sentence_logits
 from relgan.assembly import setup
 from relgan.config import load_config
 from relgan.fast.build import cpu_model
 from relgan.io_utils import emit_json
+from relgan.training import Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 
-def relgan_side(backend: str) -> tuple[dict, object]:
+def relgan_side(backend: str) -> tuple[dict, Trainer]:
     """The workloads of relgan's SeqGAN step (configs/seqgan_len20.yaml) and its trainer."""
     config = load_config(REPO / "configs" / "seqgan_len20.yaml", [f"run.backend={backend}", "run.output_dir=/tmp"])
     trainer = setup(config, write=False)
     algorithm, draws, size = trainer.algorithm, trainer.draws, config.adversarial.batch_size
+    assert isinstance(algorithm, PolicyGradient)  # the config names seqgan
     beta = torch.tensor(1.0)
     tokens = trainer.gen.sample_tokens(size)
 
@@ -51,9 +54,7 @@ def relgan_side(backend: str) -> tuple[dict, object]:
             "reward": reward}, trainer
 
 
-def _logits(trainer, ids):
-    from relgan.algorithms.reinforce import sentence_logits
-
+def _logits(trainer: Trainer, ids: torch.Tensor) -> torch.Tensor:
     return sentence_logits(trainer.disc, ids, None)
 
 
@@ -65,18 +66,20 @@ class TextGANSide:
         self.process = subprocess.Popen([sys.executable, str(REPO / "bench" / "textgan_seqgan_worker.py"),
                                          str(threads)], cwd=checkout, env=env, stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True)
-        ready = self.process.stdout.readline().split()
+        assert self.process.stdin is not None and self.process.stdout is not None  # both piped
+        self.stdin, self.stdout = self.process.stdin, self.process.stdout
+        ready = self.stdout.readline().split()
         if not ready or ready[0] != "ready":
             raise SystemExit(f"the TextGAN-PyTorch worker did not start in {checkout}")
         self.sizes = dict(zip(("vocab_size", "seq_len", "batch_size", "rollouts"), map(int, ready[1:]), strict=True))
 
     def __call__(self, workload: str) -> float:
-        self.process.stdin.write(workload + "\n")
-        self.process.stdin.flush()
-        return float(self.process.stdout.readline())
+        self.stdin.write(workload + "\n")
+        self.stdin.flush()
+        return float(self.stdout.readline())
 
     def close(self) -> None:
-        self.process.stdin.close()
+        self.stdin.close()
         self.process.wait()
 
 

@@ -21,6 +21,7 @@ def main() -> None:
     options = parser.parse_args()
     checkout = options.checkout.resolve()
     spec = importlib.util.spec_from_file_location("train_speed", checkout / "bench" / "train_speed.py")
+    assert spec is not None and spec.loader is not None  # a .py file has a source loader
     train_speed = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train_speed)  # the old code restarts the process here once, for its malloc settings
     import torch

@@ -340,11 +340,13 @@ def measure_seeds(args: argparse.Namespace) -> dict:
                                                                     repeats, warmup))}
         first = first or seconds
         rows.append({"replicas": 1, "how": f"alone ({alone.backend.line()})", **_per_seed(seconds, 1, first)})
+    assert first is not None  # the loop above ran at least once
     for count in args.seeds:
         trainers = [build_trainer(reference)[0] for _ in range(count)]
         replicas = BatchedReplicas(trainers, list(range(count)))
         batches = [(batch,)] * count
-        batched = {"mle_batch": statistics.median(timed(partial(replicas.mle_step, *batches), device,
+        # one batch tuple per replica: the batched MLE step is never graphed, so StepGraph passes them through
+        batched = {"mle_batch": statistics.median(timed(partial(replicas.mle_step, *batches), device,  # type: ignore[arg-type]
                                                         args.repeats, 1)),
                    "adversarial_iteration": statistics.median(timed(partial(seeded_iteration, replicas, beta),
                                                                     device, repeats, 1))}

@@ -47,7 +47,7 @@ def main() -> None:
     config = load_run_config(run)
     ids = load_corpus(config.data, saved=run).train_ids
     batches = list(ids[: args.batches * 64].split(64))
-    times = {True: [], False: []}
+    times: dict[bool, list[float]] = {True: [], False: []}
     denormals = {}
     mle_batch(generator, batches[0])  # warm-up
     for batch in batches:

@@ -19,14 +19,16 @@ from relgan.gradient_lab import estimate, estimator_config, exact_gradient, make
 from relgan.io_utils import emit_json
 
 BETAS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
-RELAXED = {"relaxed (relgan)": ("relgan", {}), "straight-through": ("straight-through", {}),
-           "gumbel-rao K=10": ("gumbel-rao", {"rao_samples": 10})}
-AT_BETA_1 = {"gumbel-rao K=1": ("gumbel-rao", {"rao_samples": 1}),
-             "gumbel-rao K=100": ("gumbel-rao", {"rao_samples": 100})}
-REINFORCE = {"reinforce": ("seqgan", {"rollouts": 0}),
-             "reinforce, baseline": ("seqgan", {"rollouts": 0, "baseline": "mean"}),
-             "seqgan N=4": ("seqgan", {"rollouts": 4}),
-             "seqgan N=4, baseline": ("seqgan", {"rollouts": 4, "baseline": "mean"})}
+# each estimator: its label -> (algorithm name, its options)
+Estimators = dict[str, tuple[str, dict[str, object]]]
+RELAXED: Estimators = {"relaxed (relgan)": ("relgan", {}), "straight-through": ("straight-through", {}),
+                       "gumbel-rao K=10": ("gumbel-rao", {"rao_samples": 10})}
+AT_BETA_1: Estimators = {"gumbel-rao K=1": ("gumbel-rao", {"rao_samples": 1}),
+                         "gumbel-rao K=100": ("gumbel-rao", {"rao_samples": 100})}
+REINFORCE: Estimators = {"reinforce": ("seqgan", {"rollouts": 0}),
+                         "reinforce, baseline": ("seqgan", {"rollouts": 0, "baseline": "mean"}),
+                         "seqgan N=4": ("seqgan", {"rollouts": 4}),
+                         "seqgan N=4, baseline": ("seqgan", {"rollouts": 4, "baseline": "mean"})}
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ from nltk.tokenize import NLTKWordTokenizer
 from nltk.tokenize.punkt import PunktSentenceTokenizer
 
 from relgan.checkpoint import load_generator, load_run_config
+from relgan.errors import RelganError
 from relgan.evaluation import TextEvaluator
 from relgan.io_utils import emit_json, read_text_lines
 from relgan.sampling import sample_ids
@@ -79,6 +80,8 @@ def decoding_report(run: Path, checkpoint: Path | None, num_samples: int, seed: 
     ids = sample_ids(generator.eval(), num_samples, 1000, seed).tolist()
     first_eos = tokenizer.batch_decode([row[: row.index(eos)] if eos in row else row for row in ids])
     drop_eos = tokenizer.batch_decode([[token for token in row if token != eos] for row in ids])
+    if config.data.test_file is None:
+        raise RelganError(f"--run {run}: trained without data.test_file; decoding is compared on text runs only")
     references = [line for line in read_text_lines(config.data.test_file, "data.test_file") if line.strip()]
     report = {"run": str(run), "checkpoint": str(checkpoint or "final export"), "samples": num_samples, "seed": seed,
               "rows_differing": sum(a != b for a, b in zip(first_eos, drop_eos, strict=True)),
@@ -115,4 +118,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RelganError as error:  # bad input: one line, no traceback
+        raise SystemExit(f"error: {error}") from None

@@ -54,6 +54,7 @@ def train(args: argparse.Namespace, overrides: list[str]) -> dict:
 def table(args: argparse.Namespace, overrides: list[str]) -> dict:
     """Mean ± std of the last evaluation over the seeds that finished; the others' progress."""
     config = load_config(args.config, [f"run.seeds=[{args.seeds}]", *overrides])
+    assert config.run.seeds is not None  # set just above
     finished, progress = {}, {}
     for seed in config.run.seeds:
         run = Path(args.output_dir) / args.name / f"seed-{seed}"

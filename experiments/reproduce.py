@@ -36,6 +36,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -93,6 +94,7 @@ def train(config_path: str, overrides: list[str]) -> dict:
     """Train one run, or continue it where it exists (a finished run returns at once); every evaluation also
     gets the full protocol. Returns the run directory and its metrics records."""
     config = load_config(config_path, overrides)
+    assert config.run.name is not None  # load_config names a run after its config file
     run_dir = Path(config.run.output_dir) / config.run.name
     resume = run_dir.is_dir() and bool(complete_checkpoints(run_dir))
     started = time.time()
@@ -288,8 +290,8 @@ def markdown(result: dict) -> str:
     lines += ["", "#### Per seed", "", "| model | seed | row | step | " + " | ".join(keys) + " |",
               "|---|---|---|---|" + "---|" * len(keys)]
     for row in result["rows"]:
-        cells = [f"{row[k]:.3f}" if isinstance(row.get(k), float) else "–" for k in keys]
-        lines.append(f"| {row['model']} | {row['seed']} | {row['row']} | {row['step']} | " + " | ".join(cells) + " |")
+        values = " | ".join(f"{row[k]:.3f}" if isinstance(row.get(k), float) else "–" for k in keys)
+        lines.append(f"| {row['model']} | {row['seed']} | {row['row']} | {row['step']} | {values} |")
     if synthetic and result.get("oracle_reference") is not None:
         lines += ["", f"NLL_oracle of the oracle on its own test data: {result['oracle_reference']:.3f}."]
     if result.get("note"):
@@ -302,17 +304,20 @@ def real_text(run_dir: Path, num_samples: int, judging: Judging, synthetic: bool
     test sentences are the references, never hypotheses), or on the synthetic benchmark the oracle's own samples
     (whose NLL_test is the oracle's NLL on the test data)."""
     corpus = load_corpus(load_run_config(run_dir).data, saved=run_dir)
-    if synthetic:
+    if corpus.oracle is not None:
         ids = corpus.oracle.sample(num_samples, torch.Generator().manual_seed(0))
         texts = corpus.decode(ids)
         record = {"nll_oracle": corpus.oracle.nll(ids), "nll_test": corpus.oracle.nll(corpus.test_ids),
                   "signatures": {"nll_oracle": f"nll_oracle|oracle samples|n:{num_samples}|v:{registry.VERSION}",
                                  "nll_test": f"nll_test|the oracle|rows:{len(corpus.test_ids)}|v:{registry.VERSION}"}}
     else:
+        assert corpus.train_text is not None  # a text corpus keeps its lines
         texts = random.Random(0).sample(corpus.train_text, min(num_samples, len(corpus.train_text)))
         record = {}
         for protocol, prefix in (("relgan", ""), ("full", "full/")):
-            scored = TextEvaluator.for_corpus(corpus, protocol, [2, 3, 4, 5])(texts, ["bleu", "self_bleu"])
+            evaluate = TextEvaluator.for_corpus(corpus, protocol, [2, 3, 4, 5])
+            assert evaluate is not None  # a text corpus has its evaluator
+            scored = evaluate(texts, ["bleu", "self_bleu"])
             record.update({f"{prefix}{k}": v for k, v in scored.items()})
     record.update(judging.score(texts))
     return {**summarise({**record, "step": 0}, synthetic, reference), "step": None}
@@ -383,7 +388,9 @@ def main() -> None:
     if args.eval_every:
         adversarial += [f"adversarial.eval_every={args.eval_every}", f"adversarial.checkpoint_every={args.eval_every}"]
 
-    rows, sweeps, seconds, reference, judging = [], [], 0.0, None, None
+    rows: list[dict] = []
+    sweeps: list[list[dict]] = []
+    seconds, reference, judging = 0.0, None, None
     for seed in seeds:
         name = f"{args.name}-s{seed}"
         runs = {"MLE": (f"{name}-mle", [*common, f"run.seed={seed}", "adversarial.steps=0"]),
@@ -392,7 +399,7 @@ def main() -> None:
         for model, (run_name, overrides) in runs.items():
             if args.collect:  # metrics copied back from another machine: no samples to judge, no generator to sweep
                 lines = (Path(args.collect) / f"{run_name}.metrics.jsonl").read_text().splitlines()
-                run = {"run_dir": None, "records": [json.loads(line) for line in lines]}
+                run: dict[str, Any] = {"run_dir": None, "records": [json.loads(line) for line in lines]}
             else:
                 if model != "MLE":
                     branch_from(runs["MLE"][0], run_name, args.output_dir)
@@ -416,13 +423,14 @@ def main() -> None:
     if judging is not None:  # real text under the same protocol and sample count, beside the models
         rows.append({"model": REAL, "seed": None, "row": "held out",
                      **real_text(run_dir_of_mle, num_samples, judging, synthetic, reference)})
-    groups = {}
+    groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         groups.setdefault((row["model"], row["row"]), []).append(row)
     aggregated = [{"model": model, "row": row_name, "metrics": aggregate(members)}
                   for (model, row_name), members in groups.items()]
-    sweep = [{"temperature": t, "metrics": aggregate([plane_metrics(points[i]) for points in sweeps])}
-             for i, t in enumerate(temperatures) if sweeps]
+    sweep: list[dict[str, Any]] = [
+        {"temperature": t, "metrics": aggregate([plane_metrics(points[i]) for points in sweeps])}
+        for i, t in enumerate(temperatures) if sweeps]
     gans = gan_points(rows)
     sweep_points = {p["temperature"]: p["metrics"] for p in sweep}
     # every evaluated point of every seed (sweep and rows): do the judges order them as the references do?
