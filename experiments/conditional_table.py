@@ -104,7 +104,7 @@ def markdown(result: dict) -> str:
         lines.append(f"| {row['model']} | {after} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"Real text: {result['real_text']}",
+        f"Real text: {result['real_text']}.",
         "",
         "Signatures (the same for every row): "
         + "; ".join(f"{key.split('/')[0]}: `{value}`" for key, value in sorted(result["signatures"].items()))
