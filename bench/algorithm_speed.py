@@ -3,9 +3,10 @@
     OMP_NUM_THREADS=2 python -m bench.algorithm_speed --config configs/demo.yaml --threads 2 \
         --out results/algorithm-speed-cpu.json
 
-Each algorithm's trainer is built from the config with ``adversarial.algorithm`` set (REINFORCE ones with the
-standard loss their rewards need); the repeats go round the algorithms in turn, so that all see the same machine
-state. The iteration is the whole of one: g_steps generator updates, then d_steps discriminator updates.
+Each algorithm's trainer is built from the config with ``adversarial.algorithm`` set (and what the algorithm
+requires, such as the standard loss REINFORCE's rewards need); the repeats go round the algorithms in turn, so
+that all see the same machine state. The iteration is the whole of one: g_steps generator updates, then d_steps
+discriminator updates.
 """
 
 from __future__ import annotations
@@ -17,22 +18,17 @@ import time
 
 import torch
 
-from relgan.algorithms import algorithm_class
+from relgan.algorithms import algorithm_class, registered
 from relgan.assembly import setup
-from relgan.config import ALGORITHMS, load_config
 from relgan.fast.build import cpu_model
 from relgan.io_utils import emit_json
-
-
-def overrides_for(algorithm: str) -> list[str]:
-    extra = [] if algorithm_class(algorithm).relaxed else ["adversarial.loss=standard"]
-    return [f"adversarial.algorithm={algorithm}", *extra]
+from relgan.plugins import load_config
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/demo.yaml")
-    parser.add_argument("--algorithms", default=",".join(ALGORITHMS))
+    parser.add_argument("--algorithms", default=",".join(registered()))
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out")
@@ -40,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     algorithms = args.algorithms.split(",")
-    trainers = {name: setup(load_config(args.config, [*args.overrides, *overrides_for(name),
+    trainers = {name: setup(load_config(args.config, [*args.overrides, *algorithm_class(name).overrides(),
                                                       "run.output_dir=/tmp/relgan-algorithm-speed"]), write=False)
                 for name in algorithms}
     beta = torch.tensor(5.0)

@@ -24,10 +24,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from relgan import fast  # noqa: E402
-from relgan.config import load_config  # noqa: E402
 from relgan.fast import build  # noqa: E402
 from relgan.io_utils import emit_json  # noqa: E402
 from relgan.models import Discriminator, Generator  # noqa: E402
+from relgan.plugins import load_config  # noqa: E402
 
 
 def seconds(fn) -> float:

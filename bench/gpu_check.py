@@ -23,8 +23,8 @@ import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
 from accelerate.utils import AutocastKwargs, set_seed  # noqa: E402
 
-from relgan.config import load_config  # noqa: E402
 from relgan.data import Corpus  # noqa: E402
+from relgan.plugins import load_config  # noqa: E402
 from relgan.runtime import seed_step  # noqa: E402
 from relgan.tokenization import build_identity_tokenizer  # noqa: E402
 from relgan.training import Trainer  # noqa: E402

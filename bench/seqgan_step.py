@@ -27,9 +27,9 @@ import torch
 
 from relgan.algorithms.reinforce import PolicyGradient, sentence_logits
 from relgan.assembly import setup
-from relgan.config import load_config
 from relgan.fast.build import cpu_model
 from relgan.io_utils import emit_json
+from relgan.plugins import load_config
 from relgan.training import Trainer
 
 REPO = Path(__file__).resolve().parent.parent

@@ -32,7 +32,10 @@ def main() -> None:
                               device="cpu", dtype_flag="no", no_cuda_graphs=False, backend=options.backend)
     from accelerate.utils import set_seed
 
-    from relgan.config import load_config
+    try:
+        from relgan.plugins import load_config
+    except ImportError:  # a revision from before relgan.plugins
+        from relgan.config import load_config  # type: ignore[attr-defined,no-redef]
 
     set_seed(load_config(args.config).run.seed)  # older revisions' build_trainer does not seed: the same weights
     trainer, _ = train_speed.build_trainer(args)

@@ -35,9 +35,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from relgan.adversarial import discriminator_step_draws  # noqa: E402
-from relgan.config import Config, load_config  # noqa: E402
+from relgan.config import Config  # noqa: E402
 from relgan.fast.onednn import onednn_available  # noqa: E402
 from relgan.io_utils import emit_json  # noqa: E402
+from relgan.plugins import load_config  # noqa: E402
 
 # ----------------------------------------------------------------------------------------- FLOP counts
 

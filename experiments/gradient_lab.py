@@ -11,24 +11,25 @@ from __future__ import annotations
 
 import argparse
 import platform
+from typing import Any
 
 import torch
 
+from relgan.algorithms import Algorithm, registered
 from relgan.fast.build import cpu_model
 from relgan.gradient_lab import estimate, estimator_config, exact_gradient, make_lab
 from relgan.io_utils import emit_json
 
 BETAS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
-# each estimator: its label -> (algorithm name, its options)
-Estimators = dict[str, tuple[str, dict[str, object]]]
-RELAXED: Estimators = {"relaxed (relgan)": ("relgan", {}), "straight-through": ("straight-through", {}),
-                       "gumbel-rao K=10": ("gumbel-rao", {"rao_samples": 10})}
-AT_BETA_1: Estimators = {"gumbel-rao K=1": ("gumbel-rao", {"rao_samples": 1}),
-                         "gumbel-rao K=100": ("gumbel-rao", {"rao_samples": 100})}
-REINFORCE: Estimators = {"reinforce": ("seqgan", {"rollouts": 0}),
-                         "reinforce, baseline": ("seqgan", {"rollouts": 0, "baseline": "mean"}),
-                         "seqgan N=4": ("seqgan", {"rollouts": 4}),
-                         "seqgan N=4, baseline": ("seqgan", {"rollouts": 4, "baseline": "mean"})}
+
+
+def estimators() -> list[tuple[str, type[Algorithm], dict[str, Any], tuple[float, ...]]]:
+    """Every registered algorithm's lab settings: (label, its class, its options, the betas it is measured at)."""
+    return [
+        (label, cls, options, BETAS if cls.relaxed else (1.0,))  # beta plays no part in REINFORCE's estimate
+        for cls in registered().values()
+        for label, options in cls.lab_estimators().items()
+    ]
 
 
 def main() -> None:
@@ -48,10 +49,8 @@ def main() -> None:
         return {"beta": beta, **drawn.against(exact)}
 
     rows: dict[str, list[dict]] = {}
-    for seed, (label, (name, options)) in enumerate(RELAXED.items()):
-        rows[label] = [run(name, options, beta, 100 * seed + i) for i, beta in enumerate(BETAS)]
-    for seed, (label, (name, options)) in enumerate({**AT_BETA_1, **REINFORCE}.items(), start=len(RELAXED)):
-        rows[label] = [run(name, options, 1.0, 100 * seed)]
+    for seed, (label, cls, options, betas) in enumerate(estimators()):
+        rows[label] = [run(cls.name, options, beta, 100 * seed + i) for i, beta in enumerate(betas)]
     result = {
         "machine": platform.machine(), "cpu_model": cpu_model(), "torch": torch.__version__,
         "game": {"vocab_size": lab.vocab_size, "seq_len": lab.generator.seq_len, "sentences": len(lab.sentences),
@@ -80,20 +79,21 @@ def plot(rows: dict[str, list[dict]], path: str) -> None:
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for axis, key, title in ((axes[0], "relative_error", "bias: ||mean - exact|| / ||exact||"),
                              (axes[1], "relative_variance", "variance of one estimate / ||exact||^2")):
-        for label in RELAXED:
-            axis.plot([r["beta"] for r in rows[label]], [r[key] for r in rows[label]], marker="o", label=label)
-        for label in (*AT_BETA_1, *REINFORCE):
-            axis.axhline(rows[label][0][key], linestyle="--", linewidth=1, label=label,
-                         color=f"C{3 + list((*AT_BETA_1, *REINFORCE)).index(label)}")
+        for index, (label, drawn) in enumerate(rows.items()):
+            if len(drawn) > 1:  # swept over beta
+                axis.plot([r["beta"] for r in drawn], [r[key] for r in drawn], marker="o", label=label,
+                          color=f"C{index % 10}")
+            else:
+                axis.axhline(drawn[0][key], linestyle="--", linewidth=1, label=label, color=f"C{index % 10}")
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xlabel("beta (inverse temperature of the relaxation)")
         axis.set_title(title, fontsize=10)
-    noise = rows["relaxed (relgan)"]
+    label, noise = next((label, drawn) for label, drawn in rows.items() if len(drawn) > 1)
     axes[0].plot([r["beta"] for r in noise], [r["noise_floor"] for r in noise], color="C0", linestyle=":",
-                 linewidth=1, label="relaxed: noise floor of the mean")
+                 linewidth=1, label=f"{label}: noise floor of the mean")
     axes[1].legend(fontsize=7, loc="upper left")
-    figure.suptitle("Gradient estimators against the exact gradient (V=6, T=4; dashed: beta-free or at beta=1)",
+    figure.suptitle("Gradient estimators against the exact gradient (V=6, T=4; dashed: beta-free, at beta=1)",
                     fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

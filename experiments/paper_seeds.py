@@ -23,9 +23,9 @@ from pathlib import Path
 
 from relgan.bookkeeping import METRICS_FILE, last_reports
 from relgan.checkpoint import complete_checkpoints
-from relgan.config import load_config
 from relgan.io_utils import emit_json
 from relgan.metrics.aggregate import summarise_seeds
+from relgan.plugins import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -57,7 +57,6 @@ from relgan.compare import (  # noqa: E402
     verdict_line,
     verdicts,
 )
-from relgan.config import load_config  # noqa: E402
 from relgan.data import load_corpus  # noqa: E402
 from relgan.errors import RelganError  # noqa: E402
 from relgan.evaluation import TextEvaluator, corpus_judges  # noqa: E402
@@ -66,6 +65,7 @@ from relgan.io_utils import atomic_write_json, atomic_write_text  # noqa: E402
 from relgan.metrics import registry  # noqa: E402
 from relgan.metrics.embedding import fed_available  # noqa: E402
 from relgan.metrics.registry import Sampled  # noqa: E402
+from relgan.plugins import load_config  # noqa: E402
 from relgan.report import temperature_sweep  # noqa: E402
 
 TEXT_KEYS = [f"bleu-{n}" for n in (2, 3, 4, 5)] + [f"self-bleu-{n}" for n in (2, 3, 4, 5)]
@@ -137,7 +137,7 @@ class Judging:
 
     def score(self, samples: list[str]) -> dict:
         """The judges' scores (and FED/MAUVE) of sentences, with their signatures (``judged_signatures``)."""
-        extra = registry.evaluate(Sampled(samples, [], judges=self.judges), ["lm"], "text")
+        extra = registry.evaluate(Sampled(samples, [], judges=self.judges), ["lm"])
         signatures = extra.pop("signatures")
         if self.full is not None:
             fed = self.full(samples, ["fed"])

@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -40,9 +40,6 @@ from relgan.draws import Draws
 from relgan.losses import gan_losses, penalty
 from relgan.pytrees import batchable
 from relgan.runtime import evaluating
-
-if TYPE_CHECKING:  # the algorithms build on this module
-    from relgan.algorithms import Algorithm
 
 Network = Callable[..., Any]  # a module (or its DDP wrapper), or a :class:`Bound` one
 
@@ -136,8 +133,21 @@ class IterationSteps(Protocol):
         ...
 
 
+class IterationDraws(Protocol):
+    """What the iteration asks of an algorithm (relgan.algorithms.Algorithm, which builds on this module)."""
+
+    @property
+    def relaxed(self) -> bool:
+        """Whether the iteration reports beta."""
+        ...
+
+    def generator_step_draws(self, draws: Draws, size: int) -> Any: ...
+
+    def sample_draws(self, draws: Draws, count: int) -> Any: ...
+
+
 def adversarial_iteration(
-    steps: IterationSteps, algorithm: Algorithm, draws: Draws, config: AdversarialConfig, scheduled_beta: Tensor
+    steps: IterationSteps, algorithm: IterationDraws, draws: Draws, config: AdversarialConfig, scheduled_beta: Tensor
 ) -> tuple[Tensor, ...]:
     """g_steps generator updates, then d_steps discriminator updates. Each generator step reads beta anew (a
     learned beta changes with every G step). Returns the last (g_loss, d_loss, g_grad_norm, d_grad_norm), and

@@ -29,11 +29,12 @@ import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from relgan.config import Config, GeneratorConfig, config_from_dict
+from relgan.config import Config, GeneratorConfig
 from relgan.data import LABELS_FILE, TOKENIZER_DIR, load_labels
 from relgan.errors import CheckpointError, ConfigError
 from relgan.io_utils import atomic_write_json
 from relgan.models import SequenceGenerator, TransformerGenerator, build_generator
+from relgan.plugins import config_from_dict
 from relgan.tokenization import load_tokenizer
 
 logger = logging.getLogger("relgan")

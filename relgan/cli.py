@@ -10,8 +10,10 @@ import os
 import sys
 from pathlib import Path
 
-from relgan.config import BACKENDS, PROTOCOLS, describe_keys, metric_names
+from relgan.config import BACKENDS, PROTOCOLS
 from relgan.errors import RelganError, TrainingInterrupted
+from relgan.metrics.registry import metric_names
+from relgan.plugins import describe_keys
 
 logger = logging.getLogger("relgan")
 
@@ -41,7 +43,7 @@ def _configure_logging(debug: bool) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from relgan.assembly import dry_run_summary, setup
-    from relgan.config import load_config
+    from relgan.plugins import load_config
 
     config = load_config(args.config, args.overrides)
     if config.run.seeds is not None:

@@ -30,23 +30,15 @@ ARCHITECTURES = ("rmc", "lstm", "transformer")
 PROTOCOLS = ("relgan", "texygen", "full")
 BACKENDS = ("auto", "reference", "fast")
 REPLICA_MODES = ("auto", "sequential", "batched")
-# how the generator gets its gradient: one module each in relgan/algorithms
-ALGORITHMS = ("relgan", "straight-through", "gumbel-rao", "seqgan", "maligan")
-RELAXED_ALGORITHMS = ("relgan", "straight-through", "gumbel-rao")  # the discriminator sees softmax(beta (o + g))
-BASELINES = ("none", "mean")
 TOKENIZATIONS = ("nltk", "whitespace", "char", "bpe")
+# choices that the plug-ins declare (relgan/plugins.py gathers them into a Catalogue)
+ALGORITHM_NAMES = "algorithms"
+METRIC_NAMES = "metrics"
 
 
-def metric_names() -> tuple[str, ...]:
-    """The metrics of relgan.metrics.registry (read when a config is checked: the registry imports the models,
-    which import this module)."""
-    from relgan.metrics.registry import metric_names as names
-
-    return names()
-
-
-def _field(default: Any, help: str, **constraints: Any) -> Any:
-    """A dataclass field with help text and constraints (choices, min, gt, lt, max, item_choices)."""
+def setting(default: Any, help: str, **constraints: Any) -> Any:
+    """A config field with help text and constraints (choices, min, gt, lt, max, item_choices): the fields of the
+    sections below and of every plug-in's options."""
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"help": help, **constraints})
     return field(default=default, metadata={"help": help, **constraints})
@@ -58,56 +50,56 @@ def _section(cls: type, help: str) -> Any:
 
 @dataclass
 class OracleConfig:
-    vocab_size: int = _field(5000, "vocabulary size of the synthetic oracle LSTM", min=2)
-    seq_len: int = _field(20, "length of every oracle sequence (the paper uses 20 and 40)", min=2)
-    embedding_dim: int = _field(32, "oracle embedding width", min=1)
-    hidden_size: int = _field(32, "oracle LSTM hidden size", min=1)
-    num_train: int = _field(10000, "number of oracle training sequences", min=1)
-    num_test: int = _field(10000, "number of held-out oracle sequences", min=1)
-    seed: int = _field(1234, "seed of the oracle's N(0,1) weights and of its samples", min=0)
-    start_token: int = _field(0, "token id fed to the oracle and the generator at the first step", min=0)
+    vocab_size: int = setting(5000, "vocabulary size of the synthetic oracle LSTM", min=2)
+    seq_len: int = setting(20, "length of every oracle sequence (the paper uses 20 and 40)", min=2)
+    embedding_dim: int = setting(32, "oracle embedding width", min=1)
+    hidden_size: int = setting(32, "oracle LSTM hidden size", min=1)
+    num_train: int = setting(10000, "number of oracle training sequences", min=1)
+    num_test: int = setting(10000, "number of held-out oracle sequences", min=1)
+    seed: int = setting(1234, "seed of the oracle's N(0,1) weights and of its samples", min=0)
+    start_token: int = setting(0, "token id fed to the oracle and the generator at the first step", min=0)
 
 
 @dataclass
 class DataConfig:
-    source: str = _field("oracle", "where the corpus comes from", choices=("oracle", "files", "hub"))
-    train_file: str | None = _field(None, "training text, one sentence per line (source=files)")
-    test_file: str | None = _field(None, "test text, one sentence per line (source=files)")
-    dataset: str | None = _field(None, "Hugging Face dataset name (source=hub)")
-    dataset_config: str | None = _field(None, "Hugging Face dataset configuration name (source=hub)")
-    text_column: str = _field("text", "column holding the sentences (source=hub)")
-    label_column: str | None = _field(
+    source: str = setting("oracle", "where the corpus comes from", choices=("oracle", "files", "hub"))
+    train_file: str | None = setting(None, "training text, one sentence per line (source=files)")
+    test_file: str | None = setting(None, "test text, one sentence per line (source=files)")
+    dataset: str | None = setting(None, "Hugging Face dataset name (source=hub)")
+    dataset_config: str | None = setting(None, "Hugging Face dataset configuration name (source=hub)")
+    text_column: str = setting("text", "column holding the sentences (source=hub)")
+    label_column: str | None = setting(
         None, "column holding each sentence's class; set = a class-conditional run (source=hub)"
     )
-    labelled: bool = _field(False, "each line is `label<TAB>sentence`; true = a class-conditional run (source=files)")
-    condition_on_labels: bool = _field(
+    labelled: bool = setting(False, "each line is `label<TAB>sentence`; true = a class-conditional run (source=files)")
+    condition_on_labels: bool = setting(
         True,
         "with labelled data: class-conditional models; false = unconditional "
         "models, evaluated per class all the same (the baseline of class_accuracy)",
     )
-    train_split: str = _field("train", "training split name (source=hub)")
-    test_split: str = _field("test", "test split name (source=hub)")
-    tokenization: str = _field(
+    train_split: str = setting("train", "training split name (source=hub)")
+    test_split: str = setting("test", "test split name (source=hub)")
+    tokenization: str = setting(
         "nltk",
         "nltk = lower-case + NLTKWordTokenizer (RelGAN); whitespace = split on spaces; char = characters (a space "
         "between words is a token too); bpe = subwords trained on the training split (any language)",
         choices=TOKENIZATIONS,
     )
-    tokenizer: str | None = _field(
+    tokenizer: str | None = setting(
         None, "a local directory holding a Hugging Face tokenizer (save_pretrained) to use instead of building one"
     )
-    min_frequency: int = _field(1, "tokens seen fewer times in training become <unk> (bpe: merges as rare)", min=1)
-    max_vocab_size: int | None = _field(
+    min_frequency: int = setting(1, "tokens seen fewer times in training become <unk> (bpe: merges as rare)", min=1)
+    max_vocab_size: int | None = setting(
         None, "keep only the most frequent tokens (specials excluded); bpe: the vocabulary size, null = 8000", min=1
     )
-    seq_len: int | None = _field(None, "sentence length T; null = longest training sentence", min=1)
-    validation_size: int = _field(
+    seq_len: int | None = setting(None, "sentence length T; null = longest training sentence", min=1)
+    validation_size: int = setting(
         0,
         "training sentences held out for model selection (never trained on): each evaluation also scores an "
         "independent sample set against them (val/ keys); 0 = none",
         min=0,
     )
-    validation_seed: int = _field(0, "which training sentences are held out (data.validation_size)", min=0)
+    validation_seed: int = setting(0, "which training sentences are held out (data.validation_size)", min=0)
     oracle: OracleConfig = _section(OracleConfig, "synthetic oracle benchmark (source=oracle)")
 
     @property
@@ -118,145 +110,146 @@ class DataConfig:
 
 @dataclass
 class GeneratorConfig:
-    architecture: str = _field("rmc", "relational memory core, LSTM or GPT-2 transformer", choices=ARCHITECTURES)
-    embedding_dim: int = _field(32, "token embedding width (transformer: the model width)", min=1)
-    mem_slots: int = _field(1, "relational memory slots (rmc)", min=1)
-    num_heads: int = _field(2, "attention heads (rmc, transformer)", min=1)
-    head_size: int = _field(256, "width of each head; memory width = num_heads * head_size (rmc)", min=1)
-    hidden_size: int = _field(32, "LSTM hidden size (lstm)", min=1)
-    num_layers: int = _field(2, "transformer blocks (transformer)", min=1)
-    context_length: int | None = _field(
+    architecture: str = setting("rmc", "relational memory core, LSTM or GPT-2 transformer", choices=ARCHITECTURES)
+    embedding_dim: int = setting(32, "token embedding width (transformer: the model width)", min=1)
+    mem_slots: int = setting(1, "relational memory slots (rmc)", min=1)
+    num_heads: int = setting(2, "attention heads (rmc, transformer)", min=1)
+    head_size: int = setting(256, "width of each head; memory width = num_heads * head_size (rmc)", min=1)
+    hidden_size: int = setting(32, "LSTM hidden size (lstm)", min=1)
+    num_layers: int = setting(2, "transformer blocks (transformer)", min=1)
+    context_length: int | None = setting(
         None, "positions the transformer can attend over; null = the sentence length T (transformer)", min=1
     )
-    dropout: float = _field(0.1, "dropout of embeddings, attention and residuals (transformer)", min=0.0, lt=1.0)
-    pretrained: str | None = _field(
+    dropout: float = setting(0.1, "dropout of embeddings, attention and residuals (transformer)", min=0.0, lt=1.0)
+    pretrained: str | None = setting(
         None, "local directory of a saved GPT-2 model and its tokenizer to start from (transformer; never downloaded)"
     )
 
 
 @dataclass
 class DiscriminatorConfig:
-    embedding_dim: int = _field(64, "total embedding width, split into num_representations", min=1)
-    num_representations: int = _field(64, "S: embedded representations sharing the CNN", min=1)
-    filter_sizes: list[int] = _field([2, 3, 4, 5], "convolution heights over time", min=1)
-    num_filters: int = _field(300, "filters per height", min=1)
-    filter_counts: list[int] | None = _field(
+    embedding_dim: int = setting(64, "total embedding width, split into num_representations", min=1)
+    num_representations: int = setting(64, "S: embedded representations sharing the CNN", min=1)
+    filter_sizes: list[int] = setting([2, 3, 4, 5], "convolution heights over time", min=1)
+    num_filters: int = setting(300, "filters per height", min=1)
+    filter_counts: list[int] | None = setting(
         None,
         "filters of each height, one per filter_sizes entry (SeqGAN's "
         "100, 200, ..., 160); null = num_filters of every height",
         min=1,
     )
-    dropout: float = _field(
+    dropout: float = setting(
         0.25, "dropout before the output layers (always on, as in the official code)", min=0.0, lt=1.0
     )
-    hidden_size: int = _field(100, "width of the layer before the logit", min=1)
+    hidden_size: int = setting(100, "width of the layer before the logit", min=1)
 
 
 @dataclass
 class GumbelConfig:
-    beta_max: float = _field(100.0, "largest inverse temperature beta (paper: 100 or 1000)", min=1.0)
-    schedule: str = _field("exp", "how beta rises from 1 to beta_max", choices=SCHEDULES)
-    horizon: int | None = _field(
+    beta_max: float = setting(100.0, "largest inverse temperature beta (paper: 100 or 1000)", min=1.0)
+    schedule: str = setting("exp", "how beta rises from 1 to beta_max", choices=SCHEDULES)
+    horizon: int | None = setting(
         None, "N in the schedule formulas; null = adversarial.steps (paper), 5000 = official code", min=2
     )
-    straight_through: bool = _field(False, "deprecated: adversarial.algorithm=straight-through says the same")
 
 
 @dataclass
 class MLEConfig:
-    epochs: int = _field(150, "MLE pretraining epochs", min=0)
-    batch_size: int = _field(64, "sentences per batch and process", min=1)
-    lr: float = _field(1e-2, "Adam learning rate", gt=0.0)
-    grad_clip: float = _field(5.0, "global gradient-norm clip", gt=0.0)
-    shuffle: bool = _field(False, "shuffle batches each epoch (official: sequential)")
-    eval_every: int = _field(10, "evaluate every k epochs (and at the end of MLE)", min=1)
-    checkpoint_every: int = _field(10, "checkpoint every k epochs (and at the end of MLE)", min=1)
+    epochs: int = setting(150, "MLE pretraining epochs", min=0)
+    batch_size: int = setting(64, "sentences per batch and process", min=1)
+    lr: float = setting(1e-2, "Adam learning rate", gt=0.0)
+    grad_clip: float = setting(5.0, "global gradient-norm clip", gt=0.0)
+    shuffle: bool = setting(False, "shuffle batches each epoch (official: sequential)")
+    eval_every: int = setting(10, "evaluate every k epochs (and at the end of MLE)", min=1)
+    checkpoint_every: int = setting(10, "checkpoint every k epochs (and at the end of MLE)", min=1)
 
 
 @dataclass
 class AdversarialConfig:
-    algorithm: str = _field(
+    algorithm: str = setting(
         "relgan",
-        "how the generator gets its gradient: relgan = through softmax(beta (o + g)); "
-        "straight-through = one-hot forward, relaxed backward; gumbel-rao = straight-through "
-        "with the backward averaged over rao_samples conditional Gumbel draws; seqgan = REINFORCE "
-        "with Monte-Carlo rollouts; maligan = REINFORCE with normalised D/(1-D) weights "
-        "(docs/algorithms.md)",
-        choices=ALGORITHMS,
+        "how the generator gets its gradient (the algorithms and their own keys are listed below; docs/algorithms.md)",
+        choices=ALGORITHM_NAMES,
     )
-    rao_samples: int = _field(10, "K: conditional Gumbel draws averaged per token (gumbel-rao)", min=1)
-    rollouts: int = _field(16, "N: Monte-Carlo completions per prefix (seqgan; the paper's 16)", min=1)
-    baseline: str = _field(
-        "none",
-        "subtracted from seqgan's rewards: none (the paper) or mean = the mean reward of "
-        "the batch's other sentences at the same position",
-        choices=BASELINES,
-    )
-    steps: int = _field(2000, "adversarial iterations; 0 = MLE baseline", min=0)
-    batch_size: int = _field(64, "sentences per batch and process", min=1)
-    g_steps: int = _field(1, "generator updates per iteration", min=1)
-    d_steps: int = _field(5, "discriminator updates per iteration", min=1)
-    g_lr: float = _field(1e-4, "generator Adam learning rate", gt=0.0)
-    d_lr: float = _field(1e-4, "discriminator Adam learning rate", gt=0.0)
-    grad_clip: float = _field(5.0, "global gradient-norm clip", gt=0.0)
-    loss: str = _field("rsgan", "GAN loss", choices=GAN_LOSSES)
-    gp_weight: float = _field(10.0, "gradient-penalty weight (wgan-gp)", min=0.0)
-    eval_every: int = _field(20, "evaluate every k iterations (and at the end)", min=1)
-    checkpoint_every: int = _field(100, "checkpoint every k iterations (and at the end)", min=1)
+    steps: int = setting(2000, "adversarial iterations; 0 = MLE baseline", min=0)
+    batch_size: int = setting(64, "sentences per batch and process", min=1)
+    g_steps: int = setting(1, "generator updates per iteration", min=1)
+    d_steps: int = setting(5, "discriminator updates per iteration", min=1)
+    g_lr: float = setting(1e-4, "generator Adam learning rate", gt=0.0)
+    d_lr: float = setting(1e-4, "discriminator Adam learning rate", gt=0.0)
+    grad_clip: float = setting(5.0, "global gradient-norm clip", gt=0.0)
+    loss: str = setting("rsgan", "GAN loss", choices=GAN_LOSSES)
+    gp_weight: float = setting(10.0, "gradient-penalty weight (wgan-gp)", min=0.0)
+    eval_every: int = setting(20, "evaluate every k iterations (and at the end)", min=1)
+    checkpoint_every: int = setting(100, "checkpoint every k iterations (and at the end)", min=1)
+    # the chosen algorithm's own keys (its Options dataclass), written flat in this section
+    options: Any = field(default_factory=lambda: NoOptions(), metadata={"options_of": "algorithm"})
+
+
+@dataclass
+class NoOptions:
+    """The options of an algorithm that has none of its own."""
 
 
 @dataclass
 class EvalConfig:
-    protocol: str = _field("relgan", "which samples and references BLEU uses", choices=PROTOCOLS)
-    metrics: list[str] = _field(
-        ["bleu", "nll_gen", "nll_test", "nll_oracle"],
-        "metrics computed during training (lm: the LM judges, "
-        "which train two small LSTMs per evaluation; fed: FED and MAUVE, with the 'fed' extra)",
-        item_choices=metric_names,
+    protocol: str = setting("relgan", "which samples and references BLEU uses", choices=PROTOCOLS)
+    metrics: list[str] | None = setting(
+        None,
+        "metrics computed during training (listed below; lm: the LM judges, which train two small LSTMs per "
+        "evaluation; fed: FED and MAUVE, with the 'fed' extra); null = the metrics marked default that apply to "
+        "the data source (the list is resolved when the config is loaded). A metric listed must apply",
+        item_choices=METRIC_NAMES,
     )
-    num_samples: int = _field(10000, "sentences sampled at each evaluation", min=1)
-    bleu_orders: list[int] = _field([2, 3, 4, 5], "BLEU / Self-BLEU orders", min=1, max=9)
-    batch_size: int = _field(1000, "sampling batch size (samples depend on it for a given seed)", min=1)
-    print_samples: int = _field(3, "samples printed with each evaluation summary", min=0)
+    num_samples: int = setting(10000, "sentences sampled at each evaluation", min=1)
+    bleu_orders: list[int] = setting([2, 3, 4, 5], "BLEU / Self-BLEU orders", min=1, max=9)
+    batch_size: int = setting(1000, "sampling batch size (samples depend on it for a given seed)", min=1)
+    print_samples: int = setting(3, "samples printed with each evaluation summary", min=0)
+
+    def chosen_metrics(self) -> list[str]:
+        """eval.metrics as loaded (null is resolved to the default metrics that apply)."""
+        if self.metrics is None:
+            raise ValueError("eval.metrics = null is resolved when a config is loaded (relgan.plugins.load_config)")
+        return self.metrics
 
 
 @dataclass
 class RunConfig:
-    name: str | None = _field(None, "run name; null = the config file's name")
-    output_dir: str = _field("runs", "parent folder of run directories")
-    seed: int = _field(42, "seed of initialisation, data order and noise", min=0)
-    seeds: list[int] | None = _field(
+    name: str | None = setting(None, "run name; null = the config file's name")
+    output_dir: str = setting("runs", "parent folder of run directories")
+    seed: int = setting(42, "seed of initialisation, data order and noise", min=0)
+    seeds: list[int] | None = setting(
         None,
         "one replica per seed, trained in this process, each in "
         "<run dir>/seed-<s>/ and equal to a run with run.seed = s; null = one run "
         "with run.seed",
         min=0,
     )
-    replicas: str = _field(
+    replicas: str = setting(
         "auto",
         "how the replicas of run.seeds train: sequential = one after another; batched = "
         "in lockstep, each step one vmapped pass of the reference models (one process); auto = "
         "sequential, until batched replicas are measured faster somewhere",
         choices=REPLICA_MODES,
     )
-    mixed_precision: str = _field("no", "autocast precision", choices=("no", "bf16", "fp16"))
-    cpu: bool = _field(False, "force the CPU even when a GPU is present")
-    tracker: str = _field(
+    mixed_precision: str = setting("no", "autocast precision", choices=("no", "bf16", "fp16"))
+    cpu: bool = setting(False, "force the CPU even when a GPU is present")
+    tracker: str = setting(
         "auto",
         "experiment tracker; auto = tensorboard when installed",
         choices=("auto", "none", "tensorboard", "wandb", "mlflow"),
     )
-    log_every: int = _field(10, "steps between loss logs and NaN checks", min=1)
-    keep_checkpoints: int = _field(3, "complete checkpoints kept on disk", min=1)
-    backend: str = _field(
+    log_every: int = setting(10, "steps between loss logs and NaN checks", min=1)
+    keep_checkpoints: int = setting(3, "complete checkpoints kept on disk", min=1)
+    backend: str = setting(
         "auto",
         "reference = relgan/models as written; auto = verified fast paths where they "
         "apply (C++ kernels on CPU), else the reference; fast = auto, but missing kernels are "
         "an error",
         choices=BACKENDS,
     )
-    cuda_graphs: bool = _field(True, "replay whole training steps as CUDA graphs (one GPU only; no effect on CPU)")
-    num_threads: int | None = _field(None, "torch CPU threads; null = torch's default", min=1)
+    cuda_graphs: bool = setting(True, "replay whole training steps as CUDA graphs (one GPU only; no effect on CPU)")
+    num_threads: int | None = setting(None, "torch CPU threads; null = torch's default", min=1)
 
 
 @dataclass
@@ -271,14 +264,68 @@ class Config:
     run: RunConfig = _section(RunConfig, "run directory, devices, logging")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as nested mappings, the algorithm's options written flat in ``adversarial`` (as YAML has
+        them)."""
+        raw = dataclasses.asdict(self)
+        raw["adversarial"].update(raw["adversarial"].pop("options"))
+        return raw
 
 
 # --------------------------------------------------------------------------------------------------
-# loading and validation
+# what the plug-ins declare (each in its own module; relgan/plugins.py gathers them)
 
 
-def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """What the config knows of an algorithm of relgan/algorithms (``adversarial.algorithm``)."""
+
+    name: str
+    summary: str  # one line for --help
+    options: type  # a dataclass of setting()s: its own keys, written in the adversarial section
+    shared_keys: tuple[str, ...]  # keys of other sections (gumbel.beta_max) that count only for the algorithms
+    # that list them
+    requires: typing.Mapping[str, tuple[Any, str]]  # dotted key -> (the value it needs, why)
+    obstacle: Callable[[Config], str | None]  # why it cannot train a config (None: it can)
+    legacy_switch: str | None = None  # a boolean key of old configs that meant this algorithm
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What the config knows of a metric of relgan/metrics/registry.py (``eval.metrics``)."""
+
+    name: str
+    help: str
+    default: bool  # part of the default eval.metrics (where it applies)
+    obstacle: Callable[[Config], str | None]  # why a run of this config cannot compute it (None: it can)
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """Every plug-in the config is checked against."""
+
+    algorithms: typing.Mapping[str, AlgorithmSpec]
+    metrics: typing.Mapping[str, MetricSpec]
+
+    def choices(self, table: str) -> tuple[str, ...]:
+        """The names of one table (``ALGORITHM_NAMES`` or ``METRIC_NAMES``)."""
+        return tuple(self.algorithms if table == ALGORITHM_NAMES else self.metrics)
+
+    def option_owners(self) -> dict[str, list[AlgorithmSpec]]:
+        """Every algorithm option's key, with the algorithms that declare it."""
+        owners: dict[str, list[AlgorithmSpec]] = {}
+        for spec in self.algorithms.values():
+            for option in dataclasses.fields(spec.options):
+                owners.setdefault(option.name, []).append(spec)
+        return owners
+
+
+# --------------------------------------------------------------------------------------------------
+# loading and validation (relgan.plugins.load_config calls these with every plug-in)
+
+
+def read_config(
+    path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), *, catalogue: Catalogue
+) -> Config:
     """Read a YAML config (or the defaults when ``path`` is None), apply ``key=value`` overrides, validate."""
     where = str(path) if path is not None else "defaults"
     raw = _read_yaml(Path(path)) if path is not None else {}
@@ -287,12 +334,30 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         key, value = _parse_override(item)
         _set_dotted(raw, key, value, where="command line")
         overridden.add(key)
-    config = _build(Config, raw, prefix="", where=where)
+    config = _assemble(raw, where, catalogue, overridden)
     if config.run.name is None and path is not None:
         config.run.name = Path(path).stem
     _check_run_name(config.run.name)
-    _validate(config, overridden)
     return config
+
+
+def build_config(raw: dict[str, Any], where: str, *, catalogue: Catalogue) -> Config:
+    """Build and validate a config from an already-parsed mapping (e.g. a run's saved config)."""
+    return _assemble(raw, where, catalogue, frozenset())
+
+
+def _assemble(raw: dict[str, Any], where: str, catalogue: Catalogue, overridden: Collection[str]) -> Config:
+    _read_legacy_switches(raw, where, catalogue)
+    config = _build(Config, raw, "", where, _Context(catalogue, overridden))
+    _check_run_name(config.run.name)
+    _validate(config, catalogue, overridden)
+    return config
+
+
+@dataclass(frozen=True)
+class _Context:
+    catalogue: Catalogue
+    overridden: Collection[str]
 
 
 def _check_run_name(name: str | None) -> None:
@@ -312,13 +377,6 @@ def save_config(config: Config, path: Path) -> None:
     from relgan.io_utils import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
-
-
-def config_from_dict(raw: dict[str, Any], where: str) -> Config:
-    """Build and validate a config from an already-parsed mapping (e.g. a run's saved config)."""
-    config = _build(Config, raw, prefix="", where=where)
-    _validate(config)
-    return config
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -361,17 +419,20 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
     node[parts[-1]] = value
 
 
-def _build(cls: type, raw: Any, prefix: str, where: str) -> Any:
+def _build(cls: type, raw: Any, prefix: str, where: str, context: _Context) -> Any:
     section = prefix.rstrip(".") or "the top level"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: '{section}' must be a mapping of keys")
     hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}
+    known = {f.name: f for f in dataclasses.fields(cls) if "options_of" not in f.metadata}
+    plugged = [f for f in dataclasses.fields(cls) if "options_of" in f.metadata]
+    owners = context.catalogue.option_owners() if plugged else {}
     for key in raw:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
+        if key not in known and key not in owners:
+            names = [*known, *owners]
+            close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-            raise ConfigError(f"{where}: unknown key '{prefix}{key}'{hint}; keys in {section}: {', '.join(known)}")
+            raise ConfigError(f"{where}: unknown key '{prefix}{key}'{hint}; keys in {section}: {', '.join(names)}")
     values = {}
     for name, spec in known.items():
         if name not in raw:
@@ -379,12 +440,60 @@ def _build(cls: type, raw: Any, prefix: str, where: str) -> Any:
         key = prefix + name
         kind = hints[name]
         if isinstance(kind, type) and dataclasses.is_dataclass(kind):
-            values[name] = _build(kind, raw[name], prefix=key + ".", where=where)
+            values[name] = _build(kind, raw[name], prefix=key + ".", where=where, context=context)
         else:
             value = _coerce(raw[name], kind, key, where)
-            _check_constraints(value, spec.metadata, key, where)
+            _check_constraints(value, spec.metadata, key, where, context.catalogue)
             values[name] = value
+    for spec in plugged:
+        chooser = spec.metadata["options_of"]
+        chosen = values.get(chooser, known[chooser].default)
+        values[spec.name] = _build_options(raw, prefix, where, context, owners, chooser, chosen)
     return cls(**values)
+
+
+def _build_options(
+    raw: dict[str, Any],
+    prefix: str,
+    where: str,
+    context: _Context,
+    owners: dict[str, list[AlgorithmSpec]],
+    chooser: str,
+    chosen: str,
+) -> Any:
+    """The chosen algorithm's options from the keys of its section. Another algorithm's key that is set away
+    from its default has no effect: an error, or (where the command line chose the algorithm and the key came
+    from the config file) reset with a warning, as _check_effect does for other keys."""
+    spec = context.catalogue.algorithms[chosen]
+    own = {f.name for f in dataclasses.fields(spec.options)}
+    mine = {}
+    for key, value in raw.items():
+        if key not in owners:
+            continue
+        if key in own:
+            mine[key] = value
+            continue
+        other = owners[key][0]
+        option = next(f for f in dataclasses.fields(other.options) if f.name == key)
+        coerced = _coerce(value, typing.get_type_hints(other.options)[key], prefix + key, where)
+        if coerced == option.default:
+            continue
+        setting_key, name = prefix + chooser, prefix + key
+        if setting_key in context.overridden and name not in context.overridden:
+            logger.warning(
+                "%s = %r (config file) has no effect with %s = %r (command line) and is reset to its default",
+                name,
+                coerced,
+                setting_key,
+                chosen,
+            )
+            continue
+        counts = " or ".join(f"{setting_key}={o.name}" for o in owners[key])
+        raise ConfigError(
+            f"{name} = {coerced!r} has no effect with {setting_key} = {chosen!r}; it counts with {counts}: set "
+            "that, or remove the key"
+        )
+    return _build(spec.options, mine, prefix, where, context)
 
 
 def _describe(kind: Any) -> str:
@@ -462,21 +571,24 @@ def _as_number(value: Any) -> float | None:
     return None
 
 
-def _choices(choices: Sequence[str] | Callable[[], Sequence[str]]) -> Sequence[str]:
-    return choices() if callable(choices) else choices
+def _choices(choices: Sequence[str] | str, catalogue: Catalogue) -> Sequence[str]:
+    """Allowed values: a tuple, or the name of a table of plug-ins."""
+    return catalogue.choices(choices) if isinstance(choices, str) else choices
 
 
-def _check_constraints(value: Any, meta: typing.Mapping[str, Any], key: str, where: str) -> None:
+def _check_constraints(value: Any, meta: typing.Mapping[str, Any], key: str, where: str, catalogue: Catalogue) -> None:
     if value is None:
         return
     items = value if isinstance(value, list) else [value]
     if "item_choices" in meta:
-        allowed = _choices(meta["item_choices"])
+        allowed = _choices(meta["item_choices"], catalogue)
         for item in items:
             if item not in allowed:
                 raise ConfigError(f"{where}: {key} contains {item!r}; allowed values: {', '.join(allowed)}")
-    if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(f"{where}: {key} = {value!r} is not allowed; choose one of: {', '.join(meta['choices'])}")
+    if "choices" in meta:
+        allowed = _choices(meta["choices"], catalogue)
+        if value not in allowed:
+            raise ConfigError(f"{where}: {key} = {value!r} is not allowed; choose one of: {', '.join(allowed)}")
     for item in items:
         if "min" in meta and item < meta["min"]:
             raise ConfigError(f"{where}: {key} = {value!r} is out of range; it must be >= {meta['min']}")
@@ -596,27 +708,6 @@ CONDITIONAL_KEYS: tuple[tuple[str, tuple[str, ...], str, Any, str], ...] = (
         "adversarial.loss=wgan-gp",
     ),
     (
-        "adversarial",
-        ("rao_samples",),
-        "adversarial.algorithm",
-        lambda c: c.adversarial.algorithm == "gumbel-rao",
-        "adversarial.algorithm=gumbel-rao",
-    ),
-    (
-        "adversarial",
-        ("rollouts", "baseline"),
-        "adversarial.algorithm",
-        lambda c: c.adversarial.algorithm == "seqgan",
-        "adversarial.algorithm=seqgan",
-    ),
-    (
-        "gumbel",
-        ("beta_max", "schedule", "horizon"),
-        "adversarial.algorithm",
-        lambda c: c.adversarial.algorithm in RELAXED_ALGORITHMS,
-        "a relaxed algorithm (relgan, straight-through, gumbel-rao); REINFORCE's discriminator sees hard tokens",
-    ),
-    (
         "discriminator",
         ("num_filters",),
         "discriminator.filter_counts",
@@ -641,32 +732,51 @@ CONDITIONAL_KEYS: tuple[tuple[str, tuple[str, ...], str, Any, str], ...] = (
 )
 
 
-def _check_effect(config: Config, overridden: Collection[str]) -> None:
+def _algorithm_keys(catalogue: Catalogue) -> tuple[tuple[str, tuple[str, ...], str, Any, str], ...]:
+    """Rules like CONDITIONAL_KEYS for the keys of other sections that count only for the algorithms that
+    declare them (AlgorithmSpec.shared_keys)."""
+    owners: dict[str, list[str]] = {}
+    for spec in catalogue.algorithms.values():
+        for key in spec.shared_keys:
+            owners.setdefault(key, []).append(spec.name)
+    rules = []
+    for key, names in owners.items():
+        section, name = key.rsplit(".", 1)
+        remedy = " or ".join(f"adversarial.algorithm={n}" for n in names)
+        rules.append((section, (name,), "adversarial.algorithm", _algorithm_in(frozenset(names)), remedy))
+    return tuple(rules)
+
+
+def _algorithm_in(names: frozenset[str]) -> Callable[[Config], bool]:
+    return lambda config: config.adversarial.algorithm in names
+
+
+def _check_effect(config: Config, overridden: Collection[str], catalogue: Catalogue) -> None:
     """A key set away from its default where it has no effect is an error, not silence. One exception: where
     the command line changes the setting (say generator.architecture) that makes a key of the config file
     ineffective, the key is reset to its default with a warning, so that any config can switch setting."""
     defaults = Config()
-    for section, keys, setting, counts, remedy in CONDITIONAL_KEYS:
+    for section, keys, setting_key, counts, remedy in (*CONDITIONAL_KEYS, *_algorithm_keys(catalogue)):
         if counts(config):
             continue
-        current = _dotted(config, setting)
+        current = _dotted(config, setting_key)
         for key in keys:
             name = f"{section}.{key}"
             value, default = _dotted(config, name), _dotted(defaults, name)
             if value == default:
                 continue
-            if setting in overridden and name not in overridden:
+            if setting_key in overridden and name not in overridden:
                 logger.warning(
                     "%s = %r (config file) has no effect with %s = %r (command line) and is reset to its default",
                     name,
                     value,
-                    setting,
+                    setting_key,
                     current,
                 )
                 setattr(_dotted(config, section), key, default)
                 continue
             raise ConfigError(
-                f"{name} = {value!r} has no effect with {setting} = {current!r}; it counts with "
+                f"{name} = {value!r} has no effect with {setting_key} = {current!r}; it counts with "
                 f"{remedy}: set that, or remove the key"
             )
 
@@ -678,10 +788,9 @@ def _dotted(config: Config, key: str) -> Any:
     return value
 
 
-def _validate(config: Config, overridden: Collection[str] = frozenset()) -> None:
+def _validate(config: Config, catalogue: Catalogue, overridden: Collection[str]) -> None:
     """Checks that involve more than one key (``overridden``: the keys set on the command line)."""
-    _read_straight_through(config)
-    _check_effect(config, overridden)
+    _check_effect(config, overridden, catalogue)
     data = config.data
     if data.source == "files":
         for key in ("train_file", "test_file"):
@@ -707,7 +816,8 @@ def _validate(config: Config, overridden: Collection[str] = frozenset()) -> None
             f"discriminator.filter_counts = {counts} must give one count per height of "
             f"discriminator.filter_sizes = {disc.filter_sizes}"
         )
-    _validate_algorithm(config)
+    _validate_algorithm(config, catalogue.algorithms[config.adversarial.algorithm])
+    _resolve_metrics(config, catalogue)
     horizon = config.gumbel.horizon
     if horizon is not None and horizon < config.adversarial.steps:
         raise ConfigError(
@@ -721,26 +831,51 @@ def _validate(config: Config, overridden: Collection[str] = frozenset()) -> None
         raise ConfigError("nothing to train: mle.epochs and adversarial.steps are both 0")
 
 
-def _read_straight_through(config: Config) -> None:
-    """gumbel.straight_through (configs saved before adversarial.algorithm) becomes that algorithm."""
-    if not config.gumbel.straight_through:
-        return
-    if config.adversarial.algorithm not in ("relgan", "straight-through"):
-        raise ConfigError(
-            f"gumbel.straight_through = true contradicts adversarial.algorithm = "
-            f"{config.adversarial.algorithm!r}; remove gumbel.straight_through"
-        )
-    logger.warning("gumbel.straight_through is deprecated; read as adversarial.algorithm=straight-through")
-    config.adversarial.algorithm, config.gumbel.straight_through = "straight-through", False
+def _read_legacy_switches(raw: dict[str, Any], where: str, catalogue: Catalogue) -> None:
+    """A boolean key of old configs that chose an algorithm (gumbel.straight_through) becomes that algorithm."""
+    for spec in catalogue.algorithms.values():
+        if spec.legacy_switch is None:
+            continue
+        section, key = spec.legacy_switch.rsplit(".", 1)
+        values = raw.get(section)
+        if not isinstance(values, dict) or key not in values:
+            continue
+        if not _coerce(values.pop(key), bool, spec.legacy_switch, where):
+            continue
+        adversarial = raw.setdefault("adversarial", {})
+        chosen = adversarial.get("algorithm", AdversarialConfig.algorithm) if isinstance(adversarial, dict) else None
+        if chosen not in (AdversarialConfig.algorithm, spec.name):
+            raise ConfigError(
+                f"{spec.legacy_switch} = true contradicts adversarial.algorithm = {chosen!r}; remove "
+                f"{spec.legacy_switch}"
+            )
+        logger.warning("%s is deprecated; read as adversarial.algorithm=%s", spec.legacy_switch, spec.name)
+        adversarial["algorithm"] = spec.name
 
 
-def _validate_algorithm(config: Config) -> None:
+def _validate_algorithm(config: Config, spec: AlgorithmSpec) -> None:
     """Combinations an algorithm cannot train (its module says why)."""
-    from relgan.algorithms import algorithm_class  # the algorithms import the models, which import this module
-
-    problem = algorithm_class(config.adversarial.algorithm).obstacle(config)
+    for key, (needed, why) in spec.requires.items():
+        value = _dotted(config, key)
+        if value != needed:
+            raise ConfigError(f"adversarial.algorithm={spec.name} needs {key}={needed}, not {value}: {why}")
+    problem = spec.obstacle(config)
     if problem is not None:
-        raise ConfigError(f"adversarial.algorithm={config.adversarial.algorithm}: {problem}")
+        raise ConfigError(f"adversarial.algorithm={spec.name}: {problem}")
+
+
+def _resolve_metrics(config: Config, catalogue: Catalogue) -> None:
+    """eval.metrics: null becomes the default metrics that apply here; a metric listed must apply. (A list of
+    exactly the default metrics, as configs before null was the default saved it, still means the default.)"""
+    listed = config.eval.metrics
+    defaults = [spec.name for spec in catalogue.metrics.values() if spec.default]
+    if listed is None or sorted(listed) == sorted(defaults):
+        config.eval.metrics = [name for name in defaults if catalogue.metrics[name].obstacle(config) is None]
+        return
+    for name in listed:
+        problem = catalogue.metrics[name].obstacle(config)
+        if problem is not None:
+            raise ConfigError(f"eval.metrics: {name} cannot be computed here: {problem}; remove it from the list")
 
 
 def _validate_transformer(config: Config) -> None:
@@ -768,22 +903,40 @@ def schedule_horizon(config: Config) -> int:
     return config.gumbel.horizon if config.gumbel.horizon is not None else max(config.adversarial.steps, 2)
 
 
-def describe_keys() -> str:
-    """One line per config key with its type, allowed values, default and help (for ``--help``)."""
+def describe_keys(catalogue: Catalogue) -> str:
+    """One line per config key with its type, allowed values, default and help, then each algorithm with its own
+    keys and each metric with what it needs (for ``--help``)."""
     lines: list[str] = []
 
     def walk(cls: type, prefix: str, instance: Any) -> None:
         hints = typing.get_type_hints(cls)
         for spec in dataclasses.fields(cls):
+            if "options_of" in spec.metadata:
+                continue
             kind = hints[spec.name]
             value = getattr(instance, spec.name)
             if isinstance(kind, type) and dataclasses.is_dataclass(kind):
                 walk(kind, f"{prefix}{spec.name}.", value)
                 continue
-            allowed = spec.metadata.get("choices") or _choices(spec.metadata.get("item_choices", ()))
+            allowed = _choices(spec.metadata.get("choices") or spec.metadata.get("item_choices", ()), catalogue)
             detail = "|".join(allowed) if allowed else _describe(kind)
             shown = ",".join(map(str, value)) if isinstance(value, list) else value
             lines.append(f"  {prefix}{spec.name} ({detail}; default {shown}): {spec.metadata['help']}")
 
     walk(Config, "", Config())
+    lines.append("adversarial.algorithm (each with its own keys, written in the adversarial section):")
+    for algorithm in catalogue.algorithms.values():
+        lines.append(f"  {algorithm.name}: {algorithm.summary}")
+        walk(algorithm.options, "    adversarial.", algorithm.options())
+        needs = [f"{key}={value}" for key, (value, _) in algorithm.requires.items()]
+        counted = list(algorithm.shared_keys)
+        if algorithm.legacy_switch is not None:
+            counted.append(f"{algorithm.legacy_switch} (deprecated: true = this algorithm)")
+        if needs:
+            lines.append(f"    needs {', '.join(needs)}")
+        if counted:
+            lines.append(f"    reads {', '.join(counted)}")
+    lines.append("eval.metrics:")
+    for metric in catalogue.metrics.values():
+        lines.append(f"  {metric.name}{' (default)' if metric.default else ''}: {metric.help}")
     return "\n".join(lines)

@@ -89,7 +89,7 @@ class TextEvaluator:
             "protocol": self.protocol.name,
             "num_samples": len(samples),
             "tokenization": self.tokenization,
-            **registry.evaluate(run, metrics, "text"),
+            **registry.evaluate(run, metrics),
         }
 
     def bleu(self, words: Sequence[Sequence[str]]) -> dict:
@@ -112,16 +112,17 @@ class TextEvaluator:
         return diversity_metrics(words, self.training)
 
     def backward_bleu(self, words: Sequence[Sequence[str]], forward: dict) -> dict:
-        """Backward BLEU (coverage): the test sentences as hypotheses, the samples as references; with forward BLEU
-        in ``forward``, their harmonic mean (cotk's FW/BW-BLEU)."""
+        """Backward BLEU (coverage): the test sentences as hypotheses, the samples as references, and its harmonic
+        mean with forward BLEU (cotk's FW/BW-BLEU): that of ``forward`` (the report so far), else computed here."""
+        if not all(f"bleu-{n}" in forward for n in self.orders):
+            forward = self.bleu(words)
         hypotheses = [self.words(line) for line in self.references[: self.protocol.bleu_references]]
         hypotheses = hypotheses[: self.protocol.bleu_hypotheses]
         scores = ReferenceIndex(words, max_n=max(self.orders)).scores(hypotheses, self.orders)
         report: dict = {f"bw-bleu-{n}": fmean(scores[n]) for n in self.orders}
         for n in self.orders:
-            fw, bw = forward.get(f"bleu-{n}"), report[f"bw-bleu-{n}"]
-            if fw is not None:
-                report[f"fw-bw-bleu-{n}"] = 2 * fw * bw / (fw + bw) if fw + bw > 0 else 0.0
+            fw, bw = forward[f"bleu-{n}"], report[f"bw-bleu-{n}"]
+            report[f"fw-bw-bleu-{n}"] = 2 * fw * bw / (fw + bw) if fw + bw > 0 else 0.0
         report.update(bw_bleu_hypotheses=len(hypotheses), bw_bleu_references=len(words))
         return report
 
@@ -181,7 +182,7 @@ def generator_report(
     words = [text_evaluator.words(text) for text in texts] if text_evaluator is not None else []
     options = {"batch_size": batch_size, "nll_batch_size": nll_batch_size, "temperature": temperature, "label": label}
     run = Sampled(texts, words, text_evaluator, judges, generator, corpus, ids, options)
-    report = registry.evaluate(run, metrics, "oracle" if corpus.oracle is not None else "text")
+    report = registry.evaluate(run, metrics)
     if text_evaluator is not None:
         report = {
             "protocol": text_evaluator.protocol.name,
@@ -204,14 +205,14 @@ class CorpusEvaluation:
 
     def __init__(self, corpus: Corpus, protocol: str, orders: Sequence[int], metrics: Sequence[str]) -> None:
         self.corpus = corpus
-        wanted = set(metrics)
         labelled = corpus.label_names is not None
         self.parts = [corpus.of_class(i) for i in range(corpus.num_classes)] if labelled else [corpus]
-        text = {"bleu", "self_bleu", "diversity", "fed"} & wanted
+        text = registry.needed(metrics, registry.REFERENCES)
         self.text_evaluators = [
             TextEvaluator.for_corpus(part, protocol, orders) if text else None for part in self.parts
         ]
-        self.judges = [corpus_judges(part) if "lm" in wanted else None for part in self.parts]
+        judged = registry.needed(metrics, registry.JUDGES)
+        self.judges = [corpus_judges(part) if judged else None for part in self.parts]
         self._classifier: SentenceClassifier | None = None
         self._classifier_test_accuracy: float | None = None
         # model selection: the held-out training sentences as the references of an independent sample set
@@ -241,7 +242,7 @@ class CorpusEvaluation:
         texts = held_out.decode(ids)
         options = {"batch_size": batch_size, "nll_batch_size": nll_batch_size}
         run = Sampled(texts, [], generator=generator, corpus=held_out, ids=ids, options=options)
-        values = registry.evaluate(run, ["nll_test", "nll_oracle"], "oracle" if held_out.oracle else "text")
+        values = registry.evaluate(run, ["nll_test", "nll_oracle"])
         if self.selection is not None:
             text = self.selection(texts, ["bleu", "self_bleu"])
             values = {**text, **values, "signatures": {**text["signatures"], **values["signatures"]}}

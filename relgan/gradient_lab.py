@@ -12,11 +12,12 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from relgan.algorithms import build_algorithm
+from relgan.algorithms import algorithm_class, build_algorithm
 from relgan.algorithms.reinforce import sentence_logits
 from relgan.config import Config, DiscriminatorConfig, GeneratorConfig
 from relgan.draws import RunDraws
@@ -116,13 +117,12 @@ class Estimates:
         }
 
 
-def estimator_config(algorithm: str, **adversarial: object) -> Config:
-    """A config naming ``algorithm`` with the other ``adversarial`` keys (rao_samples, rollouts, baseline)."""
+def estimator_config(algorithm: str, **options: Any) -> Config:
+    """A config naming ``algorithm`` with its ``options`` (gumbel-rao's rao_samples, seqgan's rollouts...). The
+    lab's score is fixed, so the GAN loss and the beta schedule play no part."""
     config = Config()
     config.adversarial.algorithm = algorithm
-    config.adversarial.loss = "standard"
-    for key, value in adversarial.items():
-        setattr(config.adversarial, key, value)
+    config.adversarial.options = algorithm_class(algorithm).Options(**options)
     return config
 
 

@@ -18,13 +18,13 @@ from relgan.evaluation import CorpusEvaluation, TextEvaluator
 from relgan.io_utils import atomic_write_json, read_text_lines
 from relgan.metrics.embedding import fed_available
 from relgan.metrics.lm_judges import LanguageModelJudges, causal_lm_nll
-from relgan.metrics.registry import METRICS, metric_of
+from relgan.metrics.registry import FED_EXTRA, GENERATOR, JUDGES, METRICS, metric_of
 from relgan.pretrained import load_causal_lm, load_text_tokenizer
 from relgan.tokenization import metric_words
 
 # the defaults, from the registry: every metric of a run; every metric of a samples file; those on a verdict plane
-RUN_METRICS = tuple(name for name, metric in METRICS.items() if metric.needs != "fed")
-TEXT_METRICS = tuple(name for name, metric in METRICS.items() if not metric.needs_generator and metric.needs != "fed")
+RUN_METRICS = tuple(name for name, metric in METRICS.items() if FED_EXTRA not in metric.needs)
+TEXT_METRICS = tuple(name for name in RUN_METRICS if GENERATOR not in METRICS[name].needs)
 SWEEP_METRICS = tuple(
     sorted(
         {
@@ -143,9 +143,9 @@ def evaluate_files(
     train_lines = None
     if train is not None:
         train_lines = [line.strip() for line in read_text_lines(train, "--train") if line.strip()]
-    allowed = (*TEXT_METRICS, "fed")
+    allowed = tuple(name for name, metric in METRICS.items() if GENERATOR not in metric.needs)
     if metrics is None:
-        chosen = [m for m in with_fed(TEXT_METRICS) if m != "lm" or train_lines is not None]
+        chosen = [m for m in with_fed(TEXT_METRICS) if JUDGES not in METRICS[m].needs or train_lines is not None]
     else:
         chosen = [m for m in metrics if m in allowed]
         if not chosen:

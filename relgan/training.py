@@ -115,7 +115,9 @@ class Trainer:
         self.lock: RunLock | None = None  # of the run directory, while this trainer writes it (assembly.setup)
         if corpus.oracle is not None:
             corpus.oracle.to(accelerator.device)
-        self.evaluation = CorpusEvaluation(corpus, config.eval.protocol, config.eval.bleu_orders, config.eval.metrics)
+        self.evaluation = CorpusEvaluation(
+            corpus, config.eval.protocol, config.eval.bleu_orders, config.eval.chosen_metrics()
+        )
         weights = [
             *self.gen.parameters(),
             *self.disc.parameters(),
@@ -225,7 +227,7 @@ class Trainer:
         with torch.no_grad(), self.acc.autocast(), evaluating(self.gen):
             metrics_report, texts = self.evaluation(
                 self.gen,
-                cfg.metrics,
+                cfg.chosen_metrics(),
                 num_samples=cfg.num_samples,
                 batch_size=cfg.batch_size,
                 seed=self.config.run.seed,

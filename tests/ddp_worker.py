@@ -7,7 +7,7 @@ import json
 import sys
 
 from relgan.assembly import setup
-from relgan.config import load_config
+from relgan.plugins import load_config
 
 
 def digest(tensors) -> str:

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from relgan.assembly import setup
-from relgan.config import load_config
+from relgan.plugins import load_config
 
 from conftest import SMOKE
 

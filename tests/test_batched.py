@@ -20,8 +20,8 @@ from relgan.batched import BatchedReplicas
 from relgan.bookkeeping import RunBook
 from relgan.checkpoint import complete_checkpoints
 from relgan.cli import main
-from relgan.config import load_config
 from relgan.errors import ConfigError, NonFiniteLossError, TrainingInterrupted
+from relgan.plugins import load_config
 from relgan.replicas import SUMMARY_FILE, replica_mode, train_replicas
 
 from conftest import REPO, SMOKE, SMOKE_TEXT, run_cli

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from relgan.cli import main
-from relgan.config import DiscriminatorConfig, GeneratorConfig, load_config
+from relgan.config import DiscriminatorConfig, GeneratorConfig
 from relgan.errors import ConfigError
 from relgan.metrics.classifier import ClassifierSpec, SentenceClassifier, class_accuracy
 from relgan.models import Discriminator, build_generator
+from relgan.plugins import load_config
 
 from conftest import SMOKE_TEXT
 
@@ -261,8 +262,8 @@ def test_each_class_is_scored_against_its_own_label(tmp_path, monkeypatch):
     """The evaluation wires class c's samples to label c: samples that are their class's own test sentences
     score class_accuracy 1 for every class (and 0 for a class scored against another label)."""
     import relgan.evaluation as evaluation
-    from relgan.config import load_config
     from relgan.data import load_corpus
+    from relgan.plugins import load_config
 
     files = _labelled_files(tmp_path, train_per_class=200, test_per_class=64)
     config = load_config(SMOKE_TEXT, [f"data.train_file={files['train']}", f"data.test_file={files['test']}",

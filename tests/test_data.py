@@ -4,9 +4,9 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from relgan.config import load_config
 from relgan.data import load_corpus
 from relgan.errors import DataError
+from relgan.plugins import load_config
 from relgan.tokenization import BOS, EOS, UNK, build_word_tokenizer, decode, encode, split_words
 
 

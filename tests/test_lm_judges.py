@@ -95,7 +95,7 @@ def test_training_evaluations_report_the_judges_on_the_synthetic_benchmark(tmp_p
     import math
 
     from relgan.assembly import setup
-    from relgan.config import load_config
+    from relgan.plugins import load_config
 
     from conftest import SMOKE
 

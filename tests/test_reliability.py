@@ -10,8 +10,8 @@ from safetensors.torch import load_file
 import relgan.adversarial as adversarial
 from relgan.assembly import setup
 from relgan.checkpoint import complete_checkpoints, verify_checkpoint
-from relgan.config import load_config
 from relgan.errors import NonFiniteLossError
+from relgan.plugins import load_config
 
 from conftest import SMOKE
 

@@ -16,8 +16,9 @@ import relgan.algorithms.relgan as relgan_algorithm
 from relgan.assembly import run_dir_of
 from relgan.checkpoint import complete_checkpoints
 from relgan.cli import main
-from relgan.config import load_config, save_config
+from relgan.config import save_config
 from relgan.errors import ConfigError, NonFiniteLossError
+from relgan.plugins import load_config
 from relgan.replicas import SUMMARY_FILE, replica_config, train_replicas
 
 from conftest import REPO, SMOKE, run_cli

@@ -144,7 +144,7 @@ def test_learned_beta_and_bf16_autocast_train_on_cpu(tmp_path):
     """One adversarial iteration: Adam's first step moves rho = log(beta) by the learning rate (m / sqrt(v) =
     +-1), so the D steps use beta = exp(+-0.05)."""
     from relgan.assembly import setup
-    from relgan.config import load_config
+    from relgan.plugins import load_config
 
     config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "gumbel.schedule=learned", "adversarial.steps=1",
                                  "adversarial.g_lr=0.05", "run.mixed_precision=bf16", "mle.epochs=1"])
@@ -159,7 +159,7 @@ def test_learned_beta_is_read_anew_by_every_generator_step(tmp_path):
     """Two G steps per iteration: each step's graph has its own beta (no backward through a freed graph), and
     the D steps use the beta after both updates."""
     from relgan.assembly import setup
-    from relgan.config import load_config
+    from relgan.plugins import load_config
 
     config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "gumbel.schedule=learned", "adversarial.steps=2",
                                  "adversarial.g_steps=2", "adversarial.g_lr=0.05", "mle.epochs=1"])
@@ -191,7 +191,7 @@ def test_mle_loss_includes_the_padding_positions(tmp_path):
     """RelGAN's convention: the mean NLL over all T positions of every row, padding after the first <eos>
     included (the generator is made to favour <eos>, so that masking the padding would change the mean)."""
     from relgan.assembly import setup
-    from relgan.config import load_config
+    from relgan.plugins import load_config
 
     train, test = tmp_path / "train.txt", tmp_path / "test.txt"
     train.write_text("a b c d e\nb c\nc d e\nd\n" * 4)

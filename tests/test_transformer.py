@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from relgan.cli import main
-from relgan.config import GeneratorConfig, load_config
+from relgan.config import GeneratorConfig
 from relgan.errors import ConfigError
 from relgan.gumbel import gumbel_noise
 from relgan.models import TransformerGenerator, build_generator, count_parameters
+from relgan.plugins import load_config
 
 from conftest import REPO, SMOKE, SMOKE_TEXT, run_cli
 

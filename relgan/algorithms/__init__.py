@@ -1,26 +1,28 @@
 """How the generator gets its gradient: one module per algorithm, chosen by ``adversarial.algorithm``
-(docs/algorithms.md). A new one is a module with an :class:`Algorithm` subclass, its line below and its name in
-``config.ALGORITHMS``."""
+(docs/algorithms.md). Every module of this package is imported here, and each :class:`Algorithm` subclass that
+sets its ``name`` registers itself: a new algorithm is a new module, and nothing else names it."""
 
 from __future__ import annotations
 
-from relgan.algorithms.base import Algorithm
-from relgan.algorithms.gumbel_rao import GumbelRao
-from relgan.algorithms.maligan import MaliGAN
-from relgan.algorithms.relgan import RelGAN
-from relgan.algorithms.seqgan import SeqGAN
-from relgan.algorithms.straight_through import StraightThrough
+import importlib
+import pkgutil
+
+from relgan.algorithms.base import REGISTERED, Algorithm
 from relgan.config import Config
 
-ALGORITHM_CLASSES: dict[str, type[Algorithm]] = {
-    cls.name: cls for cls in (RelGAN, StraightThrough, GumbelRao, SeqGAN, MaliGAN)
-}
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["ALGORITHM_CLASSES", "Algorithm", "algorithm_class", "build_algorithm"]
+__all__ = ["Algorithm", "algorithm_class", "build_algorithm", "registered"]
+
+
+def registered() -> dict[str, type[Algorithm]]:
+    """Every algorithm, by name."""
+    return dict(REGISTERED)
 
 
 def algorithm_class(name: str) -> type[Algorithm]:
-    return ALGORITHM_CLASSES[name]
+    return REGISTERED[name]
 
 
 def build_algorithm(config: Config) -> Algorithm:

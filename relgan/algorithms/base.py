@@ -1,21 +1,28 @@
 """The interface of an algorithm: how the generator gets its gradient through discrete tokens.
 
-An algorithm is one module in this package and its name in ``adversarial.algorithm`` (``config.ALGORITHMS``).
-It says what one generator step draws, the generator's loss on those draws, and what the discriminator is shown
-of the fake samples. The adversarial iteration (relgan/adversarial.py) calls these for single runs and batched
-replicas alike, and nothing outside this package looks at an algorithm's name.
+An algorithm is one module in this package: a subclass of :class:`Algorithm` that sets ``name`` registers itself,
+and everything about it is declared on the class (its capabilities, its own options, the keys of other sections it
+reads, what it needs of the config). It says what one generator step draws, the generator's loss on those draws,
+and what the discriminator is shown of the fake samples. The adversarial iteration (relgan/adversarial.py) calls
+these for single runs and batched replicas alike, and nothing outside this package looks at an algorithm's name.
 """
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from torch import Tensor
 
 from relgan.adversarial import FakeBatch, Network
-from relgan.config import Config
+from relgan.config import AlgorithmSpec, Config, NoOptions
 from relgan.draws import Draws
+
+# every algorithm class that set its name, in the order they were defined (relgan.algorithms imports them all)
+REGISTERED: dict[str, type[Algorithm]] = {}
+# the keys a relaxed algorithm reads (what the discriminator sees depends on beta)
+BETA_KEYS = ("gumbel.beta_max", "gumbel.schedule", "gumbel.horizon")
 
 # A score of complete sentences: (ids [B, T] or (relaxed) one-hots [B, T, V], classes [B] or None) -> [B]
 Score = Callable[[Tensor, Tensor | None], Tensor]
@@ -28,19 +35,65 @@ class Algorithm:
     ``relaxed``: the discriminator sees a function of softmax(beta (o + g)), so beta (the gumbel keys) counts and
     is logged; ``batched``: every draw of a step is made outside it (run.replicas=batched can vmap it);
     ``cuda_graphs``: its iteration has been measured captured as a CUDA graph (others run eagerly on a GPU).
+
+    Declarations, read by the config, --help, the tests and the benches:
+    ``summary``: one line for --help; ``Options``: a dataclass of :func:`relgan.config.setting` fields, its own
+    keys (written in the adversarial section, read as ``self.options``); ``shared_keys``: keys of other sections
+    that count only for the algorithms that list them; ``requires``: dotted key -> (the value it needs, why);
+    ``legacy_switch``: a boolean key of old configs that meant this algorithm (not inherited); :meth:`obstacle`:
+    anything else it cannot train; ``small``: options of a small, quick run (the tests), where its defaults are
+    costly.
     """
 
     name: ClassVar[str]
+    summary: ClassVar[str]
     relaxed: ClassVar[bool]
     batched: ClassVar[bool] = True
     cuda_graphs: ClassVar[bool] = False
+    Options: ClassVar[type] = NoOptions
+    shared_keys: ClassVar[tuple[str, ...]] = ()
+    requires: ClassVar[typing.Mapping[str, tuple[Any, str]]] = {}
+    legacy_switch: ClassVar[str | None] = None
+    small: ClassVar[typing.Mapping[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:  # a family's base, or a variant of an algorithm in a test
+            return
+        if cls.name in REGISTERED:
+            raise TypeError(f"two algorithms are named {cls.name!r}: {REGISTERED[cls.name]} and {cls}")
+        REGISTERED[cls.name] = cls
 
     def __init__(self, config: Config) -> None:
         self.config = config.adversarial
+        if not isinstance(config.adversarial.options, self.Options):
+            raise TypeError(
+                f"adversarial.options of {config.adversarial.algorithm!r} is a {type(config.adversarial.options)}, "
+                f"not {self.name}'s {self.Options} (build configs with relgan.plugins.load_config)"
+            )
+        self.options = config.adversarial.options
+
+    @classmethod
+    def spec(cls) -> AlgorithmSpec:
+        """What the config engine checks a config against."""
+        switch = cls.__dict__.get("legacy_switch")  # a subclass is another algorithm: the old key did not mean it
+        return AlgorithmSpec(cls.name, cls.summary, cls.Options, cls.shared_keys, cls.requires, cls.obstacle, switch)
+
+    @classmethod
+    def lab_estimators(cls) -> dict[str, dict[str, Any]]:
+        """The settings the exact-gradient lab measures (experiments/gradient_lab.py): label -> options."""
+        return {cls.name: {}}
+
+    @classmethod
+    def overrides(cls, small: bool = False) -> list[str]:
+        """Command-line overrides that choose this algorithm and meet what it ``requires`` (``small``: with its
+        options of a small run)."""
+        chosen = [f"adversarial.algorithm={cls.name}", *(f"{key}={value}" for key, (value, _) in cls.requires.items())]
+        return chosen + [f"adversarial.{key}={value}" for key, value in cls.small.items()] if small else chosen
 
     @classmethod
     def obstacle(cls, config: Config) -> str | None:
-        """Why this algorithm cannot train ``config`` (None if it can): a one-line reason for the config error."""
+        """Why this algorithm cannot train ``config`` (None if it can) beyond ``requires``: a one-line reason."""
         return None
 
     def generator_step_draws(self, draws: Draws, size: int) -> Any:

@@ -5,22 +5,40 @@ straight-through's; its variance is no larger."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
 import torch
 from torch import Tensor
 
 from relgan.adversarial import Network
 from relgan.algorithms.relgan import RelaxedStepDraws
 from relgan.algorithms.straight_through import StraightThrough
+from relgan.config import setting
 from relgan.draws import Draws
 from relgan.gumbel import gumbel_rao
 
 
+@dataclass
+class GumbelRaoOptions:
+    rao_samples: int = setting(10, "K: conditional Gumbel draws averaged per token", min=1)
+
+
 class GumbelRao(StraightThrough):
     name = "gumbel-rao"
+    summary = "straight-through with the backward averaged over rao_samples Gumbel draws conditioned on the tokens"
     cuda_graphs = False
+    Options = GumbelRaoOptions
+    small: ClassVar[Mapping[str, Any]] = {"rao_samples": 4}
+    options: GumbelRaoOptions
+
+    @classmethod
+    def lab_estimators(cls) -> dict[str, dict[str, Any]]:
+        return {f"{cls.name} K={k}": {"rao_samples": k} for k in (1, 10, 100)}
 
     def estimator_draws(self, draws: Draws, size: int) -> Tensor:
-        return draws.exponentials((self.config.rao_samples, size))
+        return draws.exponentials((self.options.rao_samples, size))
 
     def discriminator_input(self, generator: Network, beta: Tensor, step: RelaxedStepDraws) -> Tensor:
         """Tokens sampled without a graph, then the logits that drew them by teacher forcing, whose gradient the

@@ -10,10 +10,18 @@ from torch import Tensor
 from relgan.adversarial import Network
 from relgan.algorithms.base import Score
 from relgan.algorithms.reinforce import PolicyGradient, PolicyStepDraws
+from relgan.config import Config
 
 
 class MaliGAN(PolicyGradient):
     name = "maligan"
+    summary = "REINFORCE with each sentence's D/(1-D) weight normalised over the batch, minus its mean"
+
+    @classmethod
+    def obstacle(cls, config: Config) -> str | None:
+        if config.adversarial.batch_size < 2:
+            return "its weights are normalised over the batch, so a batch of one gets reward 0: use 2 or more"
+        return None
 
     def rewards(self, generator: Network, score: Score, tokens: Tensor, step: PolicyStepDraws) -> Tensor:
         size = tokens.shape[0]

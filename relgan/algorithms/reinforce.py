@@ -7,14 +7,15 @@ inside the models: every algorithm here trains batched replicas too.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from relgan.adversarial import FakeBatch, Network, per_batch, without_dropout
 from relgan.algorithms.base import Algorithm, Score, split_fakes
-from relgan.config import Config
 from relgan.draws import Draws
 from relgan.pytrees import batchable
 
@@ -40,15 +41,13 @@ class PolicyGradient(Algorithm):
     """The family's step; a subclass defines :meth:`rewards`."""
 
     relaxed = False
-
-    @classmethod
-    def obstacle(cls, config: Config) -> str | None:
-        if config.adversarial.loss != "standard":
-            return (
-                f"its rewards read the discriminator as a classifier, sigmoid(logit) = P(real), which "
-                f"adversarial.loss=standard trains (not {config.adversarial.loss})"
-            )
-        return None
+    requires: ClassVar[Mapping[str, tuple[Any, str]]] = {
+        "adversarial.loss": (
+            "standard",
+            "its rewards read the discriminator as a classifier, sigmoid(logit) = P(real), which the standard loss "
+            "trains",
+        )
+    }
 
     def generator_step_draws(self, draws: Draws, size: int) -> PolicyStepDraws:
         labels = draws.fake_labels(size)

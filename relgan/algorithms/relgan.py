@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from relgan.adversarial import FakeBatch, Network, per_batch
-from relgan.algorithms.base import Algorithm, Score, split_fakes
+from relgan.algorithms.base import BETA_KEYS, Algorithm, Score, split_fakes
 from relgan.draws import Draws
 from relgan.losses import gan_losses
 from relgan.pytrees import batchable
@@ -42,7 +42,9 @@ class RelGAN(Algorithm):
     """The relaxed family's iteration; subclasses change :meth:`discriminator_input` (and its draws)."""
 
     name = "relgan"
+    summary = "the generator's gradient flows through the relaxation softmax(beta (o + g)) the discriminator sees"
     relaxed = True
+    shared_keys = BETA_KEYS
     cuda_graphs = True
     hard = False  # what the discriminator sees of the fake samples: one_hot(argmax) (True) or the relaxation
 

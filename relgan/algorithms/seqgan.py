@@ -9,26 +9,64 @@ the sentence's score: plain REINFORCE.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
 import torch
 from torch import Tensor
 
 from relgan.adversarial import Network
 from relgan.algorithms.base import Score
 from relgan.algorithms.reinforce import PolicyGradient, PolicyStepDraws, complete
+from relgan.config import Config, setting
 from relgan.draws import Draws
+
+
+@dataclass
+class SeqGANOptions:
+    rollouts: int = setting(16, "N: Monte-Carlo completions per prefix (the paper's 16; 0 = plain REINFORCE)", min=0)
+    baseline: str = setting(
+        "none",
+        "subtracted from the rewards: none (the paper) or mean = the mean reward of the batch's other sentences at "
+        "the same position",
+        choices=("none", "mean"),
+    )
 
 
 class SeqGAN(PolicyGradient):
     name = "seqgan"
+    summary = "REINFORCE whose token rewards are D's mean over Monte-Carlo completions of each prefix"
+    Options = SeqGANOptions
+    small: ClassVar[Mapping[str, Any]] = {"rollouts": 2, "baseline": "mean"}
+    options: SeqGANOptions
+
+    @classmethod
+    def lab_estimators(cls) -> dict[str, dict[str, Any]]:
+        return {
+            "reinforce": {"rollouts": 0},
+            "reinforce, baseline": {"rollouts": 0, "baseline": "mean"},
+            f"{cls.name} N=4": {"rollouts": 4},
+            f"{cls.name} N=4, baseline": {"rollouts": 4, "baseline": "mean"},
+        }
+
+    @classmethod
+    def obstacle(cls, config: Config) -> str | None:
+        if config.adversarial.options.baseline == "mean" and config.adversarial.batch_size < 2:
+            return (
+                "baseline=mean subtracts the mean reward of the batch's other sentences, and "
+                f"adversarial.batch_size = {config.adversarial.batch_size} has none: use a batch of 2 or more"
+            )
+        return None
 
     def rollout_draws(self, draws: Draws, size: int) -> Tensor | None:
-        rows = (draws.seq_len - 1) * self.config.rollouts * size
+        rows = (draws.seq_len - 1) * self.options.rollouts * size
         return draws.uniforms(rows) if rows else None
 
     def rewards(self, generator: Network, score: Score, tokens: Tensor, step: PolicyStepDraws) -> Tensor:
         size, length = tokens.shape
         final = torch.sigmoid(score(tokens, step.labels))  # [B]
-        n = self.config.rollouts
+        n = self.options.rollouts
         if step.rollout_uniforms is None:  # no rollouts
             q = final.unsqueeze(1).expand(size, length)
         else:
@@ -42,6 +80,6 @@ class SeqGAN(PolicyGradient):
             ]  # one discriminator call per prefix length
             q = torch.stack(per_prefix).view(length - 1, n, size).mean(dim=1).t()  # [B, T - 1]
             q = torch.cat([q, final.unsqueeze(1)], dim=1)
-        if self.config.baseline == "mean":  # leave-one-out: the other sentences' mean, so the gradient stays unbiased
+        if self.options.baseline == "mean":  # leave-one-out: the other sentences' mean, so the gradient stays unbiased
             q = q - (q.sum(dim=0, keepdim=True) - q) / (size - 1)
         return q

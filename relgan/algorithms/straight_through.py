@@ -8,4 +8,6 @@ from relgan.algorithms.relgan import RelGAN
 
 class StraightThrough(RelGAN):
     name = "straight-through"
+    summary = "the discriminator sees one_hot(x); the backward pass is the relaxation's"
     hard = True
+    legacy_switch = "gumbel.straight_through"

@@ -6,6 +6,10 @@ A signature (after sacreBLEU's) is a short line of everything that determines a 
 under ``signatures``; seed aggregates and the verdict refuse to put together values whose signatures differ, and
 a record written before signatures existed is ``unsigned``, never guessed.
 
+Each metric declares what it needs (:class:`Need`): references, an oracle, a generator, the LM judges, an extra. The
+config refuses a listed metric whose needs a run cannot meet, the evaluation builds what the listed metrics need,
+and :func:`evaluate` computes each metric whose needs the evaluation at hand meets.
+
 Adding a metric: a :class:`Metric` in :data:`METRICS` (its function reads what it needs from :class:`Sampled`),
 and its test.
 """
@@ -16,13 +20,14 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from relgan.config import Config, MetricSpec
+from relgan.metrics.embedding import fed_available
 from relgan.metrics.nll import nll_gen, nll_test
 
-if TYPE_CHECKING:  # the evaluation builds on this table
+if TYPE_CHECKING:
     from relgan.data import Corpus
-    from relgan.evaluation import TextEvaluator
     from relgan.metrics.lm_judges import LanguageModelJudges
     from relgan.models import SequenceGenerator
 
@@ -33,6 +38,20 @@ except metadata.PackageNotFoundError:  # a source tree that was not installed
 UNSIGNED = "unsigned (written before signatures)"
 
 
+class TextMetrics(Protocol):
+    """The text metrics of samples against one reference set (relgan.evaluation.TextEvaluator)."""
+
+    protocol: Any  # its name: which samples and references BLEU uses
+    tokenization: str
+    training: Sequence[Any] | None
+
+    def bleu(self, words: Sequence[Sequence[str]]) -> dict: ...
+    def backward_bleu(self, words: Sequence[Sequence[str]], forward: dict) -> dict: ...
+    def self_bleu(self, words: Sequence[Sequence[str]]) -> dict: ...
+    def diversity(self, words: Sequence[Sequence[str]]) -> dict: ...
+    def fed(self, texts: Sequence[str]) -> dict: ...
+
+
 @dataclass
 class Sampled:
     """What one evaluation has: the samples (decoded, and split into the n-gram metrics' units), and where they
@@ -40,7 +59,7 @@ class Sampled:
 
     texts: list[str]
     words: list[list[str]]
-    text: TextEvaluator | None = None  # the text metrics' references (real text only)
+    text: TextMetrics | None = None  # the text metrics' references (real text only)
     judges: LanguageModelJudges | None = None
     generator: SequenceGenerator | None = None
     corpus: Corpus | None = None
@@ -58,15 +77,53 @@ class Value:
 
 
 @dataclass(frozen=True)
+class Need:
+    """Something a metric needs: whether a run of a config can have it, and whether an evaluation has it."""
+
+    name: str
+    obstacle: Callable[[Config], str | None]  # why a run of this config cannot have it (None: it can)
+    present: Callable[[Sampled], bool]
+
+
+REFERENCES = Need(
+    "references",
+    lambda c: "it needs real text as references (data.source=files or hub)" if c.data.source == "oracle" else None,
+    lambda run: run.text is not None,
+)
+ORACLE = Need(
+    "oracle",
+    lambda c: None if c.data.source == "oracle" else "it needs the synthetic oracle (data.source=oracle)",
+    lambda run: run.corpus is not None and run.corpus.oracle is not None,
+)
+GENERATOR = Need("generator", lambda c: None, lambda run: run.generator is not None)  # not a samples file
+JUDGES = Need("lm judges", lambda c: None, lambda run: run.judges is not None)  # trained on the training split
+FED_EXTRA = Need(
+    "the fed extra",
+    lambda c: None if fed_available() else "it needs the 'fed' extra: pip install -e '.[fed]'",
+    lambda run: True,  # without it the evaluation reports None with a notice
+)
+
+
+@dataclass(frozen=True)
 class Metric:
     name: str
     help: str
     values: tuple[Value, ...]
-    scope: str  # "any": every corpus; "text": real text (it has references); "oracle": the synthetic benchmark
+    needs: tuple[Need, ...]
     compute: Callable[[Sampled, dict], dict]  # (the evaluation, the report so far) -> its values
     signature: Callable[[Sampled, dict], str]  # (the evaluation, its values) -> its signature
-    needs_generator: bool = False  # NLLs read a generator, not a samples file
-    needs: str | None = None  # what else it needs, where it may be missing: "train" text, the "fed" extra
+    default: bool = False  # in the default eval.metrics (where it applies)
+
+    def obstacle(self, config: Config) -> str | None:
+        """Why a run of ``config`` cannot compute this metric (None: it can)."""
+        return next((problem for need in self.needs if (problem := need.obstacle(config)) is not None), None)
+
+    def applies(self, run: Sampled) -> bool:
+        """Whether the evaluation ``run`` has everything this metric needs."""
+        return all(need.present(run) for need in self.needs)
+
+    def spec(self) -> MetricSpec:
+        return MetricSpec(self.name, self.help, self.default, self.obstacle)
 
 
 def _sign(name: str, *fields: str) -> str:
@@ -77,7 +134,7 @@ def _digest(lines: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
 
 
-def _text(run: Sampled) -> TextEvaluator:
+def _text(run: Sampled) -> TextMetrics:
     if run.text is None:
         raise ValueError("a text metric needs references")
     return run.text
@@ -117,8 +174,10 @@ def _nll_test(run: Sampled, report: dict) -> dict:
 
 
 def _nll_oracle(run: Sampled, report: dict) -> dict:
-    corpus = _corpus(run)
-    return {} if corpus.oracle is None else {"nll_oracle": corpus.oracle.nll(run.ids)}
+    oracle = _corpus(run).oracle
+    if oracle is None:
+        raise ValueError("NLL_oracle needs the synthetic oracle")
+    return {"nll_oracle": oracle.nll(run.ids)}
 
 
 def _bleu_signature(run: Sampled, values: dict) -> str:
@@ -210,16 +269,17 @@ METRICS: dict[str, Metric] = {
             "bleu",
             "BLEU-n of the samples against the test sentences (nltk sentence_bleu, method1)",
             (Value("bleu-{n}", "BLEU-{n}", True),),
-            "text",
+            (REFERENCES,),
             lambda run, report: _text(run).bleu(run.words),
             _bleu_signature,
+            default=True,
         ),
         Metric(
             "bw_bleu",
             "backward BLEU-n (the test sentences against the samples: coverage) and its harmonic mean "
             "with BLEU-n (cotk's FW/BW-BLEU)",
             (Value("bw-bleu-{n}", "backward BLEU-{n}", True), Value("fw-bw-bleu-{n}", "FW/BW-BLEU-{n}", True)),
-            "text",
+            (REFERENCES,),
             lambda run, report: _text(run).backward_bleu(run.words, report),
             _bw_bleu_signature,
         ),
@@ -227,7 +287,7 @@ METRICS: dict[str, Metric] = {
             "self_bleu",
             "Self-BLEU-n of each sample against the others (leave-one-out)",
             (Value("self-bleu-{n}", "Self-BLEU-{n}", False),),
-            "text",
+            (REFERENCES,),
             lambda run, report: _text(run).self_bleu(run.words),
             _self_bleu_signature,
         ),
@@ -235,28 +295,28 @@ METRICS: dict[str, Metric] = {
             "nll_gen",
             "NLL of the generator on the training data (RelGAN's NLL_gen)",
             (Value("nll_gen", "NLL_gen", False),),
-            "any",
+            (GENERATOR,),
             _nll_gen,
             _nll_signature("nll_gen", "conv:relgan-train-full-batches-padding-included"),
-            needs_generator=True,
+            default=True,
         ),
         Metric(
             "nll_test",
             "NLL of the generator on the test data (words and end of sentence)",
             (Value("nll_test", "NLL_test", False),),
-            "any",
+            (GENERATOR,),
             _nll_test,
             _nll_signature("nll_test", "conv:test-eos-no-padding"),
-            needs_generator=True,
+            default=True,
         ),
         Metric(
             "nll_oracle",
             "NLL of the samples under the oracle (synthetic benchmark)",
             (Value("nll_oracle", "NLL_oracle", False),),
-            "oracle",
+            (GENERATOR, ORACLE),
             _nll_oracle,
             _oracle_signature,
-            needs_generator=True,
+            default=True,
         ),
         Metric(
             "diversity",
@@ -266,7 +326,7 @@ METRICS: dict[str, Metric] = {
                 Value("unique_fraction", "unique fraction", True),
                 Value("novelty", "novelty", True),
             ),
-            "text",
+            (REFERENCES,),
             lambda run, report: _text(run).diversity(run.words),
             _diversity_signature,
         ),
@@ -274,19 +334,17 @@ METRICS: dict[str, Metric] = {
             "fed",
             "FED-MiniLM and MAUVE of the samples against the test sentences (the 'fed' extra)",
             (Value("fed-minilm", "FED-MiniLM", False), Value("mauve", "MAUVE", True)),
-            "text",
+            (REFERENCES, FED_EXTRA),
             lambda run, report: _text(run).fed(run.texts),
             _fed_signature,
-            needs="fed",
         ),
         Metric(
             "lm",
             "the LM judges: lm_score (quality) and reverse_lm_score (diversity, coverage)",
             (Value("lm_score", "lm_score", False), Value("reverse_lm_score", "reverse_lm_score", False)),
-            "any",
+            (JUDGES,),
             _judge,
             _lm_signature,
-            needs="train",
         ),
     )
 }
@@ -320,22 +378,20 @@ def value_of(key: str) -> Value:
     raise KeyError(f"{key!r} is not a registered metric value")
 
 
-def evaluate(run: Sampled, names: Sequence[str], corpus_kind: str) -> dict:
-    """The values and signatures of the metrics ``names`` that apply (``corpus_kind``: "text" or "oracle"), in
-    the table's order."""
+def evaluate(run: Sampled, names: Sequence[str]) -> dict:
+    """The values and signatures of the metrics ``names`` whose needs ``run`` meets, in the table's order."""
     report: dict = {}
     signatures: dict[str, str] = {}
     for metric in METRICS.values():
-        if metric.name not in names or metric.scope not in ("any", corpus_kind):
-            continue
-        if metric.needs_generator and run.generator is None:
-            continue
-        if metric.name == "lm" and run.judges is None:
-            continue
-        if metric.scope == "text" and run.text is None:
+        if metric.name not in names or not metric.applies(run):
             continue
         values = metric.compute(run, report)
         report.update(values)
         signatures[metric.name] = metric.signature(run, values)
     report["signatures"] = signatures
     return report
+
+
+def needed(names: Sequence[str], need: Need) -> bool:
+    """Whether any of the metrics ``names`` needs ``need`` (what an evaluation must build)."""
+    return any(need in METRICS[name].needs for name in names)
