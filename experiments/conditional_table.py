@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import random
+import shlex
 from pathlib import Path
 
+from experiments.commands import portable_command
 from relgan.bookkeeping import METRICS_FILE, last_reports
 from relgan.checkpoint import load_run_config
 from relgan.compare import shared_signatures
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     signatures = shared_signatures(rows, "the conditional table (its runs and the real-text row)")
     result = {
         "name": Path(args.out).name,
-        "command": args.command,
+        "command": portable_command(shlex.split(args.command)),
         "classifier": first["classifier"],
         "real_text": f"per class, {num_samples} training sentences (seed 0) for BLEU and Self-BLEU against "
         "the class's test sentences; class accuracy on the class's test sentences, held out "

@@ -18,6 +18,8 @@ import random
 import sys
 from pathlib import Path
 
+from experiments.commands import portable_command
+
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -44,7 +46,7 @@ def main() -> None:
     picked = rng.sample(train, 2 * args.count)
     train_a, train_b = picked[: args.count], picked[args.count:]
     test_n = rng.sample(test, args.count)
-    result: dict = {"count": args.count, "command": "python " + " ".join(sys.argv)}
+    result: dict = {"count": args.count, "command": portable_command(["python", *sys.argv])}
 
     def embedding(samples: list[str], references: list[str]) -> dict:
         report = TextEvaluator(references, "full", [4]).fed(samples)

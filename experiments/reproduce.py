@@ -31,12 +31,13 @@ import json
 import os
 import platform
 import random
-import shlex
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from experiments.commands import portable_command
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -449,7 +450,7 @@ def main() -> None:
         "algorithms": args.algorithms.split(","),
         "num_samples": num_samples, "reduced": args.reduced, "machine": machine,
         "minutes": seconds / 60, "oracle_reference": reference, "note": args.note,
-        "command": "python -m experiments.reproduce " + shlex.join(sys.argv[1:]), "rows": rows,
+        "command": portable_command(["python", "-m", "experiments.reproduce", *sys.argv[1:]]), "rows": rows,
         "aggregate": aggregated, "sweep": sweep, "verdicts": found, "judge_agreement": agreement,
         "verdict_lines": [verdict_line(name, found[name], planes) for name in gans],
         "lm_judge": judging.judges.spec.describe() if judging else None,

@@ -11,9 +11,17 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+from relgan.algorithms import algorithm_class
 from relgan.bookkeeping import METRICS_FILE
-from relgan.checkpoint import latest_checkpoint, load_run_config, verify_checkpoint, write_model_card
-from relgan.config import Config, save_config
+from relgan.checkpoint import (
+    EXPORT,
+    latest_checkpoint,
+    load_run_config,
+    read_trainer_state,
+    verify_checkpoint,
+    write_model_card,
+)
+from relgan.config import Config, save_config, schedule_horizon
 from relgan.data import Corpus, load_corpus, save_corpus_artifacts
 from relgan.errors import CheckpointError, DataError
 from relgan.io_utils import append_jsonl
@@ -24,26 +32,49 @@ from relgan.runtime import build_accelerator, configure_threads
 from relgan.training import Trainer
 
 # keys a resumed run must share with the run it continues
-COMPATIBLE_SECTIONS = ("generator", "discriminator")
-COMPATIBLE_DATA_KEYS = (
-    "source",
-    "tokenization",
-    "min_frequency",
-    "max_vocab_size",
-    "seq_len",
-    "oracle",
-    "labelled",
-    "label_column",
+# What --resume may change: how the run is evaluated, logged, checkpointed and computed, not what it trains.
+# Every other key must equal the run's own; the budgets and beta's horizon have rules of their own (_check_resume).
+MAY_CHANGE_ON_RESUME = (
+    "eval.",
+    "mle.eval_every",
+    "mle.checkpoint_every",
+    "adversarial.eval_every",
+    "adversarial.checkpoint_every",
+    "run.name",
+    "run.output_dir",
+    "run.seeds",
+    "run.replicas",
+    "run.cpu",
+    "run.tracker",
+    "run.log_every",
+    "run.keep_checkpoints",
+    "run.backend",
+    "run.cuda_graphs",
+    "run.num_threads",
+    # where the same data and tokenizer lie now (their vocabulary and classes are checked against the run's)
+    "data.train_file",
+    "data.test_file",
+    "data.tokenizer",
+    "generator.pretrained",  # the start of MLE: a resumed run's weights come from its checkpoint
 )
+BUDGETS = ("mle.epochs", "adversarial.steps", "gumbel.horizon")
 
 
 def run_dir_of(config: Config) -> Path:
     return Path(config.run.output_dir) / (config.run.name or "relgan")
 
 
-def setup(config: Config, *, resume: str | None = None, overwrite: bool = False, write: bool = True) -> Trainer:
+def setup(
+    config: Config,
+    *,
+    resume: str | None = None,
+    overwrite: bool = False,
+    write: bool = True,
+    refuse_finished: bool = False,
+) -> Trainer:
     """Accelerator, corpus and trainer of a run; with ``write`` the run directory is created or resumed, and
-    locked against a second writer until the trainer's run ends (:meth:`Trainer.fit`)."""
+    locked against a second writer until the trainer's run ends (:meth:`Trainer.fit`). ``refuse_finished``: a
+    resumed run that has finished is an error (the replicas of run.seeds re-export their finished ones instead)."""
     run_dir = run_dir_of(config)
     configure_threads(config.run)
     accelerator = build_accelerator(config.run, run_dir)
@@ -54,7 +85,7 @@ def setup(config: Config, *, resume: str | None = None, overwrite: bool = False,
     if lock is not None:
         lock.acquire()
     try:
-        trainer = _assemble(config, run_dir, accelerator, resume, overwrite, write)
+        trainer = _assemble(config, run_dir, accelerator, resume, overwrite, write, refuse_finished)
     except BaseException:
         if lock is not None:
             lock.release()
@@ -64,13 +95,22 @@ def setup(config: Config, *, resume: str | None = None, overwrite: bool = False,
 
 
 def _assemble(
-    config: Config, run_dir: Path, accelerator: Accelerator, resume: str | None, overwrite: bool, write: bool
+    config: Config,
+    run_dir: Path,
+    accelerator: Accelerator,
+    resume: str | None,
+    overwrite: bool,
+    write: bool,
+    refuse_finished: bool,
 ) -> Trainer:
     checkpoint = None
     if resume is not None:
         checkpoint = latest_checkpoint(run_dir) if resume == "latest" else Path(resume)
         verify_checkpoint(checkpoint)
-        _check_compatible(load_run_config(run_dir), config, run_dir)
+        progress = read_trainer_state(checkpoint)["progress"]
+        _check_resume(load_run_config(run_dir), config, run_dir, progress)
+        if refuse_finished:
+            _refuse_finished(config, run_dir, progress)
     elif write and accelerator.is_main_process:
         prepare_fresh(run_dir, overwrite)
     accelerator.wait_for_everyone()
@@ -119,18 +159,59 @@ def dry_run_summary(trainer: Trainer) -> dict[str, Any]:
     }
 
 
-def _check_compatible(saved: Config, wanted: Config, run_dir: Path) -> None:
-    """A resumed run must keep the architecture and data settings of the run it continues."""
-    old, new = saved.to_dict(), wanted.to_dict()
-    pairs = [(f"{s}.{k}", old[s][k], new[s][k]) for s in COMPATIBLE_SECTIONS for k in old[s]]
-    pairs += [(f"data.{k}", old["data"][k], new["data"][k]) for k in COMPATIBLE_DATA_KEYS]
-    pairs.append(("run.seed", old["run"]["seed"], new["run"]["seed"]))  # every step's draws derive from it
-    for key, before, after in pairs:
-        if before != after:
+def _check_resume(saved: Config, wanted: Config, run_dir: Path, progress: dict[str, Any]) -> None:
+    """--resume continues the same run, or refuses in one line naming the key and both values: only the keys of
+    MAY_CHANGE_ON_RESUME may change, a budget may grow but not fall below what was done, and beta's schedule keeps
+    its horizon (a run that may be extended sets gumbel.horizon up front)."""
+    old, new = _flat(saved.to_dict()), _flat(wanted.to_dict())
+    for key in sorted(old.keys() | new.keys()):
+        before, after = old.get(key), new.get(key)
+        if before == after or key.startswith(MAY_CHANGE_ON_RESUME) or key in BUDGETS:
+            continue
+        raise CheckpointError(
+            f"{run_dir} was trained with {key} = {before!r} but the config asks for {after!r}; "
+            "resume with the run's own settings or start a new run.name"
+        )
+    done = {"mle.epochs": progress["epoch"], "adversarial.steps": progress["adv_step"]}
+    for key, count in done.items():
+        if new[key] < count:
             raise CheckpointError(
-                f"{run_dir} was trained with {key} = {before!r} but the config asks for {after!r}; "
-                "resume with the run's own settings or start a new run.name"
+                f"{run_dir} was trained with {key} = {old[key]!r} and has done {count}; the config asks for "
+                f"{new[key]!r}, fewer than done: resume with at least {count}"
             )
+    if progress["adv_step"] and new["mle.epochs"] != old["mle.epochs"]:
+        raise CheckpointError(
+            f"{run_dir} was trained with mle.epochs = {old['mle.epochs']!r} but the config asks for "
+            f"{new['mle.epochs']!r}; its adversarial phase has begun, so its MLE phase is over"
+        )
+    rising = algorithm_class(saved.adversarial.algorithm).relaxed and saved.gumbel.schedule not in ("no", "learned")
+    if rising and saved.adversarial.steps and schedule_horizon(saved) != schedule_horizon(wanted):
+        raise CheckpointError(
+            f"{run_dir} was trained with beta's schedule over {schedule_horizon(saved)} iterations (gumbel.horizon "
+            f"= {saved.gumbel.horizon!r}, adversarial.steps = {saved.adversarial.steps}); the config asks for "
+            f"{schedule_horizon(wanted)}, which changes beta mid-run; a run that may be extended sets gumbel.horizon "
+            "up front (at least the steps it may reach): start a new run.name"
+        )
+
+
+def _refuse_finished(config: Config, run_dir: Path, progress: dict[str, Any]) -> None:
+    """A finished run (its budgets done, its generator exported) has nothing to resume."""
+    done = progress["epoch"] >= config.mle.epochs and progress["adv_step"] >= config.adversarial.steps
+    if done and (run_dir / EXPORT).is_dir():
+        raise CheckpointError(
+            f"{run_dir} has finished ({progress['epoch']} MLE epochs, {progress['adv_step']} adversarial iterations): "
+            "nothing to resume; raise mle.epochs or adversarial.steps to train on"
+        )
+
+
+def _flat(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _check_memory(corpus: Corpus, config: Config, device: torch.device) -> None:

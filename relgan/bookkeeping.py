@@ -9,14 +9,14 @@ import json
 import logging
 import shutil
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from relgan.checkpoint import CHECKPOINTS, checkpoint_name, publish_checkpoint, read_trainer_state, verify_checkpoint
@@ -69,11 +69,13 @@ class RunBook:
         run_dir: Path,
         accelerator: Accelerator,
         evaluation_report: Callable[[str, int], dict[str, Any]],
-        weight_bytes: int = 0,
+        networks: Mapping[str, nn.Module],
     ) -> None:
         self.config, self.run_dir, self.acc = config, run_dir, accelerator
         self.evaluation_report = evaluation_report
-        self.weight_bytes = weight_bytes  # of the networks a checkpoint holds, for the disk-full message
+        self.networks = networks  # what a checkpoint holds: checked finite before one is written
+        # for the disk-full message
+        self.weight_bytes = sum(p.numel() * p.element_size() for n in networks.values() for p in n.parameters())
         self.progress = Progress()
         self.stop = StopSignals()
         self.last_checkpoint: Path | None = None
@@ -164,7 +166,7 @@ class RunBook:
         rows, self._pending = self._pending, []  # one phase: every phase ends with an evaluation, which flushes
         names = list(rows[-1][2])
         table = torch.stack([torch.stack(list(values.values())) for _, _, values in rows]).cpu()
-        losses = [i for i, name in enumerate(names) if name.endswith("loss")]
+        losses = list(range(len(names)))  # every logged value: losses, gradient norms, beta
         bad = ~torch.isfinite(table[:, losses])
         anywhere = torch.tensor(float(bad.any()), device=self.acc.device)
         if self.acc.num_processes > 1:
@@ -176,7 +178,7 @@ class RunBook:
                 what = f"{names[losses[col]]} = {table[row, losses[col]].item()}"
             else:
                 phase, step, _ = rows[0]
-                what = "a loss on another process"
+                what = "a logged value on another process"
             where = self.last_checkpoint or "none was written yet"
             raise NonFiniteLossError(
                 f"non-finite {what} in the {phase} phase at step {step}; training stopped; "
@@ -210,6 +212,9 @@ class RunBook:
         self, phase: str, done: int, total: int, eval_every: int, checkpoint_every: int
     ) -> None:
         last = done == total
+        if done % eval_every == 0 or done % checkpoint_every == 0 or last:
+            self.flush()
+            self.check_weights()  # nothing is evaluated, checkpointed or exported from non-finite weights
         if done % eval_every == 0 or last:
             self.evaluate(phase, done, total)
         if done % checkpoint_every == 0 or last:
@@ -237,8 +242,10 @@ class RunBook:
         self.acc.wait_for_everyone()
 
     def save_checkpoint(self) -> None:
-        """Write a complete checkpoint of the current step atomically (all ranks take part)."""
+        """Write a complete checkpoint of the current step atomically (all ranks take part), never of non-finite
+        weights."""
         self.flush()
+        self.check_weights()
         root = self.run_dir / CHECKPOINTS
         name = checkpoint_name(self.progress.global_step)
         final, tmp = root / name, root / f".tmp-{name}"
@@ -258,6 +265,19 @@ class RunBook:
             raise self._write_error(final, exc) from None
         self.acc.wait_for_everyone()
         self.last_checkpoint = final
+
+    def check_weights(self) -> None:
+        """Stop, keeping the last good checkpoint, if a weight of a network went non-finite (a NaN that no logged
+        value shows)."""
+        for network, module in self.networks.items():
+            for name, param in module.named_parameters():
+                if not torch.isfinite(param.detach()).all():
+                    where = self.last_checkpoint or "none was written yet"
+                    raise NonFiniteLossError(
+                        f"non-finite weights in the {network} ({name}) at step {self.progress.global_step}; "
+                        f"training stopped; nothing exported; last good checkpoint: {where} (try a lower learning "
+                        "rate)"
+                    )
 
     def _write_error(self, checkpoint: Path, exc: Exception) -> CheckpointError:
         """One line for a checkpoint that could not be written; nothing of it is left behind."""

@@ -49,7 +49,7 @@ def _train(args: argparse.Namespace) -> int:
     if config.run.seeds is not None:
         return _train_replicas(config, args)
     resume = args.resume_from or ("latest" if args.resume else None)
-    trainer = setup(config, resume=resume, overwrite=args.overwrite, write=not args.dry_run)
+    trainer = setup(config, resume=resume, overwrite=args.overwrite, write=not args.dry_run, refuse_finished=True)
     if args.dry_run:
         if trainer.acc.is_main_process:
             print(json.dumps(dry_run_summary(trainer)))

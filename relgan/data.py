@@ -362,15 +362,17 @@ def read_splits(config: DataConfig) -> tuple[Split, Split]:
             desc=f"tokenizing {role}",
             fn_kwargs={"column": column, "mode": _split_mode(config), "tab_labels": tab_labels, "where": names[role]},
         )
-        labels = tokenized["class"] if tab_labels else _hub_labels(part, config.label_column, names[role])
-        kept = [i for i, sentence in enumerate(tokenized["words"]) if sentence]
+        labels = list(tokenized["class"]) if tab_labels else _hub_labels(part, config.label_column, names[role])
+        # each column read once: indexing a dataset's column re-reads it, once per line
+        sentences, words = list(tokenized["sentence"]), list(tokenized["words"])
+        kept = [i for i, sentence in enumerate(words) if sentence]
         split = Split(
-            [tokenized["sentence"][i].strip() for i in kept],
-            [tokenized["words"][i] for i in kept],
+            [sentences[i].strip() for i in kept],
+            [words[i] for i in kept],
             None if labels is None else [labels[i] for i in kept],
             [i + 1 for i in kept],
         )
-        blank = len(tokenized) - len(split.words)
+        blank = len(words) - len(split.words)
         if blank:
             logger.warning("%s: skipped %d blank lines", names[role], blank)
         if not split.words:
@@ -384,7 +386,7 @@ def _hub_labels(part, column: str | None, where: str) -> list[str] | None:
     if column is None:
         return None
     feature = part.features[column]
-    values = part[column]
+    values = list(part[column])  # read once
     for index, value in enumerate(values):
         if value is None or (isinstance(value, str) and not value.strip()):
             raise DataError(f"{where} row {index}: no label in column '{column}' (data.label_column)")

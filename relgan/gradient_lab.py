@@ -40,9 +40,20 @@ class Lab:
         """The fixed discriminator's logit of each sentence [B] (ids [B, T] or one-hots [B, T, V])."""
         return sentence_logits(self.discriminator, inputs, labels)
 
+    def scores(self) -> Tensor:
+        """The logit of every sentence of the game [V^T], in chunks."""
+        with torch.no_grad():
+            return torch.cat([self.score(chunk) for chunk in self.sentences.split(CHUNK)])
 
-def make_lab(vocab_size: int = 6, seq_len: int = 4, hidden_size: int = 8, seed: int = 0) -> Lab:
-    """An LSTM generator (embedding 8) and a discriminator of 16 filters of heights 2 and 3, seeded."""
+
+CHUNK = 65536  # sentences per pass when enumerating a game
+
+
+def make_lab(vocab_size: int = 6, seq_len: int = 4, hidden_size: int = 8, seed: int = 0, trained_steps: int = 0) -> Lab:
+    """An LSTM generator (embedding 8) and a discriminator of 16 filters of heights 2 and 3, seeded. With
+    ``trained_steps`` the discriminator is trained that many Adam steps to tell a target LSTM's samples (the real
+    data: another seed's generator at twice the logit scale) from the generator's, as a GAN's would be; otherwise
+    it is random, its sentence logits scaled to mean 0 and spread 2 (sigmoid far from saturation)."""
     torch.manual_seed(seed)
     generator = Generator(
         GeneratorConfig(architecture="lstm", embedding_dim=8, hidden_size=hidden_size), vocab_size, seq_len, start_id=0
@@ -53,16 +64,41 @@ def make_lab(vocab_size: int = 6, seq_len: int = 4, hidden_size: int = 8, seed: 
         ),
         vocab_size,
         seq_len,
-    ).eval()
+    )
+    if trained_steps:
+        train_discriminator(discriminator, generator, trained_steps, seed)
+    discriminator.eval()
     for param in discriminator.parameters():
         param.requires_grad_(False)
     sentences = torch.tensor(list(itertools.product(range(vocab_size), repeat=seq_len)))
     lab = Lab(generator, discriminator, sentences)
-    with torch.no_grad():  # sentence logits of mean 0 and spread 2: f = sigmoid(logit) far from saturation
-        logits = lab.score(sentences)
-        discriminator.logit.weight.mul_(2 / logits.std())
-        discriminator.logit.bias.sub_(lab.score(sentences).mean())
+    if not trained_steps:
+        with torch.no_grad():
+            logits = lab.scores()
+            discriminator.logit.weight.mul_(2 / logits.std())
+            discriminator.logit.bias.sub_(lab.scores().mean())
     return lab
+
+
+def train_discriminator(discriminator: Discriminator, generator: Generator, steps: int, seed: int) -> None:
+    """``steps`` Adam steps (lr 1e-2, batches of 64 + 64) of the standard GAN loss: a target LSTM's samples
+    against the generator's."""
+    target = Generator(generator.config, generator.vocab_size, generator.seq_len, start_id=0)
+    with torch.no_grad():
+        target.output.weight.mul_(2)  # a more peaked distribution than the generator's: something to tell apart
+    draws = torch.Generator().manual_seed(seed + 1)
+    optimiser = torch.optim.Adam(discriminator.parameters(), lr=1e-2)
+    discriminator.train()
+    for _ in range(steps):
+        with torch.no_grad():
+            real = target.sample_tokens(64, generator=draws)
+            fake = generator.sample_tokens(64, generator=draws)
+        (logits,) = discriminator(torch.cat([real, fake]))
+        labels = torch.cat([torch.ones(64), torch.zeros(64)])
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.view(128, -1).mean(dim=1), labels)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
 
 
 def flat_gradient(generator: Generator, loss: Tensor) -> Tensor:
@@ -72,14 +108,19 @@ def flat_gradient(generator: Generator, loss: Tensor) -> Tensor:
 
 
 def exact_gradient(lab: Lab) -> tuple[Tensor, float]:
-    """(grad J [P], J) by enumerating every sentence, J = sum_x p(x) sigmoid(score(x))."""
+    """(grad J [P], J) by enumerating every sentence, J = sum_x p(x) sigmoid(score(x)), in chunks."""
+    values = torch.sigmoid(lab.scores()).double()
     with torch.no_grad():
-        values = torch.sigmoid(lab.score(lab.sentences)).double()
-    log_probs = -lab.generator(lab.sentences, mode="nll").double().sum(dim=1)
-    objective = (log_probs.exp() * values).sum()
-    # sum_x grad p(x) = 0: centring f leaves the gradient and avoids cancelling large terms
-    centred = (log_probs.exp() * (values - objective.detach())).sum()
-    return flat_gradient(lab.generator, centred).double(), objective.item()
+        probs = torch.cat(
+            [(-lab.generator(chunk, mode="nll").double().sum(dim=1)).exp() for chunk in lab.sentences.split(CHUNK)]
+        )
+    objective = (probs * values).sum().item()
+    gradient = torch.zeros(sum(p.numel() for p in lab.generator.parameters()), dtype=torch.float64)
+    for chunk, chunk_values in zip(lab.sentences.split(CHUNK), (values - objective).split(CHUNK), strict=True):
+        # sum_x grad p(x) = 0: centring f leaves the gradient and avoids cancelling large terms
+        log_probs = -lab.generator(chunk, mode="nll").double().sum(dim=1)
+        gradient += flat_gradient(lab.generator, (log_probs.exp() * chunk_values).sum()).double()
+    return gradient, objective
 
 
 @dataclass

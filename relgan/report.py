@@ -172,15 +172,20 @@ def _splitter(tokenize: str) -> tuple[str, Callable[[str], list[str]]]:
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """Two aligned columns: metric and value (numbers with 4 decimals); per-class values as ``class/metric``."""
+    """Two aligned columns: metric and value (numbers with 4 decimals); per-class values as ``class/metric``; then
+    each metric's signature (how it was computed), so that numbers copied from the terminal keep it."""
     flat = dict(report)
     for name, values in flat.pop("per_class", {}).items():
         flat.update({f"{name}/{key}": value for key, value in values.items() if not isinstance(value, str)})
     rows = [
         (k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in flat.items() if not isinstance(v, (list, dict))
     ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    signatures = list(report.get("signatures", {}).items())
+    width = max(len(k) for k, _ in [*rows, *signatures])
+    lines = [f"{k:<{width}}  {v}" for k, v in rows]
+    if signatures:
+        lines += ["signatures:", *(f"{k:<{width}}  {v}" for k, v in signatures)]
+    return "\n".join(lines)
 
 
 def write_report(report: dict[str, Any], path: Path) -> None:

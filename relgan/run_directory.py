@@ -17,7 +17,7 @@ from relgan.checkpoint import complete_checkpoints
 from relgan.errors import CheckpointError
 
 LOCK_FILE = ".lock"
-RUN_MARKER = "config.yaml"  # every run directory has its resolved config
+RUN_MARKER = ".relgan-run"  # written by relgan into every run directory it starts, and by nothing else
 
 
 class RunLock:
@@ -54,8 +54,10 @@ class RunLock:
 def prepare_fresh(run_dir: Path, overwrite: bool) -> None:
     """An empty run directory for a new run (its lock file aside). An existing run is deleted only with
     ``overwrite``, and only if it is recognisably a relgan run directory."""
-    entries = sorted(p for p in run_dir.iterdir() if p.name != LOCK_FILE) if run_dir.is_dir() else []
+    # a directory that holds no more than relgan's lock and marker (a start that failed early) counts as new
+    entries = sorted(p for p in run_dir.iterdir() if p.name not in (LOCK_FILE, RUN_MARKER)) if run_dir.is_dir() else []
     if not entries:
+        _mark(run_dir)
         return
     if not overwrite:
         advice = (
@@ -67,14 +69,22 @@ def prepare_fresh(run_dir: Path, overwrite: bool) -> None:
     if not (run_dir / RUN_MARKER).is_file():
         found = ", ".join(p.name for p in entries[:5]) + (", ..." if len(entries) > 5 else "")
         raise CheckpointError(
-            f"--overwrite: {run_dir} is not a relgan run directory (no {RUN_MARKER}; it holds {found}); "
-            "nothing was deleted: pick another run.name or run.output_dir"
+            f"--overwrite: {run_dir} is not a relgan run directory (no {RUN_MARKER} marker, which relgan writes into "
+            f"every run it starts; it holds {found}); nothing was deleted: pick another run.name or run.output_dir "
+            "(a run of relgan before 0.3 has no marker: delete it yourself)"
         )
     for entry in entries:
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         else:
             entry.unlink()
+    _mark(run_dir)
+
+
+def _mark(run_dir: Path) -> None:
+    """The marker by which --overwrite knows a run directory as relgan's."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RUN_MARKER).write_text("a relgan run directory: relgan train --overwrite may delete it\n")
 
 
 def writable(directory: Path, what: str) -> None:

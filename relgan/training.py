@@ -118,14 +118,10 @@ class Trainer:
         self.evaluation = CorpusEvaluation(
             corpus, config.eval.protocol, config.eval.bleu_orders, config.eval.chosen_metrics()
         )
-        weights = [
-            *self.gen.parameters(),
-            *self.disc.parameters(),
-            *(self.beta_module.parameters() if self.beta_module is not None else []),
-        ]
-        self.book = RunBook(
-            config, run_dir, accelerator, self.evaluation_report, sum(p.numel() * p.element_size() for p in weights)
-        )
+        networks = {"generator": self.gen, "discriminator": self.disc}
+        if self.beta_module is not None:
+            networks["learned beta"] = self.beta_module
+        self.book = RunBook(config, run_dir, accelerator, self.evaluation_report, networks)
         # On one GPU the steps are captured once and replayed as CUDA graphs (fast/cuda_graphs.py). A replay
         # repeats the captured kernels: tensors read inside a step (parameters, optimiser state, beta passed
         # in as a tensor) keep their storage and may change value, but a Python value read inside a step is
@@ -162,6 +158,7 @@ class Trainer:
         """After training: export the generator and finish the trackers; the process group too unless
         ``keep_process_group`` (another run follows in this process: the replicas of ``run.seeds``). Returns
         the last evaluation of each phase."""
+        self.book.check_weights()
         if self.acc.is_main_process:
             export_generator(self.gen, self.run_dir)
         self.acc.wait_for_everyone()

@@ -113,3 +113,48 @@ def smoke_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("smoke-runs")
     assert main(["train", "--config", str(SMOKE), f"run.output_dir={out}", "run.name=done"]) == 0
     return out / "done"
+
+
+# ------------------------------------------------------------------------------------------ the gradient lab
+
+
+@pytest.fixture(scope="session")
+def lab():
+    """The exact-gradient lab's game (relgan/gradient_lab.py) and its exact gradient."""
+    from relgan.gradient_lab import exact_gradient, make_lab
+
+    game = make_lab()
+    return game, exact_gradient(game)[0]
+
+
+def lab_estimates(lab, algorithm, repeats=400, beta=1.0, seed=0, batch_size=16, **options):
+    """``repeats`` estimates by ``algorithm`` with ``options``, each on ``batch_size`` samples."""
+    from relgan.gradient_lab import estimate, estimator_config
+
+    return estimate(lab, estimator_config(algorithm, **options), beta=beta, batch_size=batch_size, repeats=repeats,
+                    seed=seed)
+
+
+def projections(exact, count=6):
+    """The exact gradient's direction and random unit directions [count, P] (seeded)."""
+    random = torch.randn(count - 1, exact.numel(), generator=torch.Generator().manual_seed(7), dtype=exact.dtype)
+    directions = torch.cat([exact.unsqueeze(0), random])
+    return directions / directions.norm(dim=1, keepdim=True)
+
+
+def z_scores(draws, target, directions):
+    """z of the mean of each projection of the draws [R, P] onto ``directions`` against ``target`` [P] (or against
+    another Estimates' mean, whose standard error counts too). The coordinates of a gradient are strongly
+    correlated, so the test is on a few projections, each a scalar mean of independent draws."""
+    projected = draws.draws @ directions.t()  # [R, D]
+    error = projected.var(dim=0) / len(projected)
+    if isinstance(target, torch.Tensor):
+        centre = directions @ target
+    else:
+        other = target.draws @ directions.t()
+        centre, error = other.mean(dim=0), error + other.var(dim=0) / len(other)
+    return (projected.mean(dim=0) - centre) / error.sqrt()
+
+
+# Six projections at |z| < 4 each: a false alarm about once in 2,500 seeds.
+Z_LIMIT = 4.0

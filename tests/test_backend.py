@@ -65,6 +65,30 @@ def test_fingerprints_ignore_docstrings_and_comments_but_not_code(tmp_path, monk
     assert syntax["a"] == syntax["b"] != syntax["c"]
 
 
+@pytest.mark.parametrize("edit, falls_back", [
+    (("tokens.append(token)", "tokens.append(token)  # a comment", 1), False),  # comments are not code
+    (("uniforms[sampling, t].contiguous(), 1.0)", "uniforms[sampling, t].contiguous(), 0.9)", 1), True),  # the
+    # temperature of the fast rollout's draws, in its Python wrapper
+])
+def test_an_edited_fast_path_wrapper_falls_back_with_its_warning(edit, falls_back, tmp_path, monkeypatch, caplog):
+    import shutil
+
+    copy = tmp_path / "fast"
+    shutil.copytree(fingerprint.FAST_DIR, copy)
+    wrapper = copy / "generator.py"
+    old, new, count = edit
+    assert old in wrapper.read_text()
+    wrapper.write_text(wrapper.read_text().replace(old, new, count))
+    monkeypatch.setattr(fingerprint, "FAST_DIR", copy)
+    g, d = _models()
+    with caplog.at_level(logging.WARNING, logger="relgan"):
+        report = fast.apply(g, d)
+    assert ("Generator" in report.reference) == falls_back
+    if falls_back:
+        assert "fast.verify" in report.reference["Generator"] and not fast.fast_paths(g)
+        assert "Generator runs its reference code" in caplog.text
+
+
 def test_apply_replaces_the_verified_methods_and_says_so(default_kernels, probe_cache, caplog):
     g, d = _models()
     with caplog.at_level(logging.INFO, logger="relgan"):

@@ -139,7 +139,7 @@ def _keys(metric, orders):
         yield from ([value.key.format(n=n) for n in orders] if "{n}" in value.key else [value.key])
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # 18 short runs; test_a_metric_that_needs_references... is the fast tier's
 @pytest.mark.parametrize("source", ["oracle", "files"])
 @pytest.mark.parametrize("name", list(METRICS))
 def test_every_metric_listed_alone_is_computed_and_signed_or_refused_in_one_line(tmp_path, capsys, name, source):

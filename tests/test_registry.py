@@ -57,8 +57,12 @@ def test_every_evaluation_signs_each_metric(tmp_path, capsys):
     assert evaluations[0]["signatures"]["nll_oracle"] == (
         f"nll_oracle|oracle-seed:7|V:50|T:8|n:64|v:{VERSION}")
     out = tmp_path / "eval.json"
+    capsys.readouterr()
     assert main(["evaluate", "--run", str(tmp_path / "s"), "--metrics", "nll_test", "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["signatures"]["nll_test"].startswith("nll_test|conv:test-eos-no-padding|")
+    signature = json.loads(out.read_text())["signatures"]["nll_test"]
+    assert signature.startswith("nll_test|conv:test-eos-no-padding|")
+    shown = capsys.readouterr().out.splitlines()  # on the screen too, under the values (as sacreBLEU does)
+    assert shown[shown.index("signatures:") + 1].split() == ["nll_test", signature]
 
 
 def test_values_computed_differently_are_not_put_together():

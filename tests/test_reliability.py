@@ -42,6 +42,46 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, mon
     assert not (run / "generator").exists()
 
 
+def test_non_finite_weights_behind_finite_logs_stop_the_run_in_one_line_and_export_nothing(tmp_path, monkeypatch,
+                                                                                           capsys):
+    from relgan.cli import main
+    from relgan.training import Trainer
+
+    healthy = Trainer.generator_update
+
+    def poisoned(self, step, scheduled_beta):
+        values = healthy(self, step, scheduled_beta)
+        if self.progress.adv_step == 4:  # the 5th iteration: a weight goes to -inf, every logged value stays finite
+            with torch.no_grad():
+                self.gen.output.bias[1] = -float("inf")
+        return values
+
+    monkeypatch.setattr(Trainer, "generator_update", poisoned)
+    assert main(["train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "run.name=nan", "mle.epochs=1",
+                 "adversarial.steps=6", "adversarial.checkpoint_every=3", "adversarial.eval_every=6",
+                 "run.backend=reference"]) != 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    good = tmp_path / "nan" / "checkpoints" / "step-00000011"  # 8 MLE batches + 3 adversarial iterations
+    assert err == [f"error: non-finite weights in the generator (output.bias) at step 14; training stopped; nothing "
+                   f"exported; last good checkpoint: {good} (try a lower learning rate)"]
+    assert complete_checkpoints(tmp_path / "nan")[-1] == good
+    assert not (tmp_path / "nan" / "generator").exists()
+
+
+def test_a_gradient_norm_that_goes_non_finite_stops_the_run(tmp_path, monkeypatch):
+    config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "adversarial.steps=6", "run.log_every=2"])
+    trainer = setup(config)
+    healthy = type(trainer).generator_update
+
+    def infinite_norm(self, step, scheduled_beta):
+        g_loss, g_norm = healthy(self, step, scheduled_beta)
+        return g_loss, g_norm * float("inf") if self.progress.adv_step == 2 else g_norm
+
+    monkeypatch.setattr(type(trainer), "generator_update", infinite_norm)
+    with pytest.raises(NonFiniteLossError, match="non-finite g_grad_norm = inf in the adversarial phase at step 3"):
+        trainer.fit()
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20

@@ -69,6 +69,18 @@ def test_overwrite_deletes_only_a_relgan_run_directory(neighbours, capsys):
     _survived(neighbours)
 
 
+def test_overwrite_refuses_a_directory_that_only_looks_like_a_run(neighbours, capsys):
+    lookalike = neighbours / "project"
+    (lookalike / "src").mkdir(parents=True)
+    (lookalike / "config.yaml").write_text("mine: true\n")
+    (lookalike / "src" / "train.py").write_text("print('mine')\n")
+    (lookalike / "notes.md").write_text("notes\n")
+    assert _train(neighbours, "--overwrite", name="project") == 2
+    _one_line_error(capsys, "is not a relgan run directory (no .relgan-run marker", "nothing was deleted")
+    assert (lookalike / "src" / "train.py").read_text() == "print('mine')\n"
+    assert (lookalike / "notes.md").read_text() == "notes\n" and (lookalike / "config.yaml").is_file()
+
+
 def test_a_second_writer_is_refused_naming_the_first(tmp_path, capsys):
     assert _train(tmp_path) == 0
     run = tmp_path / "run"
@@ -267,3 +279,38 @@ def test_a_stop_signal_is_honoured_during_data_preparation(tmp_path):
     start = time.time()
     process.wait(timeout=30)
     assert time.time() - start < 5
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A run of QUICK's budget, trained to its end (the tests copy it)."""
+    folder = tmp_path_factory.mktemp("finished")
+    assert _train(folder) == 0
+    return folder / "run"
+
+
+@pytest.mark.parametrize("overrides, fragments", [
+    (["adversarial.algorithm=straight-through"],
+     ["was trained with adversarial.algorithm = 'relgan' but the config asks for 'straight-through'"]),
+    (["adversarial.loss=standard"], ["adversarial.loss = 'rsgan' but the config asks for 'standard'"]),
+    (["data.validation_size=16"], ["data.validation_size = 0 but the config asks for 16"]),
+    (["adversarial.steps=2"], ["adversarial.steps = 4 and has done 4; the config asks for 2, fewer than done"]),
+    (["adversarial.steps=8"], ["beta's schedule over 4 iterations", "the config asks for 8, which changes beta"]),
+    ([], ["has finished (1 MLE epochs, 4 adversarial iterations): nothing to resume"]),
+])
+def test_resume_refuses_what_would_change_the_run_and_leaves_its_config(finished_run, tmp_path, capsys, overrides,
+                                                                        fragments):
+    shutil.copytree(finished_run, tmp_path / "run")
+    saved = (tmp_path / "run" / "config.yaml").read_bytes()
+    capsys.readouterr()
+    assert _train(tmp_path, *overrides, "--resume") == 2
+    _one_line_error(capsys, *fragments)
+    assert (tmp_path / "run" / "config.yaml").read_bytes() == saved
+
+
+def test_resume_continues_with_more_steps_under_the_horizon_it_set_and_new_evaluation_settings(tmp_path):
+    assert _train(tmp_path, "gumbel.horizon=8") == 0
+    assert _train(tmp_path, "gumbel.horizon=8", "adversarial.steps=6", "adversarial.eval_every=3", "--resume") == 0
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r.get("phase") == "adversarial"] == [2, 4, 6]
+    assert "steps: 6" in (tmp_path / "run" / "config.yaml").read_text()

@@ -9,12 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor
 
-from relgan.adversarial import Network
 from relgan.algorithms.relgan import RelaxedStepDraws
-from relgan.algorithms.straight_through import StraightThrough
+from relgan.algorithms.straight_through import TeacherForced
 from relgan.config import setting
 from relgan.draws import Draws
 from relgan.gumbel import gumbel_rao
@@ -25,10 +23,9 @@ class GumbelRaoOptions:
     rao_samples: int = setting(10, "K: conditional Gumbel draws averaged per token", min=1)
 
 
-class GumbelRao(StraightThrough):
+class GumbelRao(TeacherForced):
     name = "gumbel-rao"
     summary = "straight-through with the backward averaged over rao_samples Gumbel draws conditioned on the tokens"
-    cuda_graphs = False
     Options = GumbelRaoOptions
     small: ClassVar[Mapping[str, Any]] = {"rao_samples": 4}
     options: GumbelRaoOptions
@@ -40,14 +37,7 @@ class GumbelRao(StraightThrough):
     def estimator_draws(self, draws: Draws, size: int) -> Tensor:
         return draws.exponentials((self.options.rao_samples, size))
 
-    def discriminator_input(self, generator: Network, beta: Tensor, step: RelaxedStepDraws) -> Tensor:
-        """Tokens sampled without a graph, then the logits that drew them by teacher forcing, whose gradient the
-        Rao-Blackwellised relaxation carries."""
-        with torch.no_grad():
-            tokens, _ = generator(
-                mode="sample", batch_size=step.real.shape[0], beta=beta, noise=step.noise, labels=step.fake_labels
-            )
+    def estimate(self, logits: Tensor, tokens: Tensor, beta: Tensor, step: RelaxedStepDraws) -> Tensor:
         if step.exponentials is None:
             raise ValueError("gumbel-rao's step draws carry its exponentials (GumbelRao.generator_step_draws)")
-        logits = generator(tokens, labels=step.fake_labels)
         return gumbel_rao(logits, tokens, beta, step.exponentials)

@@ -3,6 +3,11 @@ score-function gradient sum_t R_t grad log G(x_t | x_<t) of the rewards R [B, T]
 
 Sentences are drawn by inversion (one uniform per row and step, drawn by the iteration), so a step draws nothing
 inside the models: every algorithm here trains batched replicas too.
+
+The policy is the generator without dropout (a GPT-2 generator has some; RMC and LSTM have none): its sentences,
+their rollouts and the log-probabilities of the update all come from one deterministic network, so that the
+score-function gradient is that of the distribution that drew the sentences (SeqGAN's and MaliGAN's generators
+have no dropout), and it is the network that is evaluated and exported.
 """
 
 from __future__ import annotations
@@ -73,13 +78,14 @@ class PolicyGradient(Algorithm):
 
     def surrogate(self, generator: Network, score: Score, step: PolicyStepDraws) -> tuple[Tensor, Tensor]:
         """(-mean_b sum_t R_bt log G(x_bt | x_b,<t), -mean_b sigmoid(score(x_b))) on B fresh sentences."""
-        with torch.no_grad():
-            tokens = complete(
-                generator, torch.zeros_like(step.uniforms, dtype=torch.long), 0, step.uniforms, step.labels
-            )
-            rewards = self.rewards(generator, score, tokens, step)
-            objective = -torch.sigmoid(score(tokens, step.labels)).mean()
-        log_probs = -generator(tokens, mode="nll", labels=step.labels)  # [B, T]
+        with without_dropout(generator):
+            with torch.no_grad():
+                tokens = complete(
+                    generator, torch.zeros_like(step.uniforms, dtype=torch.long), 0, step.uniforms, step.labels
+                )
+                rewards = self.rewards(generator, score, tokens, step)
+                objective = -torch.sigmoid(score(tokens, step.labels)).mean()
+            log_probs = -generator(tokens, mode="nll", labels=step.labels)  # [B, T]
         return -(rewards * log_probs).sum(dim=1).mean(), objective
 
     def gradient_estimate(self, generator: Network, score: Score, beta: Tensor, step: PolicyStepDraws) -> Tensor:
@@ -92,9 +98,10 @@ class PolicyGradient(Algorithm):
     def fake_samples(
         self, generator: Network, beta: Tensor, samples: PolicySampleDraws, count: int, size: int
     ) -> list[FakeBatch]:
-        tokens = complete(
-            generator, torch.zeros_like(samples.uniforms, dtype=torch.long), 0, samples.uniforms, samples.labels
-        )
+        with without_dropout(generator):
+            tokens = complete(
+                generator, torch.zeros_like(samples.uniforms, dtype=torch.long), 0, samples.uniforms, samples.labels
+            )
         return split_fakes(tokens, samples.labels, count, size)
 
 

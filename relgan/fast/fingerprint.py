@@ -4,8 +4,11 @@ A fast path computes what some reference code computes (``Generator.sample``'s b
 layer and the Gumbel-Softmax of the reference, the RMC kernel the whole step). The fingerprint of a unit is a
 hash of that code's syntax (docstrings, comments and layout left out): every method of the module's relgan
 classes and of its relgan submodules (other units excluded), methods set on the instance, and the functions
-named in :data:`FUNCTIONS`. ``verified.json`` holds the fingerprints for which ``python -m relgan.fast.verify``
-last passed; the backend applies a unit's fast path only while its fingerprint is among them.
+named in :data:`FUNCTIONS`; and of every line the fast path itself runs: the Python of relgan/fast (its syntax)
+and the C++ of relgan/fast/csrc (its text), the tools that only check or record parity excepted. An edit of the
+reference or of the fast path changes it. ``verified.json`` holds the fingerprints for which
+``python -m relgan.fast.verify`` last passed; the backend applies a unit's fast path only while its fingerprint
+is among them.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from relgan import gumbel
 
 VERIFIED_FILE = Path(__file__).with_name("verified.json")
 VERIFY_COMMAND = "python -m relgan.fast.verify"
+FAST_DIR = Path(__file__).parent
+NOT_RUN_BY_A_FAST_PATH = ("fingerprint.py", "parity.py", "verify.py")  # they check and record parity
 
 # reference functions each unit's fast path reproduces besides the module's own methods
 FUNCTIONS: dict[str, tuple[Callable, ...]] = {
@@ -90,6 +95,22 @@ def _parts(module: nn.Module, unit: str | None) -> Iterator[str]:
                 yield from _member(f"instance.{name}", value)
     for function in FUNCTIONS.get(unit or "", ()):
         yield from _member(function.__qualname__, getattr(inspect.getmodule(function), function.__name__))
+    yield from _fast_sources()
+
+
+def _fast_sources() -> Iterator[str]:
+    """The fast path's own code: the syntax of its Python modules, the text of its C++ sources."""
+    for path in sorted(FAST_DIR.glob("*.py")):
+        if path.name not in NOT_RUN_BY_A_FAST_PATH:
+            yield f"{path.name}:{_module_syntax(path.read_text())}"
+    for path in sorted((FAST_DIR / "csrc").glob("*")):
+        if path.suffix in (".cpp", ".h"):
+            yield f"{path.name}:{path.read_text()}"
+
+
+def _module_syntax(source: str) -> str:
+    """A module's syntax tree without docstrings (comments and layout never reach it)."""
+    return ast.dump(_without_docstrings(ast.parse(source)), annotate_fields=False)
 
 
 def _own_modules(module: nn.Module) -> Iterator[nn.Module]:
@@ -118,6 +139,10 @@ def _syntax(function: Callable) -> str:
     except (OSError, TypeError, SyntaxError):  # no source file, or a lambda inside a larger expression
         code = function.__code__
         return code.co_code.hex() + repr(code.co_consts) + repr(code.co_names)
+    return ast.dump(_without_docstrings(tree), annotate_fields=False)
+
+
+def _without_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (
@@ -128,4 +153,4 @@ def _syntax(function: Callable) -> str:
             and isinstance(body[0].value.value, str)
         ):
             setattr(node, "body", body[1:] or [ast.Pass()])  # noqa: B010 (ast.AST declares no body)
-    return ast.dump(tree, annotate_fields=False)
+    return tree
