@@ -329,6 +329,8 @@ def read_metrics(path: Path) -> list[tuple[str, dict[str, Any]]]:
     leaves it, is dropped with a one-line warning; a line that is not JSON anywhere else is an error naming it."""
     if not path.exists():
         return []
+    if not path.is_file():
+        raise CheckpointError(f"{path}: is not a file (a run keeps its evaluations there); move it away")
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
     records = []
@@ -336,13 +338,20 @@ def read_metrics(path: Path) -> list[tuple[str, dict[str, Any]]]:
         if not line.strip():
             continue
         try:
-            records.append((line, json.loads(line)))
+            record = json.loads(line)
         except json.JSONDecodeError:
             if index != last:
                 raise CheckpointError(
                     f"{path}: line {index + 1} is not a JSON record; repair or delete that line"
                 ) from None
             logger.warning("%s: its last line is torn (%d characters, no whole record); it is dropped", path, len(line))
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("phase"), str):
+            raise CheckpointError(
+                f"{path}: line {index + 1} is JSON but not an evaluation record (an object with a phase); repair or "
+                "delete that line"
+            )
+        records.append((line, record))
     return records
 
 

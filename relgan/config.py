@@ -555,6 +555,8 @@ def _coerce(value: Any, kind: Any, key: str, where: str) -> Any:
         if isinstance(value, bool):  # YAML 1.1 reads a bare no/yes (as in mixed_precision: no) as a boolean
             return "yes" if value else "no"
         if isinstance(value, str):
+            if "\0" in value:  # no file name, no choice holds one; os calls would raise on it
+                raise ConfigError(f"{where}: {key} contains a NUL character; remove it")
             return value
         raise fail()
     raise fail()

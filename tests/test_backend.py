@@ -195,6 +195,29 @@ def test_builds_are_keyed_by_instruction_set_and_sources(monkeypatch, tmp_path):
     assert "baseline" in build.executable_isas() or build.executable_isas() == ["generic"]
 
 
+def test_a_build_names_no_checkout_so_two_checkouts_share_it(default_kernels, tmp_path):
+    """The build compiles sources staged in its own directory: nothing of its compile arguments names the
+    checkout, which made torch rebuild each checkout's kernels in turn."""
+    ninja = (default_kernels.build_dir / "build.ninja").read_text()
+    assert str(build.CSRC) not in ninja and str(default_kernels.build_dir / build.STAGED) in ninja
+    for source in [*build.SOURCES, *build.HEADERS]:
+        assert (default_kernels.build_dir / build.STAGED / source.name).read_bytes() == source.read_bytes()
+
+
+@pytest.mark.slow
+def test_a_lock_left_by_a_killed_build_neither_hangs_nor_stops_a_later_load(default_kernels):
+    import subprocess
+    import sys
+
+    stale = default_kernels.build_dir / "lock"
+    stale.write_text("")  # what torch's baton leaves when its build is killed
+    code = f"from relgan.fast import build; print(build.load({default_kernels.isa!r}).name)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == default_kernels.name, result.stderr[-2000:]
+    assert "a build was killed before it ended; its lock file is removed" in result.stderr
+    assert not stale.exists()
+
+
 @pytest.mark.slow
 def test_the_cli_names_the_backend_in_one_line(tmp_path):
     result = run_cli("train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "--dry-run", cwd=REPO)

@@ -147,6 +147,32 @@ def test_a_corrupt_log_line_elsewhere_is_a_one_line_error(tmp_path, capsys):
     _one_line_error(capsys, "metrics.jsonl: line 2 is not a JSON record")
 
 
+@pytest.mark.parametrize("damage, message", [
+    ("array", "metrics.jsonl: line 2 is JSON but not an evaluation record (an object with a phase)"),
+    ("directory", "metrics.jsonl: is not a file"),
+])
+def test_a_metrics_log_that_is_no_log_is_a_one_line_error(finished_run, tmp_path, capsys, damage, message):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    shutil.rmtree(complete_checkpoints(run)[-1])
+    log = run / "metrics.jsonl"
+    if damage == "array":
+        lines = log.read_text().splitlines()
+        log.write_text("\n".join([lines[0], "[1, 2, 3]", *lines[1:]]) + "\n")
+    else:
+        log.unlink()
+        log.mkdir()
+    assert _train(tmp_path, "--resume") == 2
+    _one_line_error(capsys, message)
+
+
+def test_a_nul_character_in_a_yaml_run_name_is_a_one_line_error(tmp_path, capsys):
+    config = tmp_path / "nul.yaml"
+    config.write_text(SMOKE.read_text().replace("run: {", 'run: {name: "bad\\0name", '))
+    assert main(["train", "--config", str(config), f"run.output_dir={tmp_path}", "--dry-run"]) == 2
+    _one_line_error(capsys, "run.name contains a NUL character")
+
+
 def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_partial_checkpoint(tmp_path, capsys, monkeypatch):
     from accelerate import Accelerator
 

@@ -11,8 +11,15 @@ one CPU runs on every CPU that has that set, and every set the machine can execu
 A build's name (and the namespace of its ops, ``torch.ops.relgan_<isa>_<op>``) holds the instruction set and a
 hash of the sources, the flags, the torch and Python versions and the CPU model (builds are tuned for the
 CPU that builds them): two checkouts share a build when their kernels are the same and never rebuild each
-other's. torch caches builds in ``$TORCH_EXTENSIONS_DIR`` (default
-``~/.cache/torch_extensions``).
+other's. The sources are staged into the build's own directory (``src/``) and compiled from there, so that
+nothing of a build names the checkout it came from (torch rebuilds an extension whose compile arguments
+changed, and an include path of each checkout did). torch caches builds in ``$TORCH_EXTENSIONS_DIR``
+(default ``~/.cache/torch_extensions``).
+
+torch marks a build in progress with a ``lock`` file that a killed build leaves behind, after which every load
+waits forever. relgan takes an ``fcntl`` lock of its own (``relgan.lock``, released by the kernel however its
+holder ends) around every load: holding it, no other relgan process is building, so a ``lock`` file still there
+is stale and is removed, with one warning.
 
 A build compiles the sources as one translation unit (``kernels.cpp`` in its build directory includes each of
 ``csrc/*.cpp``): ATen's headers took 15 s of each source's 16-24 s, so one unit compiles in about half the
@@ -21,6 +28,8 @@ time of five on two cores, and builds for several instruction sets can run side 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import logging
@@ -28,6 +37,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +46,7 @@ import torch
 logger = logging.getLogger("relgan")
 
 CSRC = Path(__file__).with_name("csrc")
+STAGED = "src"  # the sources' copy in each build directory
 SOURCES = sorted(CSRC.glob("*.cpp"))
 HEADERS = sorted(CSRC.glob("*.h"))
 ISA_VARIABLE = "RELGAN_CPU_ISA"
@@ -130,20 +141,45 @@ class Kernels:
 
 
 def _unity_text() -> str:
-    """The one translation unit of a build (csrc/ is on the include path)."""
+    """The one translation unit of a build (its staged sources are on the include path)."""
     return "".join(f'#include "{source.name}"\n' for source in SOURCES)
 
 
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """Atomically, and only when the content changes: a newer file would make ninja recompile."""
+    if path.is_file() and path.read_bytes() == data:
+        return
+    partial = path.with_name(f"{path.name}.{os.getpid()}")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
 def _unity_source(build_dir: Path) -> Path:
-    """``build_dir/kernels.cpp``, the one translation unit that includes every source; rewritten only when it
-    changes, since a newer file would make ninja recompile it."""
+    """``build_dir/kernels.cpp``, the one translation unit that includes every source, and the sources staged in
+    ``build_dir/src`` (the include path: the same for every checkout of the same kernels)."""
+    staged = build_dir / STAGED
+    staged.mkdir(parents=True, exist_ok=True)
+    for source in [*SOURCES, *HEADERS]:
+        _write_if_changed(staged / source.name, source.read_bytes())
     path = build_dir / "kernels.cpp"
-    text = _unity_text()
-    if not path.is_file() or path.read_text() != text:
-        partial = path.with_name(f"kernels.cpp.{os.getpid()}")
-        partial.write_text(text)
-        os.replace(partial, path)
+    _write_if_changed(path, _unity_text().encode())
     return path
+
+
+@contextlib.contextmanager
+def _build_lock(build_dir: Path) -> Iterator[None]:
+    """relgan's lock of one build directory; inside it, torch's ``lock`` file can only be a dead build's."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / "relgan.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            stale = build_dir / "lock"
+            if stale.exists():
+                logger.warning("%s: a build was killed before it ended; its lock file is removed", build_dir)
+                stale.unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _built(isa: str) -> bool:
@@ -178,14 +214,15 @@ def load(isa: str) -> Kernels:
                 flush=True,
             )
         start = time.perf_counter()
-        load_extension(
-            name=name,
-            sources=[str(_unity_source(build_dir))],
-            extra_cflags=_flags(isa),
-            extra_ldflags=["-fopenmp"],
-            extra_include_paths=[str(CSRC)],
-            is_python_module=False,
-        )
+        with _build_lock(build_dir):
+            load_extension(
+                name=name,
+                sources=[str(_unity_source(build_dir))],
+                extra_cflags=_flags(isa),
+                extra_ldflags=["-fopenmp"],
+                extra_include_paths=[str(build_dir / STAGED)],
+                is_python_module=False,
+            )
         if not cached:
             print(f" done in {time.perf_counter() - start:.0f} s ({build_dir})", file=sys.stderr, flush=True)
     except Exception as exc:  # no compiler, no ninja, a read-only cache: all mean "no kernels here"
@@ -240,7 +277,8 @@ def compile_only(isa: str) -> None:
     if marker.is_file():
         return
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
-    includes = [f"-I{path}" for path in [str(CSRC), *include_paths()]]
+    unity = _unity_source(build_dir)
+    includes = [f"-I{path}" for path in [str(build_dir / STAGED), *include_paths()]]
     with tempfile.TemporaryDirectory() as scratch:
         result = subprocess.run(
             [
@@ -253,7 +291,7 @@ def compile_only(isa: str) -> None:
                 *_flags(isa),
                 *includes,
                 "-c",
-                str(_unity_source(build_dir)),
+                str(unity),
                 "-o",
                 str(Path(scratch) / "kernels.o"),
             ],
