@@ -114,6 +114,10 @@ def _assemble(
     elif write and accelerator.is_main_process:
         prepare_fresh(run_dir, overwrite)
     accelerator.wait_for_everyone()
+    sizes = _config_sizes(config)
+    if sizes is not None:  # before the corpus: an impossible length must not be allocated to be refused
+        seq_len, vocab_size, length_key = sizes
+        _check_memory(config, seq_len, vocab_size, accelerator.device, length_key)
     pretrained = config.generator.pretrained
     with accelerator.main_process_first():
         corpus = load_corpus(
@@ -122,7 +126,7 @@ def _assemble(
             tokenizer=load_pretrained_tokenizer(pretrained) if pretrained else None,
         )
     _check_corpus_size(corpus, config, accelerator.num_processes)
-    _check_memory(corpus, config, accelerator.device)
+    _check_memory(config, corpus.seq_len, corpus.vocab_size, accelerator.device)
     trainer = Trainer(config, corpus, run_dir, accelerator)
     if write and accelerator.is_main_process:
         save_config(config, run_dir / "config.yaml")
@@ -214,23 +218,46 @@ def _flat(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _check_memory(corpus: Corpus, config: Config, device: torch.device) -> None:
-    """Refuse a sentence length whose first batch cannot fit: a step keeps about ``floats_per_token`` float32s
-    per sentence and position (the generator's), and an adversarial iteration also the relaxed one-hots [B, T, V]
-    of its samples for every D step."""
+def _check_memory(
+    config: Config, seq_len: int, vocab_size: int, device: torch.device, length_key: str = "data.seq_len"
+) -> None:
+    """Refuse sizes whose first step cannot fit, before anything of that size is allocated: a step keeps about
+    ``floats_per_token`` float32s per sentence and position (the generator's), an adversarial iteration also the
+    relaxed one-hots [B, T, V] of its samples for every D step, and what its algorithm's generator step holds
+    besides (``Algorithm.step_floats``: Gumbel-Rao's K draws, SeqGAN's rollouts). Called with the config's own
+    sizes before the corpus is built, then with the corpus's."""
     available = available_memory(device)
     if available is None:
         return
-    per_token = generator_class(config.generator).floats_per_token(config.generator, corpus.vocab_size)
-    mle = config.mle.batch_size * per_token if config.mle.epochs else 0
-    adversarial = config.adversarial.batch_size * (per_token + config.adversarial.d_steps * corpus.vocab_size)
-    need = 4 * corpus.seq_len * max(mle, adversarial if config.adversarial.steps else 0)
-    if need > available:
-        raise DataError(
-            f"data.seq_len: one batch at T = {corpus.seq_len} (V = {corpus.vocab_size}) needs about {need / 2**30:.1f} "
-            f"GB, more than the {available / 2**30:.1f} GB available on {device.type}; set data.seq_len to cut the "
-            "long sentences, or lower mle.batch_size / adversarial.batch_size"
-        )
+    per_token = generator_class(config.generator).floats_per_token(config.generator, vocab_size)
+    mle = config.mle.batch_size * per_token * seq_len if config.mle.epochs else 0
+    adversarial = config.adversarial.batch_size * (per_token + config.adversarial.d_steps * vocab_size) * seq_len
+    extra, key = algorithm_class(config.adversarial.algorithm).step_floats(config, seq_len, vocab_size)
+    if not config.adversarial.steps:
+        adversarial = extra = 0
+    need = 4 * max(mle, adversarial + extra)
+    if need <= available:
+        return
+    culprit = (
+        f"{key}: the algorithm's generator step"
+        if extra > adversarial
+        else f"{length_key}: one batch at T = {seq_len} (V = {vocab_size})"
+    )
+    lower = key if extra > adversarial else f"{length_key}, mle.batch_size or adversarial.batch_size"
+    raise DataError(
+        f"{culprit} needs about {need / 2**30:.1f} GB, more than the {available / 2**30:.1f} GB available on "
+        f"{device.type}; lower {lower}"
+    )
+
+
+def _config_sizes(config: Config) -> tuple[int, int, str] | None:
+    """(T, a lower bound of V, the key of T) where the config alone fixes T (the oracle's, or data.seq_len)."""
+    data = config.data
+    if data.source == "oracle":
+        return data.oracle.seq_len, data.oracle.vocab_size, "data.oracle.seq_len"
+    if data.seq_len is not None:
+        return data.seq_len, 4, "data.seq_len"  # V: the specials alone
+    return None
 
 
 def available_memory(device: torch.device) -> int | None:

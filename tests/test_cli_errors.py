@@ -164,3 +164,20 @@ def test_real_process_exit_code_and_single_line(tmp_path):
     assert "data.train_file:" in result.stderr
     debug = run_cli("train", "--config", str(tmp_path / "missing.yaml"), "--debug", cwd=REPO)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+@pytest.mark.parametrize("config, overrides, fragment", [
+    ("text", ["data.seq_len=100000000"], "data.seq_len: one batch at T = 100000000"),
+    ("oracle", ["data.oracle.seq_len=100000000"], "data.oracle.seq_len: one batch at T = 100000000"),
+    ("oracle", ["adversarial.algorithm=gumbel-rao", "adversarial.rao_samples=2000000"],
+     "adversarial.rao_samples: the algorithm's generator step needs about"),
+    ("oracle", ["adversarial.algorithm=seqgan", "adversarial.loss=standard", "adversarial.rollouts=10000000"],
+     "adversarial.rollouts: the algorithm's generator step needs about"),
+])
+def test_impossible_sizes_are_refused_before_anything_is_allocated(tmp_path, capsys, config, overrides, fragment):
+    files = _text_files(tmp_path) if config == "text" else []
+    path = SMOKE_TEXT if config == "text" else SMOKE
+    assert main(["train", "--config", str(path), f"run.output_dir={tmp_path}", "--dry-run", *files, *overrides]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if not line.startswith(("warning:", "info:"))]  # the smoke config's gumbel keys
+    assert len(errors) == 1 and fragment in errors[0] and "Traceback" not in "\n".join(err), err

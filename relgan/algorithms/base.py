@@ -96,6 +96,12 @@ class Algorithm:
         """Why this algorithm cannot train ``config`` (None if it can) beyond ``requires``: a one-line reason."""
         return None
 
+    @classmethod
+    def step_floats(cls, config: Config, seq_len: int, vocab_size: int) -> tuple[int, str]:
+        """(about how many float32s its generator step holds besides the generator's own activations, the key
+        that sizes them), so that impossible sizes are refused before they are allocated."""
+        return 0, "adversarial.batch_size"
+
     def generator_step_draws(self, draws: Draws, size: int) -> Any:
         """The random draws of one generator step on ``size`` sentences (a dataclass registered as a pytree).
 

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from relgan.algorithms.relgan import RelaxedStepDraws
 from relgan.algorithms.straight_through import TeacherForced
-from relgan.config import setting
+from relgan.config import Config, setting
 from relgan.draws import Draws
 from relgan.gumbel import gumbel_rao
 
@@ -33,6 +33,12 @@ class GumbelRao(TeacherForced):
     @classmethod
     def lab_estimators(cls) -> dict[str, dict[str, Any]]:
         return {f"{cls.name} K={k}": {"rao_samples": k} for k in (1, 10, 100)}
+
+    @classmethod
+    def step_floats(cls, config: Config, seq_len: int, vocab_size: int) -> tuple[int, str]:
+        # K exponentials, the conditional noise and its softmax, each [K, B, T, V]
+        size = config.adversarial.options.rao_samples * config.adversarial.batch_size * seq_len * vocab_size
+        return 3 * size, "adversarial.rao_samples"
 
     def estimator_draws(self, draws: Draws, size: int) -> Tensor:
         return draws.exponentials((self.options.rao_samples, size))

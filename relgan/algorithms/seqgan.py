@@ -59,6 +59,12 @@ class SeqGAN(PolicyGradient):
             )
         return None
 
+    @classmethod
+    def step_floats(cls, config: Config, seq_len: int, vocab_size: int) -> tuple[int, str]:
+        # (T - 1) N B completions: their uniforms and tokens [R, T], and one step's logits [R, V]
+        rows = (seq_len - 1) * config.adversarial.options.rollouts * config.adversarial.batch_size
+        return rows * (2 * seq_len + vocab_size), "adversarial.rollouts"
+
     def rollout_draws(self, draws: Draws, size: int) -> Tensor | None:
         rows = (draws.seq_len - 1) * self.options.rollouts * size
         return draws.uniforms(rows) if rows else None
