@@ -19,6 +19,7 @@ from relgan.io_utils import atomic_write_json, read_text_lines
 from relgan.oracle import OracleLSTM, build_oracle_corpus, load_oracle_corpus, save_oracle_corpus
 from relgan.pretrained import load_text_tokenizer
 from relgan.tokenization import (
+    SPECIAL_TOKENS,
     build_char_tokenizer,
     build_identity_tokenizer,
     build_word_tokenizer,
@@ -211,14 +212,31 @@ def _text_corpus(config: DataConfig, saved: Path | None, tokenizer: PreTrainedTo
 
 
 def _tokenizer(config: DataConfig, train: Split) -> PreTrainedTokenizerBase:
-    """The vocabulary of the training split, as data.tokenization builds it, or data.tokenizer's."""
+    """The vocabulary of the training split, as data.tokenization builds it, or data.tokenizer's. A vocabulary of
+    the specials alone (data.min_frequency above every count) is an error: the run would learn <unk>."""
     if config.tokenizer is not None:
         return load_text_tokenizer(config.tokenizer)
     if config.tokenization == "char":
-        return build_char_tokenizer(train.words, config.min_frequency, config.max_vocab_size)
-    if config.tokenization == "bpe":
-        return train_bpe_tokenizer(train.texts, config.max_vocab_size or BPE_VOCAB_SIZE, config.min_frequency)
-    return build_word_tokenizer(train.words, config.min_frequency, config.max_vocab_size)
+        tokenizer = build_char_tokenizer(train.words, config.min_frequency, config.max_vocab_size)
+    elif config.tokenization == "bpe":
+        size = config.max_vocab_size or BPE_VOCAB_SIZE
+        tokenizer = train_bpe_tokenizer(train.texts, size, config.min_frequency)
+        if len(tokenizer) > size:
+            logger.warning(
+                "data.max_vocab_size = %d is below the %d pieces bpe keeps (the specials and every character of the "
+                "training split): the vocabulary has %d, with no merges; raise data.max_vocab_size for subwords",
+                size,
+                len(tokenizer),
+                len(tokenizer),
+            )
+    else:
+        tokenizer = build_word_tokenizer(train.words, config.min_frequency, config.max_vocab_size)
+    if len(tokenizer) <= len(SPECIAL_TOKENS):
+        raise DataError(
+            f"data.min_frequency = {config.min_frequency} leaves no token of the training split in the vocabulary "
+            "(the specials alone: every sentence would be <unk>); lower data.min_frequency"
+        )
+    return tokenizer
 
 
 def _split_mode(config: DataConfig) -> str:

@@ -28,7 +28,7 @@ from relgan.metrics.registry import Sampled
 from relgan.models import SequenceGenerator
 from relgan.runtime import derive_seed
 from relgan.sampling import sample_ids
-from relgan.tokenization import decoded_words, reference_words
+from relgan.tokenization import decoded_words, reference_words, split_identity
 
 
 @dataclass(frozen=True)
@@ -57,13 +57,16 @@ class TextEvaluator:
         training: Sequence[Sequence[str]] | None = None,
         words: Callable[[str], list[str]] = reference_words,
         tokenization: str = "nltk",
+        split_id: str | None = None,
     ) -> None:
         """``words`` splits samples and references into the units of the n-gram metrics (``tokenization`` names
-        it in every report)."""
+        it in every report; ``split_id``, by default the same, in every signature: for a tokenizer's pieces the
+        hash of its vocabulary, :func:`relgan.tokenization.split_identity`)."""
         self.protocol = PROTOCOLS[protocol]
         self.orders = sorted(orders)
         self.references = list(references)
         self.words, self.tokenization = words, tokenization
+        self.split_id = split_id or tokenization
         chosen = self.references[: self.protocol.bleu_references]
         self.index = ReferenceIndex([words(line) for line in chosen], max_n=max(self.orders))
         self.num_references = len(chosen)
@@ -78,7 +81,15 @@ class TextEvaluator:
             return None
         split = decoded_words(corpus.tokenization, corpus.tokenizer)
         training = [split(text) for text in corpus.decode(corpus.train_ids)]
-        return cls(corpus.test_text, protocol, orders, training, corpus.metric_words(), corpus.tokenization)
+        return cls(
+            corpus.test_text,
+            protocol,
+            orders,
+            training,
+            corpus.metric_words(),
+            corpus.tokenization,
+            split_identity(corpus.tokenization, corpus.tokenizer),
+        )
 
     def __call__(
         self, samples: Sequence[str], metrics: Sequence[str], judges: LanguageModelJudges | None = None
@@ -217,7 +228,15 @@ class CorpusEvaluation:
         self._classifier_test_accuracy: float | None = None
         # model selection: the held-out training sentences as the references of an independent sample set
         self.selection = (
-            TextEvaluator(corpus.valid_text, protocol, orders, None, corpus.metric_words(), corpus.tokenization)
+            TextEvaluator(
+                corpus.valid_text,
+                protocol,
+                orders,
+                None,
+                corpus.metric_words(),
+                corpus.tokenization,
+                split_identity(corpus.tokenization, corpus.tokenizer),
+            )
             if corpus.valid_text is not None
             else None
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,7 +21,9 @@ from relgan.metrics.embedding import fed_available
 from relgan.metrics.lm_judges import LanguageModelJudges, causal_lm_nll
 from relgan.metrics.registry import FED_EXTRA, GENERATOR, JUDGES, METRICS, metric_of
 from relgan.pretrained import load_causal_lm, load_text_tokenizer
-from relgan.tokenization import metric_words
+from relgan.tokenization import metric_words, split_identity, unknown_share
+
+logger = logging.getLogger("relgan")
 
 # the defaults, from the registry: every metric of a run; every metric of a samples file; those on a verdict plane
 RUN_METRICS = tuple(name for name, metric in METRICS.items() if FED_EXTRA not in metric.needs)
@@ -152,9 +155,13 @@ def evaluate_files(
             raise RelganError(f"--metrics: with --samples only {', '.join(allowed)} apply")
         if "lm" in chosen and train_lines is None:
             raise RelganError("--metrics lm: the LM judges are trained on real text; give it with --train FILE")
-    tokenization, words = _splitter(tokenize)
+    tokenization, split_id, words, unknown = _splitter(tokenize)
+    if unknown is not None:
+        for what, lines in (("--samples", sample_lines), ("--references", reference_lines)):
+            _check_unknown(what, tokenize, [words(line) for line in lines], unknown)
     training = [words(line) for line in train_lines] if train_lines is not None else None
-    report = TextEvaluator(reference_lines, protocol, orders, training, words, tokenization)(sample_lines, chosen)
+    evaluator = TextEvaluator(reference_lines, protocol, orders, training, words, tokenization, split_id)
+    report = evaluator(sample_lines, chosen)
     if "lm" in chosen and train_lines is not None:
         report.update(LanguageModelJudges(train_lines, reference_lines)(sample_lines))
     if judge_lm is not None:
@@ -162,13 +169,33 @@ def evaluate_files(
     return report
 
 
-def _splitter(tokenize: str) -> tuple[str, Callable[[str], list[str]]]:
-    """(the name recorded, the split) of ``--tokenize``: a mode of data.tokenization, or a tokenizer directory."""
+# a tokenizer that does not know this share of a file's pieces was built for other text: BLEU would compare <unk>s
+UNKNOWN_WARNING, UNKNOWN_REFUSED = 0.05, 0.5
+
+
+def _splitter(tokenize: str) -> tuple[str, str, Callable[[str], list[str]], str | None]:
+    """(the name recorded, the signature's tok: field, the split, the tokenizer's unknown piece or None) of
+    ``--tokenize``: a mode of data.tokenization, or a tokenizer directory."""
     if tokenize in ("nltk", "whitespace", "char"):
-        return tokenize, metric_words(tokenize)
+        return tokenize, tokenize, metric_words(tokenize), None
     if not Path(tokenize).is_dir():
         raise RelganError(f"--tokenize {tokenize!r}: neither nltk, whitespace, char nor a tokenizer directory")
-    return f"tokenizer:{Path(tokenize).name}", metric_words("tokenizer", load_text_tokenizer(tokenize))
+    tokenizer = load_text_tokenizer(tokenize)
+    name = f"tokenizer:{Path(tokenize).name}"
+    return name, split_identity("tokenizer", tokenizer), metric_words("tokenizer", tokenizer), tokenizer.unk_token
+
+
+def _check_unknown(what: str, tokenize: str, pieces: list[list[str]], unknown: str) -> None:
+    """Refuse (past UNKNOWN_REFUSED) or warn (past UNKNOWN_WARNING) when the tokenizer does not know the text."""
+    share = unknown_share(pieces, unknown)
+    message = f"{what}: {share:.0%} of its pieces are unknown ({unknown}) to the tokenizer of --tokenize {tokenize}"
+    if share >= UNKNOWN_REFUSED:
+        raise RelganError(
+            f"{message}; it was built for other text, and BLEU would compare {unknown}s: use nltk, "
+            "whitespace or char, or the tokenizer of this text"
+        )
+    if share >= UNKNOWN_WARNING:
+        logger.warning("%s; the n-gram metrics treat them as one token", message)
 
 
 def format_table(report: dict[str, Any]) -> str:

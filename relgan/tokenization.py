@@ -16,6 +16,8 @@ its vocabulary size equals the oracle's.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -70,6 +72,27 @@ def metric_words(tokenization: str, tokenizer: PreTrainedTokenizerBase | None = 
     if tokenizer is None:
         raise ValueError(f"tokenization {tokenization!r} splits with its tokenizer: pass it")
     return tokenizer.tokenize
+
+
+def split_identity(tokenization: str, tokenizer: PreTrainedTokenizerBase | None = None) -> str:
+    """What a signature's ``tok:`` field says of a split: its name (nltk, whitespace, char), or, where a tokenizer
+    cuts the pieces (bpe, a tokenizer of your own), a hash of that tokenizer's vocabulary: two tokenizers never
+    share it, and the same tokenizer reached two ways (a run's, or ``evaluate --tokenize`` its directory) has one."""
+    if tokenization in ("nltk", "whitespace", "char"):
+        return tokenization
+    if tokenizer is None:
+        raise ValueError(f"tokenization {tokenization!r} splits with its tokenizer: pass it")
+    vocabulary = json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False)
+    return "vocab-" + hashlib.sha256(vocabulary.encode()).hexdigest()[:12]
+
+
+def unknown_share(pieces: Iterable[Sequence[str]], unknown: str) -> float:
+    """The share of ``unknown`` among all pieces (0 when there are none)."""
+    total = hits = 0
+    for sentence in pieces:
+        total += len(sentence)
+        hits += sum(piece == unknown for piece in sentence)
+    return hits / total if total else 0.0
 
 
 def decoded_words(tokenization: str, tokenizer: PreTrainedTokenizerBase | None = None) -> Callable[[str], list[str]]:

@@ -80,6 +80,54 @@ def test_bpe_trains_on_the_training_split_and_decodes_without_added_spaces(tmp_p
     assert all(" " not in line and set(line) <= set(CHINESE[:40]) for line in samples)
     vocabulary = json.loads((run / "tokenizer" / "tokenizer.json").read_text())["model"]["vocab"]
     assert len(vocabulary) <= 120 and ["<eos>", "<unk>", "<bos>"] == sorted(vocabulary, key=vocabulary.get)[:3]
+    # the run's own BLEU and `evaluate --tokenize` its tokenizer are one computation: one signature
+    own = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][-1]["signatures"]["bleu"]
+    samples = run / "samples" / sorted(p.name for p in (run / "samples").iterdir())[-1]
+    out = tmp_path / "again.json"
+    assert main(["evaluate", "--samples", str(samples), "--references", chinese[1].split("=", 1)[1],
+                 "--tokenize", str(run / "tokenizer"), "--metrics", "bleu", "--protocol", "relgan",
+                 "--out", str(out)]) == 0
+    again = json.loads(out.read_text())["signatures"]["bleu"]
+    assert own.split("|")[4] == again.split("|")[4] and own.split("|")[4].startswith("tok:vocab-")
+
+
+def test_a_tokenizer_that_does_not_know_the_text_is_refused_and_two_tokenizers_never_share_a_signature(
+        tmp_path, capsys):
+    rng = random.Random(5)
+    english = tmp_path / "en"
+    english.mkdir()
+    assert _train(tmp_path, _files(english, _sentences(rng, "abcdefgh", 64),
+                                   _sentences(rng, "abcdefgh", 16)), "data.tokenization=char", "mle.epochs=1",
+                  "adversarial.steps=0", name="en") == 0
+    chinese_text = tmp_path / "zh.txt"
+    chinese_text.write_text("\n".join(_sentences(rng, CHINESE[:40], 30)) + "\n", encoding="utf-8")
+    tokenizer = tmp_path / "runs" / "en" / "tokenizer"
+    capsys.readouterr()
+    assert main(["evaluate", "--samples", str(chinese_text), "--references", str(chinese_text), "--metrics", "bleu",
+                 "--tokenize", str(tokenizer), "--out", str(tmp_path / "zh.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "100% of its pieces are unknown (<unk>) to the tokenizer" in err[0], err
+    assert not (tmp_path / "zh.json").exists()
+    english_text = tmp_path / "en.txt"
+    english_text.write_text("\n".join(_sentences(rng, "abcdefgh", 30)) + "\n", encoding="utf-8")
+    assert _train(tmp_path, _files(tmp_path, _sentences(rng, "abcdefghij", 64), _sentences(rng, "abcdefghij", 16)),
+                  "data.tokenization=char", "mle.epochs=1", "adversarial.steps=0", name="en2") == 0
+    fields = []
+    for run in ("en", "en2"):
+        out = tmp_path / f"{run}.json"
+        assert main(["evaluate", "--samples", str(english_text), "--references", str(english_text), "--metrics",
+                     "bleu", "--tokenize", str(tmp_path / "runs" / run / "tokenizer"), "--out", str(out)]) == 0
+        fields.append(json.loads(out.read_text())["signatures"]["bleu"].split("|")[4])
+    assert fields[0] != fields[1] and all(field.startswith("tok:vocab-") for field in fields)
+
+
+def test_a_vocabulary_of_the_specials_alone_is_an_error_and_bpe_below_its_alphabet_a_warning(tmp_path, chinese,
+                                                                                            capsys):
+    assert _train(tmp_path, chinese, "data.min_frequency=100000", "--dry-run") == 2
+    assert "data.min_frequency = 100000 leaves no token of the training split" in capsys.readouterr().err
+    assert _train(tmp_path, chinese, "data.tokenization=bpe", "data.max_vocab_size=10", "mle.epochs=1",
+                  "adversarial.steps=0", name="small") == 0
+    assert "data.max_vocab_size = 10 is below the 43 pieces bpe keeps" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("tokenization", ["char", "bpe"])

@@ -43,6 +43,7 @@ class TextMetrics(Protocol):
 
     protocol: Any  # its name: which samples and references BLEU uses
     tokenization: str
+    split_id: str  # the tok: field of the signatures
     training: Sequence[Any] | None
 
     def bleu(self, words: Sequence[Sequence[str]]) -> dict: ...
@@ -187,7 +188,7 @@ def _bleu_signature(run: Sampled, values: dict) -> str:
         f"proto:{text.protocol.name}",
         f"hyp:{values.get('bleu_hypotheses')}",
         f"ref:{values.get('bleu_references')}",
-        f"tok:{text.tokenization}",
+        f"tok:{text.split_id}",
         "smooth:method1",
     )
 
@@ -199,7 +200,7 @@ def _bw_bleu_signature(run: Sampled, values: dict) -> str:
         f"proto:{text.protocol.name}",
         f"hyp:{values.get('bw_bleu_hypotheses')}",
         f"ref:{values.get('bw_bleu_references')}",
-        f"tok:{text.tokenization}",
+        f"tok:{text.split_id}",
         "smooth:method1",
     )
 
@@ -210,7 +211,7 @@ def _self_bleu_signature(run: Sampled, values: dict) -> str:
         f"proto:{_text(run).protocol.name}",
         f"n:{values.get('self_bleu_samples')}",
         "leave-one-out",
-        f"tok:{_text(run).tokenization}",
+        f"tok:{_text(run).split_id}",
         "smooth:method1",
     )
 
@@ -218,7 +219,7 @@ def _self_bleu_signature(run: Sampled, values: dict) -> str:
 def _diversity_signature(run: Sampled, values: dict) -> str:
     text = _text(run)
     train = f"train:{len(text.training)}" if text.training is not None else "train:none"
-    return _sign("diversity", f"n:{len(run.texts)}", f"tok:{text.tokenization}", train)
+    return _sign("diversity", f"n:{len(run.texts)}", f"tok:{text.split_id}", train)
 
 
 def _fed_signature(run: Sampled, values: dict) -> str:
