@@ -17,6 +17,10 @@ class CheckpointError(RelganError):
     """A run directory or checkpoint that is missing, incomplete or incompatible."""
 
 
+class OutputError(RelganError):
+    """A file that cannot be written (a full disk, a read-only place); nothing partial of it is left."""
+
+
 class NonFiniteLossError(RelganError):
     """Training produced a NaN or infinite loss."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -9,19 +10,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from relgan.errors import DataError
+from relgan.errors import DataError, OutputError
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to a temporary name and rename it, so a crash never leaves a partial file."""
+    """Write ``payload`` to a temporary name and rename it, so a crash never leaves a partial file; a write that
+    fails (a full disk, a read-only place) is one OutputError and leaves no temporary file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _write_error(path, exc) from None
+
+
+def _write_error(path: Path, exc: OSError) -> OutputError:
+    if exc.errno == errno.ENOSPC:
+        return OutputError(f"{path}: no space left on the device; free some (nothing partial was left)")
+    return OutputError(f"{path}: cannot write it ({exc.strerror or exc}); nothing partial was left")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -46,11 +58,15 @@ def publish_directory(directory: Path, write: Callable[[Path], None]) -> None:
 
 
 def append_jsonl(path: Path, obj: Any) -> None:
-    """Append one JSON object as a line; flushed and synced so a crash loses at most this line."""
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(obj, sort_keys=True) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Append one JSON object as a line; flushed and synced so a crash loses at most this line (a torn last line,
+    which a resume drops); a failed append is one OutputError."""
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(obj, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        raise _write_error(path, exc) from None
 
 
 def read_text_lines(path: str | Path, what: str) -> list[str]:

@@ -173,6 +173,24 @@ def test_a_nul_character_in_a_yaml_run_name_is_a_one_line_error(tmp_path, capsys
     _one_line_error(capsys, "run.name contains a NUL character")
 
 
+def test_a_full_disk_during_an_evaluation_is_one_line_and_leaves_no_temporary_file(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from relgan import io_utils
+
+    synced = io_utils.os.fsync
+
+    def filling(fd):
+        if "samples" in os.readlink(f"/proc/self/fd/{fd}"):  # the evaluation's samples file
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return synced(fd)
+
+    monkeypatch.setattr(io_utils.os, "fsync", filling)
+    assert _train(tmp_path) == 2
+    _one_line_error(capsys, "no space left on the device; free some (nothing partial was left)")
+    assert not [p for p in (tmp_path / "run").rglob("*") if ".tmp" in p.name]
+
+
 def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_partial_checkpoint(tmp_path, capsys, monkeypatch):
     from accelerate import Accelerator
 
