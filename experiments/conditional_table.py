@@ -21,6 +21,7 @@ import shlex
 from pathlib import Path
 
 from experiments.commands import portable_command
+from experiments.entry import run
 from relgan.bookkeeping import METRICS_FILE, last_reports
 from relgan.checkpoint import load_run_config
 from relgan.compare import shared_signatures
@@ -122,6 +123,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="output path without suffix")
     args = parser.parse_args(argv)
     runs = [Path(run) for run in args.runs]
+    for directory in runs:
+        if "mle" not in last_reports(directory / METRICS_FILE):
+            raise RelganError(
+                f"--runs {directory}: no evaluation after MLE in {directory / METRICS_FILE}; give finished runs"
+            )
     rows = [row for run in runs for row in run_rows(run)]
     first = last_reports(runs[0] / METRICS_FILE)["mle"]
     num_samples = next(iter(first["per_class"].values()))["num_samples"]
@@ -142,7 +148,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RelganError as error:  # bad input: one line, no traceback
-        raise SystemExit(f"error: {error}") from None
+    run(main)

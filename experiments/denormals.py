@@ -21,6 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from experiments.entry import run  # noqa: E402
 from relgan.checkpoint import load_generator, load_run_config  # noqa: E402
 from relgan.data import load_corpus  # noqa: E402
 from relgan.io_utils import emit_json  # noqa: E402
@@ -68,4 +69,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from experiments.entry import run
 from relgan.algorithms import Algorithm, registered
 from relgan.fast.build import cpu_model
 from relgan.gradient_lab import Lab, estimate, estimator_config, exact_gradient, make_lab
@@ -90,6 +91,8 @@ def main() -> None:
     parser.add_argument("--table", help="Markdown table of every game")
     parser.add_argument("--plot", help="PNG of bias and variance against beta (needs the 'plot' extra)")
     args = parser.parse_args()
+    if args.repeats < 2 or args.batch_size < 1:
+        parser.error("--repeats must be at least 2 (a variance needs two draws) and --batch-size at least 1")
     torch.set_num_threads(1)
     games = {name: measure(make_lab(**arguments), args.repeats, args.batch_size)
              for name, arguments in GAMES.items()}
@@ -130,4 +133,4 @@ def plot(games: dict[str, dict], path: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

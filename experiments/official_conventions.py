@@ -28,6 +28,7 @@ from pathlib import Path
 from nltk.tokenize import NLTKWordTokenizer
 from nltk.tokenize.punkt import PunktSentenceTokenizer
 
+from experiments.entry import run
 from relgan.checkpoint import load_generator, load_run_config
 from relgan.errors import RelganError
 from relgan.evaluation import TextEvaluator
@@ -118,7 +119,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RelganError as error:  # bad input: one line, no traceback
-        raise SystemExit(f"error: {error}") from None
+    run(main)

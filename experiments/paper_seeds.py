@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from experiments.entry import run
 from relgan.bookkeeping import METRICS_FILE, last_reports
 from relgan.checkpoint import complete_checkpoints
 from relgan.io_utils import emit_json
@@ -94,6 +95,7 @@ def main() -> None:
     parser.add_argument("--output-dir", required=True, help="where the runs and the table go")
     parser.add_argument("--name", default="coco-relgan100-paper-seeds")
     args, overrides = parser.parse_known_args()
+    load_config(args.config, [f"run.seeds=[{args.seeds}]", *overrides])  # bad input: one line, before training
     session = train(args, overrides)
     result = {**table(args, overrides), "this_call": session}
     emit_json(result, str(Path(args.output_dir) / f"{args.name}.json"))
@@ -101,4 +103,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from experiments.commands import portable_command
+from experiments.entry import run
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -65,4 +66,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from experiments.entry import run
 from experiments.reproduce import draw
 from relgan.errors import RelganError
 
@@ -38,7 +39,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RelganError as error:  # bad input: one line, no traceback
-        raise SystemExit(f"error: {error}") from None
+    run(main)

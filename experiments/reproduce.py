@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.commands import portable_command
+from experiments.entry import run
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -374,7 +375,7 @@ def main() -> None:
     args = parser.parse_args()
 
     base = load_config(args.config, args.overrides)
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [base.run.seed]
+    seeds = _seeds(args.seeds) if args.seeds else [base.run.seed]
     temperatures = [float(t) for t in args.temperatures.split(",")]
     synthetic = base.data.source == "oracle"
     planes = SYNTHETIC_PLANES if synthetic else TEXT_PLANES
@@ -467,8 +468,16 @@ def main() -> None:
     print(markdown(result))
 
 
-if __name__ == "__main__":
+def _seeds(text: str) -> list[int]:
+    """--seeds: comma-separated integers >= 0, each once."""
     try:
-        main()
-    except RelganError as error:  # bad input: one line, no traceback
-        raise SystemExit(f"error: {error}") from None
+        seeds = [int(seed) for seed in text.split(",")]
+    except ValueError:
+        raise RelganError(f"--seeds {text!r}: give comma-separated integers, e.g. 1,2,3") from None
+    if any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
+        raise RelganError(f"--seeds {text!r}: each seed an integer >= 0, and each once")
+    return seeds
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,5 +1,9 @@
 """Recorded commands (experiments/commands.py) name no directory of the machine that ran them."""
 
+import sys
+
+import pytest
+
 from experiments.commands import portable_command
 
 from conftest import REPO
@@ -20,3 +24,26 @@ def test_no_committed_result_names_a_directory_of_the_machine_that_made_it():
         if path.suffix in (".md", ".json", ".jsonl"):
             text = path.read_text()
             assert not any(root in text for root in ("/work/", "/root/", "/tmp/", "/home/")), path.name
+
+
+@pytest.mark.parametrize("module, argv, message", [
+    ("reproduce", ["--config", str(REPO / "configs" / "smoke.yaml"), "--seeds", "a,b", "--name", "x"],
+     "error: --seeds 'a,b': give comma-separated integers"),
+    ("reproduce", ["--config", "nope.yaml", "--name", "x"], "error: nope.yaml: config file not found"),
+    ("paper_seeds", ["--config", "nope.yaml", "--output-dir", "OUT"], "error: nope.yaml: config file not found"),
+    ("conditional_table", ["--runs", "nope", "--out", "OUT", "--command", "x"],
+     "error: --runs nope: no evaluation after MLE"),
+    ("real_text_baselines", ["--data", "/nowhere"], "error: train split: file not found"),
+    ("replot", ["nope.json"], "error: nope.json: cannot read it as a results JSON"),
+])
+def test_bad_input_to_an_experiments_driver_is_one_line(tmp_path, monkeypatch, module, argv, message):
+    import importlib
+
+    from experiments.entry import run
+
+    driver = importlib.import_module(f"experiments.{module}")
+    monkeypatch.setattr(sys, "argv", [module, *[str(tmp_path) if word == "OUT" else word for word in argv]])
+    with pytest.raises(SystemExit) as exit_info:
+        run(driver.main)
+    text = str(exit_info.value.code)
+    assert text.startswith(message) and "\n" not in text, text
