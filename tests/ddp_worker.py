@@ -1,6 +1,11 @@
 """Run by test_distributed.py under `accelerate launch`: train the smoke config and report, per rank, a hash
 of every parameter and of the data the rank trained on, as run_dir/result-rank<r>.json (a file per rank: two
-ranks printing to one pipe can interleave their lines)."""
+ranks printing to one pipe can interleave their lines).
+
+    ddp_worker.py CONFIG OVERRIDES... [--then OVERRIDES...]...
+
+Each ``--then`` is one run, with the shared overrides followed by its own, all in the same two processes (one
+launch, whose start-up is most of a smoke run's time); without ``--then``, one run."""
 
 import hashlib
 import json
@@ -18,7 +23,15 @@ def digest(tensors) -> str:
 
 
 def main() -> None:
-    trainer = setup(load_config(sys.argv[1], sys.argv[2:]))
+    config, *words = sys.argv[1:]
+    common, *runs = " ".join(words).split(" --then ")
+    variants = [[*common.split(), *run.split()] for run in runs] or [common.split()]
+    for index, overrides in enumerate(variants):
+        train_and_report(config, overrides, last=index == len(variants) - 1)
+
+
+def train_and_report(config: str, overrides: list[str], last: bool) -> None:
+    trainer = setup(load_config(config, overrides))
     seen = {"mle": [], "adversarial": []}
     mle_step, real_batch = trainer.mle_step.step, trainer.draws.real_batch
 
@@ -32,7 +45,7 @@ def main() -> None:
         return batch, labels
 
     trainer.mle_step.step, trainer.draws.real_batch = recording_mle_step, recording_real_batch
-    trainer.fit()
+    trainer.fit(keep_process_group=not last)
     result = {
         "rank": trainer.acc.process_index,
         "num_processes": trainer.acc.num_processes,
