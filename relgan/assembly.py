@@ -21,7 +21,7 @@ from relgan.checkpoint import (
     verify_checkpoint,
     write_model_card,
 )
-from relgan.config import Config, save_config, schedule_horizon
+from relgan.config import Config, dotted, save_config, schedule_horizon
 from relgan.data import Corpus, load_corpus, save_corpus_artifacts
 from relgan.errors import CheckpointError, DataError
 from relgan.io_utils import append_jsonl
@@ -167,7 +167,7 @@ def _check_resume(saved: Config, wanted: Config, run_dir: Path, progress: dict[s
     """--resume continues the same run, or refuses in one line naming the key and both values: only the keys of
     MAY_CHANGE_ON_RESUME may change, a budget may grow but not fall below what was done, and beta's schedule keeps
     its horizon (a run that may be extended sets gumbel.horizon up front)."""
-    old, new = _flat(saved.to_dict()), _flat(wanted.to_dict())
+    old, new = dotted(saved.to_dict()), dotted(wanted.to_dict())
     for key in sorted(old.keys() | new.keys()):
         before, after = old.get(key), new.get(key)
         if before == after or key.startswith(MAY_CHANGE_ON_RESUME) or key in BUDGETS:
@@ -206,16 +206,6 @@ def _refuse_finished(config: Config, run_dir: Path, progress: dict[str, Any]) ->
             f"{run_dir} has finished ({progress['epoch']} MLE epochs, {progress['adv_step']} adversarial iterations): "
             "nothing to resume; raise mle.epochs or adversarial.steps to train on"
         )
-
-
-def _flat(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in raw.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _check_memory(

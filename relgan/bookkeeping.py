@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from relgan.checkpoint import CHECKPOINTS, checkpoint_name, publish_checkpoint, read_trainer_state, verify_checkpoint
-from relgan.config import Config
+from relgan.config import Config, dotted
 from relgan.errors import CheckpointError, NonFiniteLossError, TrainingInterrupted
 from relgan.io_utils import append_jsonl, atomic_write_text
 from relgan.runtime import StopSignals, seed_step
@@ -89,7 +89,7 @@ class RunBook:
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
         """Trackers started, stop signals turned into a flag; pending logs written at the end."""
-        self.acc.init_trackers(self.config.run.name or "relgan", config=_flat(self.config.to_dict()))
+        self.acc.init_trackers(self.config.run.name or "relgan", config=_tracked(self.config.to_dict()))
         with self.stop.installed():
             yield
         self.flush()
@@ -384,12 +384,8 @@ def _summary_line(report: dict[str, Any], total: int) -> str:
     return " ".join(parts)
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten a nested config for trackers (lists become strings)."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = str(value) if isinstance(value, list) or value is None else value
-    return flat
+def _tracked(tree: dict[str, Any]) -> dict[str, Any]:
+    """A nested config as trackers take it: dotted keys, lists and nulls as strings."""
+    return {
+        key: str(value) if isinstance(value, list) or value is None else value for key, value in dotted(tree).items()
+    }

@@ -900,6 +900,17 @@ def _validate_transformer(config: Config) -> None:
         )
 
 
+def dotted(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping (``Config.to_dict()``) as one level of dotted keys: ``{"run.seed": 42, ...}``."""
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            flat.update(dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def schedule_horizon(config: Config) -> int:
     """N of the beta schedule: explicit, or the number of adversarial steps (at least 2)."""
     return config.gumbel.horizon if config.gumbel.horizon is not None else max(config.adversarial.steps, 2)
