@@ -256,6 +256,30 @@ def test_bad_flags_are_one_line_errors(capsys, smoke_run, args, fragment):
     _one_line_error(capsys, fragment)
 
 
+@pytest.mark.parametrize("args", [["sample", "--num", "2"], ["evaluate", "--metrics", "nll_test"]])
+def test_an_output_in_a_place_that_cannot_be_written_is_one_line(capsys, smoke_run, args):
+    assert main([args[0], "--run", str(smoke_run), *args[1:], "--out", "/proc/relgan-out.txt"]) == 2
+    _one_line_error(capsys, "--out /proc/relgan-out.txt: cannot write there")
+
+
+def test_evaluating_a_read_only_run_is_one_line_and_leaves_nothing(capsys, smoke_run, tmp_path, monkeypatch):
+    """As root a chmod does not stop a write; the file system's answer is what the run meets."""
+    import errno
+
+    from relgan import io_utils
+
+    run = tmp_path / "done"
+    shutil.copytree(smoke_run, run)
+
+    def read_only(source, target):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(io_utils.os, "replace", read_only)
+    assert main(["evaluate", "--run", str(run), "--metrics", "nll_test"]) == 2
+    _one_line_error(capsys, "evaluation-relgan.json: cannot write it (Read-only file system); nothing partial")
+    assert not [p for p in run.iterdir() if ".tmp" in p.name or p.name.startswith("evaluation")]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_asking_for_cuda_without_it_is_one_line(capsys, smoke_run):
     assert main(["sample", "--run", str(smoke_run), "--device", "cuda"]) == 2
