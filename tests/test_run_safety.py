@@ -280,6 +280,26 @@ def test_evaluating_a_read_only_run_is_one_line_and_leaves_nothing(capsys, smoke
     assert not [p for p in run.iterdir() if ".tmp" in p.name or p.name.startswith("evaluation")]
 
 
+def test_resuming_a_read_only_run_is_one_line(finished_run, tmp_path, capsys, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    saved = (run / "config.yaml").read_bytes()
+    writes = Path.write_bytes
+
+    def read_only(path, data):
+        if path.parent == run:  # the run directory's write probe: the file system refuses it
+            raise OSError(errno.EROFS, "Read-only file system")
+        return writes(path, data)
+
+    monkeypatch.setattr(Path, "write_bytes", read_only)
+    assert _train(tmp_path, "adversarial.steps=6", "gumbel.horizon=8", "--resume") == 2
+    _one_line_error(capsys, "cannot write there (Read-only file system)")
+    assert (run / "config.yaml").read_bytes() == saved
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_asking_for_cuda_without_it_is_one_line(capsys, smoke_run):
     assert main(["sample", "--run", str(smoke_run), "--device", "cuda"]) == 2
