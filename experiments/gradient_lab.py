@@ -124,7 +124,7 @@ def plot(games: dict[str, dict], path: str) -> None:
                     axis.axhline(drawn[0][key], linestyle="--", linewidth=1, label=label, color=colour)
             axis.set_xscale("log")
             axis.set_yscale("log")
-            axis.set_ylim(bottom=1e-3)  # a vanishing gradient (gapped-st at large beta) sits on the floor
+            axis.set_ylim(bottom=1e-3)  # an estimator whose gradient vanishes sits on the floor
             axis.set_xlabel("beta (inverse temperature of the relaxation)")
             axis.set_title(f"{name}: {title}", fontsize=9)
         row_axes[1].legend(fontsize=6, loc="upper left")
