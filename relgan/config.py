@@ -845,7 +845,9 @@ def _read_legacy_switches(raw: dict[str, Any], where: str, catalogue: Catalogue)
         if not _coerce(values.pop(key), bool, spec.legacy_switch, where):
             continue
         adversarial = raw.setdefault("adversarial", {})
-        chosen = adversarial.get("algorithm", AdversarialConfig.algorithm) if isinstance(adversarial, dict) else None
+        if not isinstance(adversarial, dict):
+            return  # not a section: building the config says so in one line
+        chosen = adversarial.get("algorithm", AdversarialConfig.algorithm)
         if chosen not in (AdversarialConfig.algorithm, spec.name):
             raise ConfigError(
                 f"{spec.legacy_switch} = true contradicts adversarial.algorithm = {chosen!r}; remove "
