@@ -51,7 +51,7 @@ def estimators() -> list[tuple[str, type[Algorithm], dict[str, Any], tuple[float
     ]
 
 
-def measure(lab: Lab, repeats: int, batch_size: int) -> dict[str, Any]:
+def measure(lab: Lab, repeats: int, batch_size: int, warmup: int) -> dict[str, Any]:
     """The game's description and every estimator's rows (one per beta)."""
     exact, objective = exact_gradient(lab)
     rows: dict[str, list[dict]] = {}
@@ -59,8 +59,8 @@ def measure(lab: Lab, repeats: int, batch_size: int) -> dict[str, Any]:
         rows[label] = []
         for i, beta in enumerate(betas):
             drawn = estimate(lab, estimator_config(cls.name, **options), beta=beta, batch_size=batch_size,
-                             repeats=repeats, seed=100 * seed + i)
-            rows[label].append({"beta": beta, "unbiased": not cls.relaxed, **drawn.against(exact)})
+                             repeats=repeats, seed=100 * seed + i, warmup=warmup)
+            rows[label].append({"beta": beta, "unbiased": cls.unbiased, **drawn.against(exact)})
     return {"vocab_size": lab.vocab_size, "seq_len": lab.generator.seq_len, "sentences": len(lab.sentences),
             "generator_weights": exact.numel(), "objective": objective, "exact_gradient_norm": exact.norm().item(),
             "estimators": rows}
@@ -75,7 +75,7 @@ def table(games: dict[str, dict]) -> str:
                   "|---|---|---|---|---|---|---|"]
         for label, rows in game["estimators"].items():
             for row in rows:
-                beta = f"{row['beta']:g}" if not row["unbiased"] else "–"
+                beta = f"{row['beta']:g}" if len(rows) > 1 else "–"
                 lines.append(f"| {label} | {beta} | {row['relative_error']:.3f} | {row['noise_floor']:.3f} | "
                              f"{row['cosine']:.3f} | {row['relative_variance']:.3f} | "
                              f"{1000 * row['seconds_per_gradient']:.1f} |")
@@ -87,17 +87,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1000, help="estimates per estimator")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--warmup", type=int, default=200,
+                        help="estimates that only train a learned control variate (REBAR, RELAX) before the recorded")
     parser.add_argument("--out")
     parser.add_argument("--table", help="Markdown table of every game")
     parser.add_argument("--plot", help="PNG of bias and variance against beta (needs the 'plot' extra)")
     args = parser.parse_args()
-    if args.repeats < 2 or args.batch_size < 1:
-        parser.error("--repeats must be at least 2 (a variance needs two draws) and --batch-size at least 1")
+    if args.repeats < 2 or args.batch_size < 1 or args.warmup < 0:
+        parser.error("--repeats must be at least 2 (a variance needs two draws), --batch-size at least 1 and "
+                     "--warmup at least 0")
     torch.set_num_threads(1)
-    games = {name: measure(make_lab(**arguments), args.repeats, args.batch_size)
+    games = {name: measure(make_lab(**arguments), args.repeats, args.batch_size, args.warmup)
              for name, arguments in GAMES.items()}
     result = {"machine": platform.machine(), "cpu_model": cpu_model(), "torch": torch.__version__,
-              "batch_size": args.batch_size, "repeats": args.repeats, "columns": COLUMNS, "games": games}
+              "batch_size": args.batch_size, "repeats": args.repeats, "warmup": args.warmup, "columns": COLUMNS,
+              "games": games}
     emit_json(result, args.out)
     if args.table:
         atomic_write_text(Path(args.table), table(games))

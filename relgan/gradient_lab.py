@@ -167,19 +167,39 @@ def estimator_config(algorithm: str, **options: Any) -> Config:
     return config
 
 
-def estimate(lab: Lab, config: Config, *, beta: float, batch_size: int, repeats: int, seed: int = 0) -> Estimates:
-    """``repeats`` independent estimates of grad J by ``config``'s algorithm, each on ``batch_size`` samples."""
+def estimate(
+    lab: Lab, config: Config, *, beta: float, batch_size: int, repeats: int, seed: int = 0, warmup: int = 0
+) -> Estimates:
+    """``repeats`` independent estimates of grad J by ``config``'s algorithm, each on ``batch_size`` samples.
+
+    An estimator with learned parts (REBAR's and RELAX's control variates) trains them at their rate on every
+    estimate, as it would in a run, after ``warmup`` estimates that only train them; each estimate stays
+    unbiased, since its control variate was fitted to earlier draws only."""
     algorithm = build_algorithm(config)
+    learned = algorithm.learned_parts(lab.vocab_size, lab.generator.seq_len)
+    tuned: list[Tensor] = []
+    if learned is not None:
+        algorithm.learned = learned.module
+        tuned = list(learned.module.parameters())
+        optimiser = torch.optim.Adam(tuned, lr=learned.lr)
     torch.manual_seed(seed)
     train = torch.zeros(batch_size, lab.generator.seq_len, dtype=torch.long)  # a real batch nobody reads
     draws = RunDraws(train, None, lab.discriminator, lab.vocab_size, materialise=True)
     scale = torch.tensor(beta)
+    weights = list(lab.generator.parameters())
     gradients = []
+    skipped = warmup if tuned else 0
     start = time.perf_counter()
-    for _ in range(repeats):
+    for i in range(skipped + repeats):
+        if i == skipped:
+            start = time.perf_counter()
         step = algorithm.generator_step_draws(draws, batch_size)
-        gradients.append(
-            -flat_gradient(lab.generator, algorithm.gradient_estimate(lab.generator, lab.score, scale, step))
-        )
+        grads = torch.autograd.grad(algorithm.gradient_estimate(lab.generator, lab.score, scale, step), weights + tuned)
+        if tuned:
+            for param, grad in zip(tuned, grads[len(weights) :], strict=True):
+                param.grad = grad
+            optimiser.step()
+        if i >= skipped:
+            gradients.append(-torch.cat([grad.reshape(-1) for grad in grads[: len(weights)]]))
     seconds = (time.perf_counter() - start) / repeats
     return Estimates(torch.stack(gradients).double(), seconds)

@@ -68,17 +68,27 @@ def inverse_cdf_sample(probs: Tensor, u: Tensor) -> Tensor:
 def conditional_gumbel(logits: Tensor, tokens: Tensor, exponentials: Tensor) -> Tensor:
     """Gumbel noise g [K, ..., V] drawn given that argmax(logits + g) = tokens (Paulus, Maddison & Krause 2021,
     after Maddison et al.): K draws from K x [..., V] standard exponentials E, independent of the logits.
+    logits [..., V], tokens [...]. No gradient flows to the logits through g (:func:`conditional_perturbation`).
+    """
+    logits = logits.detach().float()
+    return conditional_perturbation(logits, tokens, exponentials) - logits
+
+
+def conditional_perturbation(logits: Tensor, tokens: Tensor, exponentials: Tensor) -> Tensor:
+    """The perturbed logits o + g [K, ..., V] with g drawn given that argmax(o + g) = tokens, as a differentiable
+    function of the logits o [..., V] (REBAR's reparameterisation of z given b), from K x [..., V] standard
+    exponentials E; tokens [...].
 
     With Z = sum_j exp(o_j) and i the token, the perturbed maximum o_i + g_i = log Z - log E_i is a Gumbel
     with location log Z, and every other o_j + g_j = -log(E_j exp(-o_j) + E_i / Z) is a Gumbel with location
-    o_j truncated below it. logits [..., V], tokens [...]. No gradient flows to the logits through g.
+    o_j truncated below it.
     """
-    logits = logits.detach().float()
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     chosen = torch.zeros_like(logits).scatter(-1, tokens.unsqueeze(-1), 1.0)
     log_z = torch.logsumexp(logits, dim=-1, keepdim=True)
     top = log_z - torch.log((exponentials * chosen).sum(dim=-1, keepdim=True))  # [K, ..., 1]
     others = -torch.logaddexp(torch.log(exponentials) - logits, -top)
-    return torch.where(chosen.bool(), top, others) - logits
+    return torch.where(chosen.bool(), top, others)
 
 
 def gumbel_rao(logits: Tensor, tokens: Tensor, beta: float | Tensor, exponentials: Tensor) -> Tensor:

@@ -75,6 +75,10 @@ class Trainer:
             drop_last=True,
         )
         self.algorithm = build_algorithm(config)
+        learned = self.algorithm.learned_parts(corpus.vocab_size, corpus.seq_len)
+        g_groups: list[dict[str, Any]] = [{"params": self.g_params}]
+        if learned is not None:  # the estimator's own parameters: their own rate, outside the generator's clipping
+            g_groups.append({"params": list(learned.module.parameters()), "lr": learned.lr})
         # captured only where the generator's and the algorithm's steps were verified captured
         self.use_graphs = (
             config.run.cuda_graphs
@@ -96,7 +100,7 @@ class Trainer:
             generator,
             discriminator,
             torch.optim.Adam(generator.parameters(), lr=config.mle.lr, **adam),
-            torch.optim.Adam(self.g_params, lr=adv.g_lr, **adam),
+            torch.optim.Adam(g_groups, lr=adv.g_lr, **adam),
             torch.optim.Adam(discriminator.parameters(), lr=adv.d_lr, **adam),
             loader,
         )
@@ -121,6 +125,9 @@ class Trainer:
         networks = {"generator": self.gen, "discriminator": self.disc}
         if self.beta_module is not None:
             networks["learned beta"] = self.beta_module
+        if learned is not None:
+            self.algorithm.learned = accelerator.prepare(learned.module)
+            networks["control variate"] = learned.module
         self.book = RunBook(config, run_dir, accelerator, self.evaluation_report, networks)
         # On one GPU the steps are captured once and replayed as CUDA graphs (fast/cuda_graphs.py). A replay
         # repeats the captured kernels: tensors read inside a step (parameters, optimiser state, beta passed

@@ -61,11 +61,38 @@ def _executable_isas() -> list[str]:
     return executable_isas()
 
 
+_BACKGROUND_BUILDS = """
+from relgan.fast import build
+for isa in [build.default_isa(), *build.executable_isas()]:  # the one runs use first
+    try:
+        build.load(isa)
+    except build.KernelsUnavailable:
+        pass
+for isa in [isa for isa in build.X86_ISAS if isa not in build.executable_isas()] if build._is_x86() else []:
+    try:
+        build.compile_only(isa)
+    except build.KernelsUnavailable:
+        pass
+"""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _kernel_builds():
+    """Builds every instruction set in one background process from the start of the session, on the core the
+    tests leave free (a cold cache builds for about a minute). A test that loads kernels waits on the build lock
+    for the one it needs; a build that fails there fails again, with its error, where a test loads it."""
+    process = subprocess.Popen([sys.executable, "-c", _BACKGROUND_BUILDS], cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    yield process
+    process.wait()
+
+
 @pytest.fixture(scope="session")
-def _every_build():
-    """Builds every instruction set this CPU executes side by side, once, before the first test needs one."""
+def _every_build(_kernel_builds):
+    """Every instruction set this CPU executes, built before the first test that needs them all."""
     from relgan.fast import build
 
+    _kernel_builds.wait()
     build.prebuild(_executable_isas())
 
 
@@ -99,10 +126,25 @@ def shared_data() -> Path:
 
 def run_cli(*args: str, cwd: Path, timeout: float = 300, module: str = "relgan") -> subprocess.CompletedProcess:
     """Run ``python -m relgan ARGS`` (or ``python train.py ARGS``) in a fresh process: real exit codes, stderr."""
+    return run_clis([list(args)], cwd=cwd, timeout=timeout, module=module)[0]
+
+
+def run_clis(calls: list, cwd: Path, timeout: float = 300, module: str = "relgan") -> list:
+    """:func:`run_cli` of each argument list in ``calls`` (or (arguments, module) pairs), all started at once:
+    their start-up, mostly imports on one core each, overlaps."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    command = ["-m", "relgan"] if module == "relgan" else [str(REPO / f"{module}.py")]
-    return subprocess.run([sys.executable, *command, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    processes = []
+    for call in calls:
+        args, name = call if isinstance(call, tuple) else (call, module)
+        command = ["-m", "relgan"] if name == "relgan" else [str(REPO / f"{name}.py")]
+        arguments = [sys.executable, *command, *args]
+        processes.append((arguments, subprocess.Popen(arguments, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                                      stderr=subprocess.PIPE, text=True)))
+    results = []
+    for arguments, process in processes:
+        stdout, stderr = process.communicate(timeout=timeout)
+        results.append(subprocess.CompletedProcess(arguments, process.returncode, stdout, stderr))
+    return results
 
 
 @pytest.fixture(scope="session")
@@ -127,12 +169,13 @@ def lab():
     return game, exact_gradient(game)[0]
 
 
-def lab_estimates(lab, algorithm, repeats=400, beta=1.0, seed=0, batch_size=16, **options):
-    """``repeats`` estimates by ``algorithm`` with ``options``, each on ``batch_size`` samples."""
+def lab_estimates(lab, algorithm, repeats=400, beta=1.0, seed=0, batch_size=16, warmup=0, **options):
+    """``repeats`` estimates by ``algorithm`` with ``options``, each on ``batch_size`` samples (after ``warmup``
+    that only train a learned control variate)."""
     from relgan.gradient_lab import estimate, estimator_config
 
     return estimate(lab, estimator_config(algorithm, **options), beta=beta, batch_size=batch_size, repeats=repeats,
-                    seed=seed)
+                    seed=seed, warmup=warmup)
 
 
 def projections(exact, count=6):

@@ -5,7 +5,8 @@ ranks printing to one pipe can interleave their lines).
     ddp_worker.py CONFIG OVERRIDES... [--then OVERRIDES...]...
 
 Each ``--then`` is one run, with the shared overrides followed by its own, all in the same two processes (one
-launch, whose start-up is most of a smoke run's time); without ``--then``, one run."""
+launch, whose start-up is most of a smoke run's time); without ``--then``, one run. A run's ``config=PATH`` word
+trains PATH instead of CONFIG."""
 
 import hashlib
 import json
@@ -26,8 +27,10 @@ def main() -> None:
     config, *words = sys.argv[1:]
     common, *runs = " ".join(words).split(" --then ")
     variants = [[*common.split(), *run.split()] for run in runs] or [common.split()]
-    for index, overrides in enumerate(variants):
-        train_and_report(config, overrides, last=index == len(variants) - 1)
+    for index, words in enumerate(variants):
+        paths = [word.removeprefix("config=") for word in words if word.startswith("config=")]
+        overrides = [word for word in words if not word.startswith("config=")]
+        train_and_report(paths[-1] if paths else config, overrides, last=index == len(variants) - 1)
 
 
 def train_and_report(config: str, overrides: list[str], last: bool) -> None:
@@ -52,6 +55,8 @@ def train_and_report(config: str, overrides: list[str], last: bool) -> None:
         "distributed_type": str(trainer.acc.distributed_type),
         "generator": digest(trainer.gen.state_dict().values()),
         "discriminator": digest(trainer.disc.state_dict().values()),
+        "learned": None if trainer.algorithm.learned is None
+        else digest(trainer.acc.unwrap_model(trainer.algorithm.learned).state_dict().values()),
         "mle_data": digest(seen["mle"]),
         "adversarial_data": digest(seen["adversarial"]),
         "batches": {k: len(v) for k, v in seen.items()},

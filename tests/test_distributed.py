@@ -24,10 +24,11 @@ def _free_port() -> int:
 
 
 ALGORITHMS = [name for name in registered() if name != "relgan"]  # relgan: the rmc and transformer runs
+COMMON = ["mle.epochs=1", "mle.batch_size=16", "adversarial.steps=4", "adversarial.batch_size=16"]
 
 
-def _launch(tmp_path, config, *words):
-    """``accelerate launch`` of tests/ddp_worker.py on two CPU processes (gloo)."""
+def _accelerate(*script_and_arguments: str) -> subprocess.CompletedProcess:
+    """``accelerate launch`` of a script on two CPU processes (gloo); it must succeed."""
     launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
     if launcher is None:
         pytest.skip("accelerate launcher not found")
@@ -35,10 +36,10 @@ def _launch(tmp_path, config, *words):
                HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     command = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-               str(REPO / "tests" / "ddp_worker.py"), str(config), f"run.output_dir={tmp_path}",
-               "mle.epochs=1", "mle.batch_size=16", "adversarial.steps=4", "adversarial.batch_size=16", *words]
+               *script_and_arguments]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=480)
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
 
 
 def _assert_identical_networks(run, real_batches_per_g_step):
@@ -47,45 +48,47 @@ def _assert_identical_networks(run, real_batches_per_g_step):
     assert all(r["num_processes"] == 2 and r["distributed_type"].endswith("MULTI_CPU") for r in ranks)
     assert ranks[0]["generator"] == ranks[1]["generator"], run.name
     assert ranks[0]["discriminator"] == ranks[1]["discriminator"], run.name
+    assert ranks[0]["learned"] == ranks[1]["learned"], run.name  # an estimator's control variate
     assert ranks[0]["mle_data"] != ranks[1]["mle_data"]
     assert ranks[0]["adversarial_data"] != ranks[1]["adversarial_data"]
     # 4 iterations of 1 G step and 2 D steps (REINFORCE's G step reads no real batch)
     assert ranks[0]["batches"] == {"mle": 8, "adversarial": 4 * (real_batches_per_g_step + 2)}, run.name
 
 
-@pytest.mark.parametrize("config", [SMOKE, REPO / "configs" / "smoke_transformer.yaml"], ids=["rmc", "transformer"])
-def test_two_processes_keep_both_networks_identical(tmp_path, config):
-    _launch(tmp_path, config, "run.name=ddp", "adversarial.loss=wgan-gp")
-    _assert_identical_networks(tmp_path / "ddp", 1)
+@pytest.fixture(scope="module")
+def ddp_runs(tmp_path_factory):
+    """One launch of two processes trains every run the tests below read, in turn (tests/ddp_worker.py --then):
+    the RMC and GPT-2 smoke runs with WGAN-GP, each algorithm, and the seed-5 run the replicas are held against."""
+    out = tmp_path_factory.mktemp("ddp")
+    runs = [
+        ["run.name=ddp-rmc", "adversarial.loss=wgan-gp"],
+        [f"config={REPO / 'configs' / 'smoke_transformer.yaml'}", "run.name=ddp-transformer",
+         "adversarial.loss=wgan-gp"],
+        *([f"run.name=ddp-{name}", *algorithm_class(name).overrides(small=True)] for name in ALGORITHMS),
+        ["run.name=alone", "run.seed=5"],
+    ]
+    _accelerate(str(REPO / "tests" / "ddp_worker.py"), str(SMOKE), f"run.output_dir={out}", *COMMON,
+                *(word for run in runs for word in ("--then", *run)))
+    return out
 
 
-def test_every_algorithm_keeps_both_networks_identical_on_two_processes(tmp_path):
-    """One launch trains each algorithm in turn (tests/ddp_worker.py --then)."""
-    runs = [word for name in ALGORITHMS
-            for word in ("--then", f"run.name=ddp-{name}", *algorithm_class(name).overrides(small=True))]
-    _launch(tmp_path, SMOKE, *runs)
+@pytest.mark.parametrize("model", ["rmc", "transformer"])
+def test_two_processes_keep_both_networks_identical(ddp_runs, model):
+    _assert_identical_networks(ddp_runs / f"ddp-{model}", 1)
+
+
+def test_every_algorithm_keeps_both_networks_identical_on_two_processes(ddp_runs):
     for name in ALGORITHMS:  # a relaxed algorithm's G step reads a real batch (its loss compares), REINFORCE's none
-        _assert_identical_networks(tmp_path / f"ddp-{name}", int(algorithm_class(name).relaxed))
+        _assert_identical_networks(ddp_runs / f"ddp-{name}", int(algorithm_class(name).relaxed))
 
 
-def test_replicas_on_two_processes_equal_the_two_process_run_of_their_seed(tmp_path):
+def test_replicas_on_two_processes_equal_the_two_process_run_of_their_seed(ddp_runs, tmp_path):
     from safetensors.torch import load_file
 
-    launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
-    if launcher is None:
-        pytest.skip("accelerate launcher not found")
-    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo",
-               HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    common = ["mle.epochs=1", "mle.batch_size=16", "adversarial.steps=4", "adversarial.batch_size=16",
-              f"run.output_dir={tmp_path}"]
-    for extra in (["run.name=two", "run.seeds=[3,5]"], ["run.name=alone", "run.seed=5"]):
-        command = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                   "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-                   str(REPO / "train.py"), "--config", str(SMOKE), *common, *extra]
-        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
-        assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("run directory") == 1  # the main process reports
+    result = _accelerate(str(REPO / "train.py"), "--config", str(SMOKE), *COMMON, f"run.output_dir={tmp_path}",
+                         "run.name=two", "run.seeds=[3,5]")
+    assert result.stdout.count("seed summary in") == 1  # the main process reports
     replica = load_file(str(tmp_path / "two" / "seed-5" / "generator" / "model.safetensors"))
-    alone = load_file(str(tmp_path / "alone" / "generator" / "model.safetensors"))
+    alone = load_file(str(ddp_runs / "alone" / "generator" / "model.safetensors"))  # ddp_worker, two processes
     assert all((replica[k] == alone[k]).all() for k in alone)
     assert (tmp_path / "two" / "seeds.json").is_file()

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from relgan.adversarial import FakeBatch, Network
 from relgan.config import AlgorithmSpec, Config, NoOptions
@@ -28,13 +29,22 @@ BETA_KEYS = ("gumbel.beta_max", "gumbel.schedule", "gumbel.horizon")
 Score = Callable[[Tensor, Tensor | None], Tensor]
 
 
+@dataclass
+class LearnedParts:
+    """An estimator's own trainable parameters beyond the generator's (REBAR's and RELAX's control variates)."""
+
+    module: nn.Module
+    lr: float  # of their Adam parameter group, beside the generator's
+
+
 class Algorithm:
     """One way of training the generator against the discriminator.
 
     Capabilities, read by the loop instead of the name:
     ``relaxed``: the discriminator sees a function of softmax(beta (o + g)), so beta (the gumbel keys) counts and
     is logged; ``batched``: every draw of a step is made outside it (run.replicas=batched can vmap it);
-    ``cuda_graphs``: its iteration has been measured captured as a CUDA graph (others run eagerly on a GPU).
+    ``cuda_graphs``: its iteration has been measured captured as a CUDA graph (others run eagerly on a GPU);
+    ``unbiased``: its estimate's mean is the exact gradient of E[f(one_hot(x))] (the lab tests it).
 
     Declarations, read by the config, --help, the tests and the benches:
     ``summary``: one line for --help; ``Options``: a dataclass of :func:`relgan.config.setting` fields, its own
@@ -50,11 +60,13 @@ class Algorithm:
     relaxed: ClassVar[bool]
     batched: ClassVar[bool] = True
     cuda_graphs: ClassVar[bool] = False
+    unbiased: ClassVar[bool] = False
     Options: ClassVar[type] = NoOptions
     shared_keys: ClassVar[tuple[str, ...]] = ()
     requires: ClassVar[typing.Mapping[str, tuple[Any, str]]] = {}
     legacy_switch: ClassVar[str | None] = None
     small: ClassVar[typing.Mapping[str, Any]] = {}
+    learned: nn.Module | None = None  # the module of its learned_parts, once the caller attached it
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -101,6 +113,13 @@ class Algorithm:
         """(about how many float32s its generator step holds besides the generator's own activations, the key
         that sizes them), so that impossible sizes are refused before they are allocated."""
         return 0, "adversarial.batch_size"
+
+    def learned_parts(self, vocab_size: int, seq_len: int) -> LearnedParts | None:
+        """New trainable parameters of the estimator itself (None: it has none), trained by the gradient of
+        :meth:`generator_loss` with respect to them. The caller moves and prepares the module, attaches it as
+        ``self.learned``, trains it at ``lr`` with the generator's optimiser outside the generator's gradient
+        clipping, and checkpoints it with the generator."""
+        return None
 
     def generator_step_draws(self, draws: Draws, size: int) -> Any:
         """The random draws of one generator step on ``size`` sentences (a dataclass registered as a pytree).

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from relgan.adversarial import FakeBatch, Network, per_batch, without_dropout
 from relgan.algorithms.base import Algorithm, Score, split_fakes
+from relgan.config import Config, setting
 from relgan.draws import Draws
 from relgan.pytrees import batchable
 
@@ -33,6 +34,7 @@ class PolicyStepDraws:
     labels: Tensor | None  # the classes asked of the generator [B], else None
     uniforms: Tensor  # [B, T]: one per sampled token
     rollout_uniforms: Tensor | None  # [(T - 1) * N * B, T] for Monte-Carlo completions (SeqGAN), else None
+    exponentials: Tensor | None = None  # [2, B, T, V]: REBAR's draws of z, then of z~, given the tokens, else None
 
 
 @batchable
@@ -46,6 +48,7 @@ class PolicyGradient(Algorithm):
     """The family's step; a subclass defines :meth:`rewards`."""
 
     relaxed = False
+    unbiased = True
     requires: ClassVar[Mapping[str, tuple[Any, str]]] = {
         "adversarial.loss": (
             "standard",
@@ -103,6 +106,32 @@ class PolicyGradient(Algorithm):
                 generator, torch.zeros_like(samples.uniforms, dtype=torch.long), 0, samples.uniforms, samples.labels
             )
         return split_fakes(tokens, samples.labels, count, size)
+
+
+def baseline_setting(default: str, paper: str) -> Any:
+    """The ``baseline`` option of an algorithm of the family (``paper``: what its paper does)."""
+    return setting(
+        default,
+        f"subtracted from the rewards: none ({paper}) or mean = the mean reward of the batch's other sentences at "
+        "the same position",
+        choices=("none", "mean"),
+    )
+
+
+def baseline_obstacle(config: Config) -> str | None:
+    """Why ``baseline: mean`` cannot train ``config`` (None if it can)."""
+    if config.adversarial.options.baseline == "mean" and config.adversarial.batch_size < 2:
+        return (
+            "baseline=mean subtracts the mean reward of the batch's other sentences, and "
+            f"adversarial.batch_size = {config.adversarial.batch_size} has none: use a batch of 2 or more"
+        )
+    return None
+
+
+def leave_one_out(rewards: Tensor) -> Tensor:
+    """rewards [B, ...] minus the mean of the batch's other sentences' rewards: a baseline independent of each
+    sentence's own draw, so the gradient stays unbiased."""
+    return rewards - (rewards.sum(dim=0, keepdim=True) - rewards) / (rewards.shape[0] - 1)
 
 
 def complete(

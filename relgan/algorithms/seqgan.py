@@ -18,7 +18,14 @@ from torch import Tensor
 
 from relgan.adversarial import Network
 from relgan.algorithms.base import Score
-from relgan.algorithms.reinforce import PolicyGradient, PolicyStepDraws, complete
+from relgan.algorithms.reinforce import (
+    PolicyGradient,
+    PolicyStepDraws,
+    baseline_obstacle,
+    baseline_setting,
+    complete,
+    leave_one_out,
+)
 from relgan.config import Config, setting
 from relgan.draws import Draws
 
@@ -26,12 +33,7 @@ from relgan.draws import Draws
 @dataclass
 class SeqGANOptions:
     rollouts: int = setting(16, "N: Monte-Carlo completions per prefix (the paper's 16; 0 = plain REINFORCE)", min=0)
-    baseline: str = setting(
-        "none",
-        "subtracted from the rewards: none (the paper) or mean = the mean reward of the batch's other sentences at "
-        "the same position",
-        choices=("none", "mean"),
-    )
+    baseline: str = baseline_setting("none", "the paper")
 
 
 class SeqGAN(PolicyGradient):
@@ -52,12 +54,7 @@ class SeqGAN(PolicyGradient):
 
     @classmethod
     def obstacle(cls, config: Config) -> str | None:
-        if config.adversarial.options.baseline == "mean" and config.adversarial.batch_size < 2:
-            return (
-                "baseline=mean subtracts the mean reward of the batch's other sentences, and "
-                f"adversarial.batch_size = {config.adversarial.batch_size} has none: use a batch of 2 or more"
-            )
-        return None
+        return baseline_obstacle(config)
 
     @classmethod
     def step_floats(cls, config: Config, seq_len: int, vocab_size: int) -> tuple[int, str]:
@@ -86,6 +83,4 @@ class SeqGAN(PolicyGradient):
             ]  # one discriminator call per prefix length
             q = torch.stack(per_prefix).view(length - 1, n, size).mean(dim=1).t()  # [B, T - 1]
             q = torch.cat([q, final.unsqueeze(1)], dim=1)
-        if self.options.baseline == "mean":  # leave-one-out: the other sentences' mean, so the gradient stays unbiased
-            q = q - (q.sum(dim=0, keepdim=True) - q) / (size - 1)
-        return q
+        return leave_one_out(q) if self.options.baseline == "mean" else q
