@@ -2,8 +2,8 @@
 
 python -m experiments.replot results/coco-cpu-reduced.json [more.json ...]
 
-Writes results/<name>-<plane>.png as experiments.reproduce draws them (the MLE temperature curve, the GAN rows,
-real text) and prints their paths; for tables written before a change to the plots.
+Writes results/<name>-<plane>.png as experiments.reproduce draws them (the MLE curve of each family of decoding
+rules, the GAN rows, real text) and prints their paths; for tables written before a change to the plots.
 """
 
 from __future__ import annotations

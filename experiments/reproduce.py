@@ -19,9 +19,10 @@ reverse_lm_score) and, with the 'fed' extra, FED and MAUVE, computed from their 
 text under the same protocol and sample count stands beside the models: training sentences (the test set's
 references never) on real data, the oracle's own samples on the synthetic benchmark.
 
-The verdict (relgan.compare): each seed's MLE generator is sampled at every --temperatures value; seeds are
-aggregated (mean, std, 95% t interval, n) and each GAN row is checked for domination by some MLE temperature
-on each quality-diversity plane. Writes results/<name>.json, <name>.md and <name>-<plane>.png.
+The verdict (relgan.compare): each seed's MLE generator is sampled under every --decoding rule (temperatures,
+top-k, top-p); seeds are aggregated (mean, std, 95% t interval, n) and each GAN row is checked for domination by
+some MLE rule (the union of the rules' frontiers) on each quality-diversity plane. Writes results/<name>.json,
+<name>.md and <name>-<plane>.png.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import random
 import shutil
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,7 @@ from relgan.compare import (  # noqa: E402
     verdicts,
 )
 from relgan.data import load_corpus  # noqa: E402
+from relgan.decoding import Decoding, parse_rules, rule_of  # noqa: E402
 from relgan.errors import RelganError  # noqa: E402
 from relgan.evaluation import TextEvaluator, corpus_judges  # noqa: E402
 from relgan.fast.build import cpu_model  # noqa: E402
@@ -68,7 +71,7 @@ from relgan.metrics import registry  # noqa: E402
 from relgan.metrics.embedding import fed_available  # noqa: E402
 from relgan.metrics.registry import Sampled  # noqa: E402
 from relgan.plugins import load_config  # noqa: E402
-from relgan.report import temperature_sweep  # noqa: E402
+from relgan.report import decoding_sweep  # noqa: E402
 
 TEXT_KEYS = [f"bleu-{n}" for n in (2, 3, 4, 5)] + [f"self-bleu-{n}" for n in (2, 3, 4, 5)]
 # the rows' names; run directories keep the algorithm's config name
@@ -230,12 +233,12 @@ def gan_points(rows: list[dict]) -> dict[str, dict]:
 
 
 def draw(result: dict) -> list[Path]:
-    """The plane plots of a results table, results/<name>-<plane>.png: the MLE temperature curve, the GAN rows
-    and real text."""
+    """The plane plots of a results table, results/<name>-<plane>.png: the MLE curve of each family of decoding
+    rules, the GAN rows and real text."""
     planes = SYNTHETIC_PLANES if result["synthetic"] else TEXT_PLANES
-    sweep = {p["temperature"]: p["metrics"] for p in result["sweep"]}
+    sweep = {rule_of(p): p["metrics"] for p in result["sweep"]}
     real = [plane_metrics(row) for row in result["rows"] if row["model"] == REAL]
-    title = f"{result['name']}: MLE temperature sweep vs GAN, {len(result['seeds'])} seed(s)"
+    title = f"{result['name']}: MLE decoding sweep vs GAN, {len(result['seeds'])} seed(s)"
     return plot_planes(sweep, gan_points(result["rows"]), planes, REPO / "results" / result["name"], title,
                        real=aggregate(real, "the real-text rows") if real else None)
 
@@ -262,12 +265,12 @@ def markdown(result: dict) -> str:
              + f"; {result['minutes']:.0f} min of training, judging and sweeps (all runs, summed).", "",
              f"Command: `{result['command']}`", "",
              (f"LM judges: {result['lm_judge']}; lm_score of the real test split: {result['lm_score_of_test']:.3f}."
-              if result["lm_judge"] else "Collected metrics: no LM judges, no temperature sweep."), "",
+              if result["lm_judge"] else "Collected metrics: no LM judges, no decoding sweep."), "",
              "#### Verdict", "", dominance_rule(len(result["seeds"])), ""]
     lines += [f"- {line}" for line in result["verdict_lines"]]
     taus = [f"{k}: {v:+.2f}" for k, v in result["judge_agreement"].items() if v is not None]
     if taus:
-        lines += ["", "Do the LM judges order the evaluated points (every seed's rows and temperatures) as the "
+        lines += ["", "Do the LM judges order the evaluated points (every seed's rows and decoding rules) as the "
                   f"reference metrics do? Kendall's tau: {'; '.join(taus)} (lower lm_score should go with lower "
                   "NLL_oracle, +1, or higher BLEU, -1)."]
     lines += ["", "#### Mean ± 95% interval over seeds", "",
@@ -277,15 +280,15 @@ def markdown(result: dict) -> str:
         n = max((s["n"] for s in stats.values()), default=0)
         cells = " | ".join(fmt(stats.get(k)) for k in keys)
         lines.append(f"| {group['model']} | {group['row']} | {n} | {cells} |")
-    lines += ["", "Signatures (the same for every row and temperature of the verdict): "
+    lines += ["", "Signatures (the same for every row and decoding rule of the verdict): "
               + "; ".join(f"`{value}`" for value in result.get("signatures", {}).values()) + "."]
     lines += ["", f"The best row: {result['selection_rule']}." if any(r["row"] == "best" for r in result["rows"])
               else "No best row: the runs held out no training sentences for model selection."]
     sweep_keys = sorted({k for plane in planes for k in (plane.quality.key, plane.diversity.key)})
-    lines += ["", "#### MLE at each temperature (full protocol), mean ± 95% interval", "",
-              "| T | " + " | ".join(sweep_keys) + " |", "|---|" + "---|" * len(sweep_keys)]
+    lines += ["", "#### MLE under each decoding rule (full protocol), mean ± 95% interval", "",
+              "| rule | " + " | ".join(sweep_keys) + " |", "|---|" + "---|" * len(sweep_keys)]
     for point in result["sweep"]:
-        lines.append(f"| {point['temperature']:g} | " + " | ".join(fmt(point["metrics"].get(k)) for k in sweep_keys)
+        lines.append(f"| {rule_of(point).label} | " + " | ".join(fmt(point["metrics"].get(k)) for k in sweep_keys)
                      + " |")
     if result["plots"]:
         lines += ["", "Plots: " + ", ".join(f"[{Path(p).name}]({Path(p).name})" for p in result["plots"]) + "."]
@@ -333,14 +336,14 @@ def branch_from(pretrained: str, branch: str, output_dir: str) -> None:
         shutil.copytree(Path(output_dir) / pretrained, target, ignore=skip)
 
 
-def swept(run_dir: Path, temperatures: list[float], num_samples: int, seed: int) -> tuple[list[dict], float]:
-    """The MLE generator's full-protocol report at each temperature (cached in the run) and its seconds."""
+def swept(run_dir: Path, rules: list[Decoding], num_samples: int, seed: int) -> tuple[list[dict], float]:
+    """The MLE generator's full-protocol report under each decoding rule (cached in the run) and its seconds."""
     path = run_dir / f"sweep-{num_samples}.json"
     cached = json.loads(path.read_text()) if path.exists() else {"points": []}
-    if [p["temperature"] for p in cached["points"]] != temperatures:
+    if [rule_of(p) for p in cached["points"]] != rules:
         started = time.time()
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        cached = temperature_sweep(run_dir, None, "full", temperatures, num_samples, seed, device)
+        cached = decoding_sweep(run_dir, None, "full", rules, num_samples, seed, device)
         cached["seconds"] = time.time() - started
         atomic_write_json(path, cached)
     return cached["points"], cached.get("seconds", 0.0)
@@ -361,8 +364,10 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, help="samples per evaluation (full protocol uses all)")
     parser.add_argument("--validation-size", type=int, default=1000,
                         help="training sentences held out for model selection (data.validation_size; 0: no best row)")
-    parser.add_argument("--temperatures", default="0.6,0.8,1.0,1.2,1.4",
-                        help="softmax temperatures of the MLE sweep (the verdict's baseline curve)")
+    parser.add_argument("--decoding", "--temperatures", dest="decoding",
+                        default="0.6,0.8,1.0,1.2,1.4,k=10,k=40,p=0.8,p=0.9,p=0.95",
+                        help="decoding rules of the MLE sweep, whose union is the verdict's frontier: temperatures "
+                             "and T=, k=, p= settings joined by ':' (0.8,1.0,k=40,p=0.9; relgan/decoding.py)")
     parser.add_argument("--name", required=True, help="results/<name>.json, .md and -<plane>.png")
     parser.add_argument("--output-dir", default="runs/reproduce", help="where the runs are (read or written)")
     parser.add_argument("--collect", metavar="DIR",
@@ -376,7 +381,10 @@ def main() -> None:
 
     base = load_config(args.config, args.overrides)
     seeds = _seeds(args.seeds) if args.seeds else [base.run.seed]
-    temperatures = [float(t) for t in args.temperatures.split(",")]
+    try:
+        rules = parse_rules(args.decoding)
+    except ValueError as exc:
+        raise RelganError(f"--decoding: {exc}") from None
     synthetic = base.data.source == "oracle"
     planes = SYNTHETIC_PLANES if synthetic else TEXT_PLANES
     budget = {"mle_epochs": args.mle_epochs or base.mle.epochs,
@@ -412,7 +420,7 @@ def main() -> None:
                 run_dir_of_mle = run["run_dir"]
                 reference = next((r["nll_oracle"] for r in run["records"] if r["phase"] == "reference"), None)
                 if not args.collect:
-                    points, spent = swept(run["run_dir"], temperatures, num_samples, seed)
+                    points, spent = swept(run["run_dir"], rules, num_samples, seed)
                     sweeps.append(points)
                     seconds += spent
             for row_name, record in pick(run["records"], "mle" if model == "MLE" else "adversarial",
@@ -431,10 +439,10 @@ def main() -> None:
     aggregated = [{"model": model, "row": row_name, "metrics": aggregate(members)}
                   for (model, row_name), members in groups.items()]
     sweep: list[dict[str, Any]] = [
-        {"temperature": t, "metrics": aggregate([plane_metrics(points[i]) for points in sweeps])}
-        for i, t in enumerate(temperatures) if sweeps]
+        {"decoding": rule.label, **asdict(rule), "metrics": aggregate([plane_metrics(points[i]) for points in sweeps])}
+        for i, rule in enumerate(rules) if sweeps]
     gans = gan_points(rows)
-    sweep_points = {p["temperature"]: p["metrics"] for p in sweep}
+    sweep_points = {rule_of(p): p["metrics"] for p in sweep}
     # every evaluated point of every seed (sweep and rows): do the judges order them as the references do?
     evaluated = [plane_metrics(r) for r in rows if r["model"] != REAL] + [plane_metrics(p) for points in sweeps
                                                                           for p in points]

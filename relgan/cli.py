@@ -9,11 +9,15 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from relgan.config import BACKENDS, PROTOCOLS
 from relgan.errors import RelganError, TrainingInterrupted
 from relgan.metrics.registry import metric_names
 from relgan.plugins import describe_keys
+
+if TYPE_CHECKING:
+    from relgan.decoding import Decoding
 
 logger = logging.getLogger("relgan")
 
@@ -116,7 +120,7 @@ def _sample(args: argparse.Namespace) -> int:
     from relgan.tokenization import decode
 
     _at_least(args.num, 1, "--num")
-    _temperature(args.temperature, "--temperature")
+    decoding = _decoding(args.temperature, args.top_k, args.top_p)
     _at_least(args.batch_size, 1, "--batch-size")
     _at_least(args.seed, 0, "--seed")
     device = _device(args.device)
@@ -143,7 +147,7 @@ def _sample(args: argparse.Namespace) -> int:
                 args.num,
                 args.batch_size or card["sample_batch_size"],
                 seed,
-                temperature=args.temperature,
+                decoding=decoding,
                 label=label,
             )
         lines += [prefix + text for text in decode(tokenizer, ids, card["eos_id"])]
@@ -173,17 +177,19 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise RelganError("--tokenize has no effect with --run: a run's metrics split text as the run does")
         run_dir = Path(args.run)
         checkpoint = Path(args.checkpoint) if args.checkpoint else None
-        if args.temperature_sweep:
+        if args.decoding_sweep or args.temperature_sweep:
+            option = "--decoding-sweep" if args.decoding_sweep else "--temperature-sweep"
+            if args.decoding_sweep and args.temperature_sweep:
+                raise RelganError("--temperature-sweep and --decoding-sweep: give one (temperatures are rules too)")
             if args.judge_lm:
-                raise RelganError("--judge-lm has no effect with --temperature-sweep; evaluate one temperature")
-            temperatures = [
-                _temperature(_number(t, "--temperature-sweep"), "--temperature-sweep")
-                for t in args.temperature_sweep.split(",")
-            ]
-            curve = reports.temperature_sweep(
-                run_dir, checkpoint, args.protocol, temperatures, args.num_samples, args.seed, device
+                raise RelganError(f"--judge-lm has no effect with {option}; evaluate one rule")
+            rules = _rules(args.decoding_sweep or args.temperature_sweep, option)
+            if args.temperature_sweep and any(rule.truncates for rule in rules):
+                raise RelganError("--temperature-sweep takes temperatures; sweep top-k and top-p with --decoding-sweep")
+            curve = reports.decoding_sweep(
+                run_dir, checkpoint, args.protocol, rules, args.num_samples, args.seed, device
             )
-            out = Path(args.out or run_dir / f"temperature-sweep-{args.protocol}.json")
+            out = Path(args.out or run_dir / f"{option.removeprefix('--')}-{args.protocol}.json")
             reports.write_report(curve, out)
             for point in curve["points"]:
                 print(" ".join(f"{k}={v:.4f}" for k, v in point.items() if isinstance(v, float)))
@@ -237,6 +243,27 @@ def _temperature(value: float, option: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise RelganError(f"{option}: a temperature must be a finite number > 0, got {value}")
     return value
+
+
+def _rules(text: str, option: str) -> list[Decoding]:
+    """The decoding rules of a sweep option (relgan/decoding.py's parse_rules), or its one-line error."""
+    from relgan.decoding import parse_rules
+
+    try:
+        return parse_rules(text)
+    except ValueError as exc:
+        raise RelganError(f"{option}: {exc}") from None
+
+
+def _decoding(temperature: float, top_k: int, top_p: float) -> Decoding:
+    """The decoding rule of --temperature, --top-k and --top-p (relgan/decoding.py)."""
+    from relgan.decoding import Decoding
+
+    _temperature(temperature, "--temperature")
+    _at_least(top_k, 0, "--top-k")
+    if not 0 < top_p <= 1:
+        raise RelganError(f"--top-p must be in (0, 1] (1: no truncation), got {top_p}")
+    return Decoding(temperature, top_k, top_p)
 
 
 def _at_least(value: int | None, low: int, option: str) -> None:
@@ -314,6 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("--seed", type=int, help="sampling seed (default: the run's seed, as in its evaluations)")
     sample.add_argument("--temperature", type=float, default=1.0, help="softmax temperature tau (default 1)")
+    sample.add_argument("--top-k", type=int, default=0, help="sample among the k most probable tokens (0: all)")
+    sample.add_argument(
+        "--top-p",
+        type=float,
+        default=1.0,
+        help="nucleus sampling: among the fewest most probable tokens whose probability reaches p (1: all)",
+    )
     sample.add_argument("--batch-size", type=int, help="sampling batch size (default: the run's eval.batch_size)")
     sample.add_argument("--out", help="output file (default: stdout), one sentence per line")
     sample.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
@@ -366,6 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--temperature-sweep",
         metavar="T1,T2,...",
         help="sample at each softmax temperature; write the quality-diversity curve (JSON + PNG)",
+    )
+    evaluate.add_argument(
+        "--decoding-sweep",
+        metavar="RULES",
+        help="sample under each decoding rule: temperatures and T=, k=, p= settings joined by ':' "
+        "(0.8,1.0,k=40,p=0.9,T=0.8:p=0.95); write the curves (JSON + PNG)",
     )
     evaluate.add_argument("--out", help="JSON report path (default: <run>/evaluation-<protocol>.json)")
     evaluate.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")

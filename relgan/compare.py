@@ -1,11 +1,14 @@
-"""Did adversarial training help? Seed aggregates of GAN evaluations against MLE at a sweep of softmax
-temperatures (Caccia et al., 2020), on quality-diversity planes, with a dominance rule fixed in advance.
+"""Did adversarial training help? Seed aggregates of GAN evaluations against MLE under a sweep of decoding
+rules (softmax temperature, Caccia et al. 2020; top-k; top-p), on quality-diversity planes, with a dominance rule
+fixed in advance.
 
 A point is a model's metrics aggregated over seeds: ``{metric: {"mean", "std", "ci95", "n"}}``. On a plane
 (a quality metric and a diversity metric, each with its better direction) point A is *better beyond the
 intervals* than B on an axis when their 95% intervals (mean ± ci95; a single seed has none) do not overlap
-and A's is on the better side. An MLE temperature *dominates* a GAN point when it is at least as good on both
-axes (not worse beyond the intervals) and better beyond the intervals on at least one.
+and A's is on the better side. An MLE decoding rule *dominates* a GAN point when it is at least as good on both
+axes (not worse beyond the intervals) and better beyond the intervals on at least one: the frontier is the union
+of every rule's. A point whose value on an axis is not finite (the NLL of a truncating rule) takes no part in
+that plane.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 from scipy import stats
 
+from relgan.decoding import Decoding, family
 from relgan.errors import RelganError
 from relgan.metrics.aggregate import SeedSummary, summarise_seeds
 from relgan.metrics.registry import UNSIGNED, value_of
@@ -53,6 +57,8 @@ TEXT_PLANES = (
 SYNTHETIC_PLANES = (
     Plane("oracle", Axis.of("nll_oracle", "NLL_oracle"), Axis.of("nll_test", "NLL_test")),
     Plane("lm", Axis.of("lm_score"), Axis.of("reverse_lm_score")),
+    # the exact benchmark (an enumerable oracle): quality is KL(G || oracle), coverage KL(oracle || G)
+    Plane("exact", Axis.of("exact_reverse_kl", "KL(G || oracle)"), Axis.of("exact_forward_kl", "KL(oracle || G)")),
 )
 
 
@@ -60,12 +66,12 @@ def dominance_rule(seeds: int) -> str:
     """The rule, as a table states it: with one seed there are no intervals and the means alone decide."""
     if seeds > 1:
         return (
-            "Dominated: some MLE temperature is at least as good on both axes and better on one, beyond the 95% "
-            "intervals of the seeds."
+            "Dominated: some MLE decoding rule (temperature, top-k, top-p) is at least as good on both axes and "
+            "better on one, beyond the 95% intervals of the seeds."
         )
     return (
-        "Dominated: some MLE temperature is at least as good on both axes and better on one (one seed: no "
-        "intervals, the means alone decide)."
+        "Dominated: some MLE decoding rule (temperature, top-k, top-p) is at least as good on both axes and better "
+        "on one (one seed: no intervals, the means alone decide)."
     )
 
 
@@ -122,10 +128,17 @@ def better_beyond_intervals(a: Summary, b: Summary, axis: Axis) -> bool:
     return a_low > b_high if axis.higher_is_better else a_high < b_low
 
 
+def on_plane(point: Point, plane: Plane) -> bool:
+    """Whether ``point`` has finite means on both of the plane's axes."""
+    return all(
+        axis.key in point and math.isfinite(point[axis.key]["mean"]) for axis in (plane.quality, plane.diversity)
+    )
+
+
 def dominates(mle: Point, gan: Point, plane: Plane) -> bool:
     """Whether ``mle`` is at least as good as ``gan`` on both axes and better beyond the intervals on one."""
     axes = (plane.quality, plane.diversity)
-    if any(axis.key not in mle or axis.key not in gan for axis in axes):
+    if not (on_plane(mle, plane) and on_plane(gan, plane)):
         return False
     return not any(better_beyond_intervals(gan[a.key], mle[a.key], a) for a in axes) and any(
         better_beyond_intervals(mle[a.key], gan[a.key], a) for a in axes
@@ -142,27 +155,27 @@ def worse_means(mle: Point, gan: Point, plane: Plane) -> list[str]:
     return worse
 
 
-def verdicts(sweep: Mapping[float, Point], gans: Mapping[str, Point], planes: Sequence[Plane]) -> dict[str, dict]:
-    """For each GAN point and plane: the MLE temperatures that dominate it, each with the axes on which its mean
+def verdicts(sweep: Mapping[Decoding, Point], gans: Mapping[str, Point], planes: Sequence[Plane]) -> dict[str, dict]:
+    """For each GAN point and plane: the MLE decoding rules that dominate it, each with the axes on which its mean
     is nevertheless worse (inside the intervals); None where a metric is missing."""
     result: dict[str, dict] = {}
     for name, gan in gans.items():
         result[name] = {}
         for plane in planes:
-            keys = (plane.quality.key, plane.diversity.key)
-            if any(key not in gan for key in keys) or not any(all(k in p for k in keys) for p in sweep.values()):
+            if not on_plane(gan, plane) or not any(on_plane(point, plane) for point in sweep.values()):
                 result[name][plane.name] = None
             else:
                 result[name][plane.name] = [
-                    {"temperature": t, "worse_mean_on": worse_means(point, gan, plane)}
-                    for t, point in sweep.items()
+                    {"decoding": rule.label, "worse_mean_on": worse_means(point, gan, plane)}
+                    for rule, point in sweep.items()
                     if dominates(point, gan, plane)
                 ]
     return result
 
 
 def verdict_line(name: str, by_plane: Mapping[str, list[dict] | None], planes: Sequence[Plane]) -> str:
-    """'RelGAN(100), last: dominated by MLE at T = 0.8 on BLEU-4/Self-BLEU-4; not dominated on ...'."""
+    """'RelGAN(100), last: dominated by MLE at T=0.8, top-p 0.9 on BLEU-4/Self-BLEU-4; not dominated on ...'.
+    (A verdict written before decoding rules names temperatures.)"""
     parts = []
     for plane in planes:
         label = f"{plane.quality.label}/{plane.diversity.label}"
@@ -170,8 +183,8 @@ def verdict_line(name: str, by_plane: Mapping[str, list[dict] | None], planes: S
         if found is None:
             parts.append(f"not measured on {label}")
         elif found:
-            temperatures = ", ".join(
-                f"{d['temperature']:g}"
+            rules = ", ".join(
+                (d["decoding"] if "decoding" in d else f"T={d['temperature']:g}")
                 + (
                     f" (its mean {' and '.join(d['worse_mean_on'])} is worse, inside the intervals)"
                     if d["worse_mean_on"]
@@ -179,7 +192,7 @@ def verdict_line(name: str, by_plane: Mapping[str, list[dict] | None], planes: S
                 )
                 for d in found
             )
-            parts.append(f"dominated by MLE at T = {temperatures} on {label}")
+            parts.append(f"dominated by MLE at {rules} on {label}")
         else:
             parts.append(f"not dominated on {label}")
     return f"{name}: " + "; ".join(parts)
@@ -199,14 +212,22 @@ class Series:
     yerr: list[float]
     marker: str  # matplotlib's marker
     joined: bool  # points joined by a line (the MLE curve)
-    notes: list[str]  # a note beside each point ("" for none; the curve's temperatures)
+    notes: list[str]  # a note beside each point ("" for none; the curve's rules)
+
+
+CURVES = {
+    "temperature": "MLE, temperature T",
+    "top-k": "MLE, top-k",
+    "top-p": "MLE, top-p",
+    "mixed": "MLE, mixed rules",
+}
 
 
 def plane_series(
-    plane: Plane, sweep: Mapping[float, Point], gans: Mapping[str, Point], real: Point | None = None
+    plane: Plane, sweep: Mapping[Decoding, Point], gans: Mapping[str, Point], real: Point | None = None
 ) -> list[Series]:
-    """What a plane's plot draws: the MLE temperature curve, each GAN point and real text, where both axes were
-    measured; [] where nothing was."""
+    """What a plane's plot draws: MLE's curve of each family of decoding rules (temperature, top-k, top-p), each
+    GAN point and real text, where both axes were measured and finite; [] where nothing was."""
     qk, dk = plane.quality.key, plane.diversity.key
 
     def series(label: str, points: Sequence[Point], marker: str, notes: list[str] | None = None) -> Series:
@@ -222,17 +243,19 @@ def plane_series(
         )
 
     drawn = []
-    curve = [(t, p) for t, p in sorted(sweep.items()) if qk in p and dk in p]
-    if curve:
-        drawn.append(series("MLE, temperature T", [p for _, p in curve], "o", [f"T={t:g}" for t, _ in curve]))
-    drawn += [series(name, [p], "s") for name, p in gans.items() if qk in p and dk in p]
-    if real is not None and qk in real and dk in real:
+    for kind, label in CURVES.items():
+        ordered = sorted(sweep.items(), key=lambda item: (item[0].top_k, item[0].top_p, item[0].temperature))
+        curve = [(rule, p) for rule, p in ordered if family(rule) == kind and on_plane(p, plane)]
+        if curve:
+            drawn.append(series(label, [p for _, p in curve], "o", [rule.label for rule, _ in curve]))
+    drawn += [series(name, [p], "s") for name, p in gans.items() if on_plane(p, plane)]
+    if real is not None and on_plane(real, plane):
         drawn.append(series(REAL_TEXT, [real], "*"))
     return drawn
 
 
 def plot_planes(
-    sweep: Mapping[float, Point],
+    sweep: Mapping[Decoding, Point],
     gans: Mapping[str, Point],
     planes: Sequence[Plane],
     prefix: Path,

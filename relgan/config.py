@@ -58,6 +58,15 @@ class OracleConfig:
     num_test: int = setting(10000, "number of held-out oracle sequences", min=1)
     seed: int = setting(1234, "seed of the oracle's N(0,1) weights and of its samples", min=0)
     start_token: int = setting(0, "token id fed to the oracle and the generator at the first step", min=0)
+    params: str | None = setting(
+        None,
+        "a folder of SeqGAN's fixed oracle weights (data/seqgan_oracle/prepare.py) instead of N(0, 1) ones; the "
+        "sizes must be SeqGAN's",
+    )
+
+
+# SeqGAN's oracle (data.oracle.params): the sizes its weights fix
+SEQGAN_ORACLE_SIZES = {"vocab_size": 5000, "seq_len": 20, "embedding_dim": 32, "hidden_size": 32, "start_token": 0}
 
 
 @dataclass
@@ -805,6 +814,13 @@ def _validate(config: Config, catalogue: Catalogue, overridden: Collection[str])
             f"data.oracle.start_token = {data.oracle.start_token} must be < data.oracle.vocab_size "
             f"= {data.oracle.vocab_size}"
         )
+    if data.oracle.params is not None:
+        for key, size in SEQGAN_ORACLE_SIZES.items():
+            if getattr(data.oracle, key) != size:
+                raise ConfigError(
+                    f"data.oracle.{key} = {getattr(data.oracle, key)}, but SeqGAN's oracle (data.oracle.params) "
+                    f"has {size}: set data.oracle.{key}={size}"
+                )
     _validate_transformer(config)
     disc = config.discriminator
     if disc.embedding_dim % disc.num_representations:

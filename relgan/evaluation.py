@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from statistics import fmean
 
 from relgan.data import Corpus
+from relgan.decoding import PLAIN, Decoding
 from relgan.metrics import registry
 from relgan.metrics.bleu import ReferenceIndex, self_bleu_scores_by_order
 from relgan.metrics.classifier import SentenceClassifier, class_accuracy, real_data_classifier
@@ -179,7 +180,7 @@ def generator_report(
     nll_batch_size: int,
     text_evaluator: TextEvaluator | None = None,
     judges: LanguageModelJudges | None = None,
-    temperature: float = 1.0,
+    decoding: Decoding = PLAIN,
     label: int | None = None,
 ) -> tuple[dict, list[str]]:
     """Metrics of a generator (those in ``metrics`` that apply to the corpus) and its decoded samples.
@@ -188,10 +189,10 @@ def generator_report(
     whose NLLs are then given that class); NLL_gen uses full batches of ``nll_batch_size``. Call under
     ``torch.no_grad()`` (and the Accelerator's autocast for mixed precision).
     """
-    ids = sample_ids(generator, num_samples, batch_size, seed, temperature, label)
+    ids = sample_ids(generator, num_samples, batch_size, seed, decoding, label)
     texts = corpus.decode(ids)
     words = [text_evaluator.words(text) for text in texts] if text_evaluator is not None else []
-    options = {"batch_size": batch_size, "nll_batch_size": nll_batch_size, "temperature": temperature, "label": label}
+    options = {"batch_size": batch_size, "nll_batch_size": nll_batch_size, "decoding": decoding, "label": label}
     run = Sampled(texts, words, text_evaluator, judges, generator, corpus, ids, options)
     report = registry.evaluate(run, metrics)
     if text_evaluator is not None:

@@ -103,13 +103,6 @@ def gumbel_rao(logits: Tensor, tokens: Tensor, beta: float | Tensor, exponential
     return straight_through(tokens, surrogate)
 
 
-def categorical_from_logits(
-    logits: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
-) -> Tensor:
-    """One exact draw per row from softmax(logits [B, V] / temperature): tokens [B]."""
-    return categorical_sample(torch.softmax(logits.float() / temperature, dim=-1), generator)
-
-
 def inverse_temperature(schedule: str, step: int, beta_max: float, horizon: int) -> float:
     """beta at adversarial ``step`` (0-based) with the official formulas; N = ``horizon``.
 

@@ -1,6 +1,7 @@
 """The synthetic benchmark of SeqGAN/RelGAN: a randomly initialised LSTM whose samples are the training data.
 
-Every weight is drawn from N(0, 1) under a seed, the initial state is zero and a fixed start token is fed
+Every weight is drawn from N(0, 1) under a seed (or read from SeqGAN's fixed oracle: relgan/seqgan_oracle.py),
+the initial state is zero and a fixed start token is fed
 at the first step. The oracle computes in float64 on the CPU so that the same seed yields the same
 weights and the same sampled corpus on any machine.
 """
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 from relgan.config import OracleConfig
 from relgan.errors import CheckpointError
 from relgan.gumbel import categorical_sample
+from relgan.seqgan_oracle import oracle_weights
 
 _SAMPLE_CHUNK = 1000
 
@@ -46,6 +48,10 @@ class OracleLSTM(nn.Module):
             "weight_out": (v, h),
             "bias_out": (v,),
         }
+        if config.params is not None:  # SeqGAN's fixed oracle
+            for name, weights in oracle_weights(Path(config.params)).items():
+                self.register_buffer(name, weights)
+            return
         generator = torch.Generator().manual_seed(config.seed)
         for name, shape in shapes.items():
             self.register_buffer(name, torch.randn(shape, generator=generator, dtype=torch.float64))
@@ -84,17 +90,21 @@ class OracleLSTM(nn.Module):
         """NLL_oracle: mean per-token negative log-likelihood (nats) of ids [N, T] under the oracle."""
         if ids.ndim != 2 or ids.shape[1] != self.config.seq_len:
             raise ValueError(f"expected ids of shape [N, {self.config.seq_len}], got {tuple(ids.shape)}")
-        total = 0.0
-        for chunk in ids.split(_SAMPLE_CHUNK):
-            chunk = chunk.to(self.embedding.device)
-            h, c = self._zero_state(chunk.shape[0])
-            tokens = torch.full_like(chunk[:, 0], self.config.start_token)
-            for t in range(self.config.seq_len):
-                logits, h, c = self._step(tokens, h, c)
-                log_probs = torch.log_softmax(logits, dim=-1)
-                total -= log_probs.gather(1, chunk[:, t : t + 1]).sum().item()
-                tokens = chunk[:, t]
+        total = sum(-self.log_probs(chunk).sum().item() for chunk in ids.split(_SAMPLE_CHUNK))
         return total / ids.numel()
+
+    @torch.no_grad()
+    def log_probs(self, ids: Tensor) -> Tensor:
+        """log p(sentence) [N] (float64, on the oracle's device) of ids [N, T]."""
+        ids = ids.to(self.embedding.device)
+        h, c = self._zero_state(ids.shape[0])
+        tokens = torch.full_like(ids[:, 0], self.config.start_token)
+        total = torch.zeros(ids.shape[0], dtype=torch.float64, device=ids.device)
+        for t in range(self.config.seq_len):
+            logits, h, c = self._step(tokens, h, c)
+            total += torch.log_softmax(logits, dim=-1).gather(1, ids[:, t : t + 1]).squeeze(1)
+            tokens = ids[:, t]
+        return total
 
 
 @torch.no_grad()

@@ -1,10 +1,11 @@
-"""``relgan evaluate``: reports for a run's generator or for any text files, and temperature sweeps."""
+"""``relgan evaluate``: reports for a run's generator or for any text files, and sweeps over decoding rules."""
 
 from __future__ import annotations
 
 import logging
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from relgan import fast
 from relgan.checkpoint import load_generator, load_run_config
 from relgan.compare import SYNTHETIC_PLANES, TEXT_PLANES, aggregate, plot_planes
 from relgan.data import load_corpus
+from relgan.decoding import PLAIN, Decoding, rule_of
 from relgan.errors import RelganError
 from relgan.evaluation import CorpusEvaluation, TextEvaluator
 from relgan.io_utils import atomic_write_json, read_text_lines
@@ -65,29 +67,30 @@ def evaluate_run(
     """Report of a run's final generator (or ``checkpoint``) on the run's own data (and under the causal LM
     saved in ``judge_lm``); also the samples."""
     session = _RunSession(run_dir, checkpoint, protocol, device)
-    report, texts = session.report(metrics or with_fed(RUN_METRICS), num_samples, seed, temperature=1.0)
+    report, texts = session.report(metrics or with_fed(RUN_METRICS), num_samples, seed, PLAIN)
     if judge_lm is not None:
         report.update(judge_lm_report(texts, judge_lm))
     return report, texts
 
 
-def temperature_sweep(
+def decoding_sweep(
     run_dir: Path,
     checkpoint: Path | None,
     protocol: str,
-    temperatures: Sequence[float],
+    rules: Sequence[Decoding],
     num_samples: int | None,
     seed: int | None,
     device: str,
     metrics: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Quality-diversity curve (Caccia et al., 2020): by default BLEU, Self-BLEU, NLL_test, NLL_oracle, the LM
-    judges (and FED and MAUVE with the 'fed' extra) at each temperature."""
+    """Quality-diversity curves (Caccia et al., 2020) over decoding rules (temperature, top-k, top-p): by default
+    BLEU, Self-BLEU, NLL_test, NLL_oracle, the exact metrics, the LM judges (and FED and MAUVE with the 'fed'
+    extra) under each rule."""
     session = _RunSession(run_dir, checkpoint, protocol, device)
     points = []
-    for temperature in temperatures:
-        report, _ = session.report(metrics or with_fed(SWEEP_METRICS), num_samples, seed, temperature)
-        points.append({"temperature": temperature, **report})
+    for rule in rules:
+        report, _ = session.report(metrics or with_fed(SWEEP_METRICS), num_samples, seed, rule)
+        points.append({"decoding": rule.label, **asdict(rule), **report})
     return {"protocol": protocol, "run": str(run_dir), "points": points}
 
 
@@ -109,7 +112,7 @@ class _RunSession:
         self.checkpoint = checkpoint
 
     def report(
-        self, metrics: Sequence[str], num_samples: int | None, seed: int | None, temperature: float
+        self, metrics: Sequence[str], num_samples: int | None, seed: int | None, decoding: Decoding
     ) -> tuple[dict[str, Any], list[str]]:
         config = self.config
         with torch.no_grad():
@@ -120,7 +123,7 @@ class _RunSession:
                 batch_size=config.eval.batch_size,
                 seed=config.run.seed if seed is None else seed,
                 nll_batch_size=config.mle.batch_size,
-                temperature=temperature,
+                decoding=decoding,
             )
         report.setdefault("num_samples", num_samples or config.eval.num_samples)
         report["weights"] = str(self.checkpoint or "final export")
@@ -222,6 +225,6 @@ def write_report(report: dict[str, Any], path: Path) -> None:
 def plot_sweep(curve: dict[str, Any], path: Path) -> list[Path]:
     """The sweep on each quality-diversity plane its points have, as PNGs ``<path>-<plane>.png``; [] without
     matplotlib."""
-    sweep = {p["temperature"]: aggregate([p]) for p in curve["points"]}
+    sweep = {rule_of(p): aggregate([p]) for p in curve["points"]}
     planes = TEXT_PLANES if any(p.get("bleu-4") is not None for p in curve["points"]) else SYNTHETIC_PLANES
-    return plot_planes(sweep, {}, planes, path.with_suffix(""), f"temperature sweep, {curve['run']}")
+    return plot_planes(sweep, {}, planes, path.with_suffix(""), f"decoding sweep, {curve['run']}")

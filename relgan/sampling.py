@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from relgan.decoding import PLAIN, Decoding
 from relgan.models import SequenceGenerator
 
 
@@ -21,11 +22,11 @@ def sample_ids(
     num: int,
     batch_size: int,
     seed: int,
-    temperature: float = 1.0,
+    decoding: Decoding = PLAIN,
     label: int | None = None,
 ) -> Tensor:
-    """``num`` samples [num, T] (int64, CPU) drawn with a private RNG seeded by ``seed`` (of class ``label``
-    from a conditional generator).
+    """``num`` samples [num, T] (int64, CPU) drawn by the rule ``decoding`` with a private RNG seeded by ``seed``
+    (of class ``label`` from a conditional generator).
 
     The global RNG is untouched, so sampling during training does not change the training run. The same
     seed, batch size and weights give the same samples.
@@ -35,8 +36,6 @@ def sample_ids(
     chunks = []
     for start in range(0, num, batch_size):
         rows = min(batch_size, num - start)
-        tokens = generator.sample_tokens(
-            rows, temperature=temperature, generator=rng, **class_arguments(label, rows, device)
-        )
+        tokens = generator.sample_tokens(rows, decoding=decoding, generator=rng, **class_arguments(label, rows, device))
         chunks.append(tokens.cpu())
     return torch.cat(chunks)

@@ -10,7 +10,7 @@ from relgan.cli import main
 from relgan.metrics.embedding import fed_available
 from relgan.tokenization import reference_words
 
-from conftest import REPO, run_cli
+from conftest import REPO, run_clis
 
 
 def test_help_describes_commands_options_and_config_keys(capsys):
@@ -29,10 +29,27 @@ def test_help_describes_commands_options_and_config_keys(capsys):
 
 @pytest.mark.slow
 def test_the_installed_entry_points_print_help():
-    result = run_cli("--help", cwd=REPO)
+    result, wrapper = run_clis([["--help"], (["--help"], "train")], cwd=REPO)
     assert result.returncode == 0 and "evaluate" in result.stdout
-    wrapper = run_cli("--help", cwd=REPO, module="train")
     assert wrapper.returncode == 0 and "--dry-run" in wrapper.stdout
+
+
+@pytest.mark.slow
+def test_decoding_sweep_scores_each_rule_and_a_truncated_nll_is_infinite(smoke_run, tmp_path, capsys):
+    out = tmp_path / "curve.json"
+    assert main(["evaluate", "--run", str(smoke_run), "--decoding-sweep", "1.0,k=1,p=0.9", "--num-samples", "64",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    points = json.loads(out.read_text())["points"]
+    assert [(p["decoding"], p["temperature"], p["top_k"], p["top_p"]) for p in points] == [
+        ("T=1", 1.0, 0, 1.0), ("top-k 1", 1.0, 1, 1.0), ("top-p 0.9", 1.0, 0, 0.9)]
+    last = [json.loads(line) for line in (smoke_run / "metrics.jsonl").read_text().splitlines()][-1]
+    assert points[0]["nll_test"] == pytest.approx(last["nll_test"], rel=1e-9)
+    assert points[1]["nll_test"] == math.inf  # greedy decoding gives every other test token probability 0
+    assert points[1]["nll_oracle"] > 0
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(smoke_run), "--decoding-sweep", "1.0,q=2", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--decoding-sweep: 'q=2' is not a decoding rule" in err
 
 
 def test_evaluate_text_files(tmp_path):

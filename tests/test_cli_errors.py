@@ -7,7 +7,7 @@ import pytest
 from relgan.checkpoint import complete_checkpoints
 from relgan.cli import main
 
-from conftest import REPO, SMOKE, SMOKE_TEXT, run_cli
+from conftest import REPO, SMOKE, SMOKE_TEXT, run_clis
 
 SMALL_TEXT = ["mle.batch_size=2", "adversarial.batch_size=2", "adversarial.steps=2",
               "mle.epochs=1", "discriminator.filter_sizes=2", "eval.num_samples=4", "eval.metrics=[bleu]"]
@@ -157,12 +157,14 @@ def test_evaluate_file_errors(tmp_path, capsys, samples, references, expected):
 @pytest.mark.slow
 def test_real_process_exit_code_and_single_line(tmp_path):
     (tmp_path / "t.txt").write_bytes("na\u00efve\n".encode("utf-16"))
-    result = run_cli("train", "--config", str(SMOKE_TEXT), f"data.train_file={tmp_path / 't.txt'}",
-                     f"data.test_file={tmp_path / 't.txt'}", "--dry-run", cwd=REPO)
+    result, debug = run_clis([
+        ["train", "--config", str(SMOKE_TEXT), f"data.train_file={tmp_path / 't.txt'}",
+         f"data.test_file={tmp_path / 't.txt'}", "--dry-run"],
+        ["train", "--config", str(tmp_path / "missing.yaml"), "--debug"],
+    ], cwd=REPO)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert "data.train_file:" in result.stderr
-    debug = run_cli("train", "--config", str(tmp_path / "missing.yaml"), "--debug", cwd=REPO)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 

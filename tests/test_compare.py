@@ -5,6 +5,7 @@ import math
 import pytest
 
 from relgan.compare import Axis, Plane, aggregate, dominates, kendall_tau, verdict_line, verdicts
+from relgan.decoding import Decoding
 from relgan.metrics.aggregate import summarise_seeds
 
 
@@ -60,18 +61,37 @@ def test_single_seed_points_compare_their_means():
     assert not dominates(point(0.41, 0.31), gan, PLANE)
 
 
-def test_verdict_names_the_dominating_temperatures_and_what_was_not_measured():
+def test_verdict_names_the_dominating_rules_and_what_was_not_measured():
     lm = Plane("lm", Axis("lm_score", "lm_score", False), Axis("reverse_lm_score", "reverse_lm_score", False))
-    sweep = {0.8: point(0.45, 0.30, 0.01, 0.01), 1.0: point(0.38, 0.28, 0.01, 0.01),
-             1.2: point(0.46, 0.305, 0.01, 0.01)}
+    sweep = {Decoding(0.8): point(0.45, 0.30, 0.01, 0.01), Decoding(1.0): point(0.38, 0.28, 0.01, 0.01),
+             Decoding(1.2): point(0.46, 0.305, 0.01, 0.01)}
     found = verdicts(sweep, {"RelGAN(100), last": point(0.40, 0.30, 0.01, 0.01)}, [PLANE, lm])
-    assert found == {"RelGAN(100), last": {"bleu": [{"temperature": 0.8, "worse_mean_on": []},
-                                                    {"temperature": 1.2, "worse_mean_on": ["Self-BLEU-4"]}],
+    assert found == {"RelGAN(100), last": {"bleu": [{"decoding": "T=0.8", "worse_mean_on": []},
+                                                    {"decoding": "T=1.2", "worse_mean_on": ["Self-BLEU-4"]}],
                                            "lm": None}}
     line = verdict_line("RelGAN(100), last", found["RelGAN(100), last"], [PLANE, lm])
-    assert line == ("RelGAN(100), last: dominated by MLE at T = 0.8, 1.2 (its mean Self-BLEU-4 is worse, inside the "
+    assert line == ("RelGAN(100), last: dominated by MLE at T=0.8, T=1.2 (its mean Self-BLEU-4 is worse, inside the "
                     "intervals) on BLEU-4/Self-BLEU-4; not measured on lm_score/reverse_lm_score")
     assert "not dominated on BLEU-4" in verdict_line("x", {"bleu": [], "lm": None}, [PLANE, lm])
+    # a verdict written before decoding rules named temperatures
+    assert verdict_line("x", {"bleu": [{"temperature": 0.9, "worse_mean_on": []}]}, [PLANE]) == \
+        "x: dominated by MLE at T=0.9 on BLEU-4/Self-BLEU-4"
+
+
+def test_the_frontier_is_the_union_of_every_rules_and_an_infinite_value_takes_no_part():
+    """No temperature dominates the GAN point, a top-p rule does; a rule whose value is infinite (a truncated
+    model's NLL) neither dominates nor is drawn."""
+    gan = point(0.40, 0.30, 0.01, 0.01)
+    sweep = {Decoding(0.8): point(0.45, 0.36, 0.01, 0.01), Decoding(1.0): point(0.38, 0.28, 0.01, 0.01),
+             Decoding(top_p=0.9): point(0.43, 0.30, 0.01, 0.01), Decoding(top_k=5): point(0.50, math.inf, 0.01, 0.01)}
+    found = verdicts(sweep, {"gan": gan}, [PLANE])
+    assert found == {"gan": {"bleu": [{"decoding": "top-p 0.9", "worse_mean_on": []}]}}
+    without_top_p = {rule: p for rule, p in sweep.items() if rule.top_p == 1}
+    assert verdicts(without_top_p, {"gan": gan}, [PLANE]) == {"gan": {"bleu": []}}
+    from relgan.compare import plane_series
+
+    labels = [(s.label, s.notes) for s in plane_series(PLANE, sweep, {})]
+    assert labels == [("MLE, temperature T", ["T=0.8", "T=1"]), ("MLE, top-p", ["top-p 0.9"])]
 
 
 def test_kendall_tau_by_hand_and_as_scipy_documents_it():
@@ -87,7 +107,8 @@ def test_kendall_tau_by_hand_and_as_scipy_documents_it():
 def test_every_plane_reads_each_metric_in_its_direction():
     from relgan.compare import SYNTHETIC_PLANES, TEXT_PLANES
 
-    lower_is_better = {"self-bleu-4", "lm_score", "reverse_lm_score", "nll_oracle", "nll_test", "fed-minilm"}
+    lower_is_better = {"self-bleu-4", "lm_score", "reverse_lm_score", "nll_oracle", "nll_test", "fed-minilm",
+                       "exact_reverse_kl", "exact_forward_kl"}
     for plane in (*TEXT_PLANES, *SYNTHETIC_PLANES):
         for axis in (plane.quality, plane.diversity):
             assert axis.higher_is_better == (axis.key not in lower_is_better), (plane.name, axis.key)
@@ -108,7 +129,8 @@ def test_each_plane_draws_the_mle_curve_the_gans_and_real_text_on_its_own_axes()
     from relgan.compare import REAL_TEXT, TEXT_PLANES, plane_series
 
     bleu_plane, lm_plane = TEXT_PLANES[0], TEXT_PLANES[1]
-    sweep = {1.0: _point(**{"bleu-4": 0.31, "self-bleu-4": 0.49}), 0.7: _point(**{"bleu-4": 0.42, "self-bleu-4": 0.73})}
+    sweep = {Decoding(1.0): _point(**{"bleu-4": 0.31, "self-bleu-4": 0.49}),
+             Decoding(0.7): _point(**{"bleu-4": 0.42, "self-bleu-4": 0.73})}
     gans = {"RelGAN(100), last": _point(**{"bleu-4": 0.33, "self-bleu-4": 0.53, "lm_score": 3.4})}
     real = _point(**{"bleu-4": 0.334, "self-bleu-4": 0.417, "lm_score": 3.43, "reverse_lm_score": 5.36})
     curve, gan, text = plane_series(bleu_plane, sweep, gans, real)

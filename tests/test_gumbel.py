@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from relgan import gumbel
+from relgan.decoding import Decoding
 from relgan.gumbel import (
     LearnedInverseTemperature,
-    categorical_from_logits,
     categorical_sample,
     gumbel_noise,
     inverse_temperature,
@@ -128,11 +128,12 @@ def test_relaxed_sample_is_the_softmax_of_the_perturbed_logits_with_gradients(le
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_categorical_from_logits_follows_the_softmax(temperature):
+def test_sampling_at_a_temperature_follows_the_softmax(temperature):
     logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, -3.0, -200.0])
     probs = torch.softmax(logits / temperature, 0)[:6]
     n = 60000
-    tokens = categorical_from_logits(logits.expand(n, -1).contiguous(), temperature, torch.Generator().manual_seed(5))
+    rows = Decoding(temperature).probabilities(logits.expand(n, -1))
+    tokens = categorical_sample(rows, torch.Generator().manual_seed(5))
     observed = torch.bincount(tokens, minlength=7).float()
     assert observed[6] == 0  # probability exp(-200) underflows to 0: never drawn
     chi2 = ((observed[:6] - probs * n) ** 2 / (probs * n)).sum().item()

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from relgan.config import DiscriminatorConfig, GeneratorConfig
+from relgan.decoding import Decoding
 from relgan.gumbel import gumbel_noise
 from relgan.models import Discriminator, Generator, count_parameters
 from relgan.models.layers import JointLayerNorm
@@ -142,7 +143,7 @@ def test_text_sampling_is_reproducible_and_greedy_at_low_temperature():
     g = Generator(GeneratorConfig(embedding_dim=8, num_heads=2, head_size=8), vocab_size=13, seq_len=6, start_id=4)
     first = g.sample_tokens(50, generator=torch.Generator().manual_seed(9))
     assert torch.equal(first, g.sample_tokens(50, generator=torch.Generator().manual_seed(9)))
-    greedy = g.sample_tokens(5, temperature=1e-6)
+    greedy = g.sample_tokens(5, decoding=Decoding(temperature=1e-6))
     assert torch.equal(g(greedy).argmax(-1), greedy)
 
 
@@ -151,7 +152,7 @@ def test_text_sampling_draws_the_first_token_from_softmax_of_its_logits(temperat
     torch.manual_seed(2)
     g = Generator(GeneratorConfig(embedding_dim=8, num_heads=2, head_size=8), vocab_size=13, seq_len=3, start_id=4)
     n = 30000
-    first = g.sample_tokens(n, temperature=temperature, generator=torch.Generator().manual_seed(4))[:, 0]
+    first = g.sample_tokens(n, decoding=Decoding(temperature), generator=torch.Generator().manual_seed(4))[:, 0]
     with torch.no_grad():
         probs = torch.softmax(g(first[:1, None])[0, 0] / temperature, -1)  # step 0 depends on no token
     observed = torch.bincount(first, minlength=13).float()

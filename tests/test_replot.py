@@ -7,6 +7,7 @@ import pytest
 
 from experiments import reproduce
 from experiments.replot import main as replot
+from relgan.decoding import Decoding
 from relgan.errors import RelganError
 
 
@@ -30,7 +31,8 @@ def test_a_results_table_draws_its_gan_rows_and_real_text_not_the_mle_row(monkey
     assert drawn["gans"]["RelGAN(100), last"]["bleu-4"]["mean"] == pytest.approx(0.33)  # the full protocol's
     assert drawn["real"]["bleu-4"]["mean"] == pytest.approx(0.334)
     assert drawn["real"]["self-bleu-4"]["mean"] == pytest.approx(0.417)
-    assert list(drawn["sweep"]) == [1.0] and drawn["prefix"].name == "t"
+    # a table written before decoding rules (its sweep by temperature) draws its temperatures as rules
+    assert list(drawn["sweep"]) == [Decoding(1.0)] and drawn["prefix"].name == "t"
 
 
 def test_replot_refuses_a_file_that_is_not_a_results_table(tmp_path):

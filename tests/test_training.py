@@ -1,7 +1,9 @@
 """End-to-end runs of the smoke config through the CLI: run directory, sampling, resume, interruption."""
 
+import functools
 import json
 import math
+import os
 import random
 import shutil
 import signal
@@ -35,13 +37,27 @@ def _assert_same_weights(a, b):
             assert torch.equal(left[key], right[key]), key
 
 
+class Pending:
+    """A run started in a background process: its directory once it has finished (``finished``)."""
+
+    def __init__(self, args: list[str], run_dir) -> None:
+        self.run_dir = run_dir
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        self.process = subprocess.Popen([sys.executable, "-m", "relgan", *args], cwd=REPO, env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    @functools.cached_property
+    def finished(self):
+        _, stderr = self.process.communicate(timeout=300)
+        assert self.process.returncode == 0, stderr
+        return self.run_dir
+
+
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
-    """An uninterrupted run of the longer smoke config."""
+    """An uninterrupted run of the longer smoke config, trained beside the interrupted runs that read it."""
     out = tmp_path_factory.mktemp("reference")
-    result = run_cli("train", "--config", str(SMOKE), f"run.output_dir={out}", "run.name=ref", *LONGER, cwd=REPO)
-    assert result.returncode == 0, result.stderr
-    return out / "ref"
+    return Pending(["train", "--config", str(SMOKE), f"run.output_dir={out}", "run.name=ref", *LONGER], out / "ref")
 
 
 @pytest.mark.slow
@@ -81,10 +97,9 @@ def test_smoke_run_directory_metrics_and_samples(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_dry_run_prints_sizes_and_writes_nothing(tmp_path):
-    result = run_cli("train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "--dry-run", cwd=REPO)
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+def test_dry_run_prints_sizes_and_writes_nothing(tmp_path, capsys):
+    assert main(["train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "--dry-run"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (summary["vocab_size"], summary["seq_len"]) == (50, 8)
     # by hand, V=50, E=8, F=2*16, qkv 2*48: 400 + (256+32) + (3072+192) + 64 + 2*(1024+32) + 64 + 2*2048 + (1600+50)
     assert summary["generator_parameters"] == 11938
@@ -104,14 +119,13 @@ def test_sigint_writes_a_checkpoint_and_resume_is_bitwise_identical(tmp_path, re
     assert process.returncode == 130, stderr
     assert "interrupted: stopped by SIGINT" in stderr and "Traceback" not in stderr
     assert not (tmp_path / "cut" / "generator").exists()
-    result = run_cli("train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "run.name=cut", *LONGER,
-                     "--resume", cwd=REPO)
-    assert result.returncode == 0, result.stderr
-    _assert_same_weights(reference_run, tmp_path / "cut")
+    assert main(["train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "run.name=cut", *LONGER,
+                 "--resume"]) == 0
+    _assert_same_weights(reference_run.finished, tmp_path / "cut")
     same = [(json.loads(a)["global_step"], json.loads(a).get("nll_oracle")) for a in
             (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     expected = [(json.loads(a)["global_step"], json.loads(a).get("nll_oracle")) for a in
-                (reference_run / "metrics.jsonl").read_text().splitlines()]
+                (reference_run.finished / "metrics.jsonl").read_text().splitlines()]
     assert same == expected
 
 
@@ -125,10 +139,9 @@ def test_sigkill_at_a_random_step_then_resume(tmp_path, reference_run):
     process.kill()
     process.wait(timeout=60)
     assert complete_checkpoints(tmp_path / "killed")
-    result = run_cli("train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "run.name=killed", *LONGER,
-                     "--resume", cwd=REPO)
-    assert result.returncode == 0, result.stderr
-    _assert_same_weights(reference_run, tmp_path / "killed")
+    assert main(["train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "run.name=killed", *LONGER,
+                 "--resume"]) == 0
+    _assert_same_weights(reference_run.finished, tmp_path / "killed")
 
 
 def _wait_for_checkpoint(run_dir, process, timeout=120):

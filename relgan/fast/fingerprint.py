@@ -24,6 +24,7 @@ from pathlib import Path
 from torch import nn
 
 from relgan import gumbel
+from relgan.decoding import Decoding
 
 VERIFIED_FILE = Path(__file__).with_name("verified.json")
 VERIFY_COMMAND = "python -m relgan.fast.verify"
@@ -38,7 +39,7 @@ FUNCTIONS: dict[str, tuple[Callable, ...]] = {
         gumbel.relaxed_sample,
         gumbel.straight_through,
         gumbel.categorical_sample,
-        gumbel.categorical_from_logits,
+        Decoding.probabilities,
     ),
     "discriminator": (),
 }
@@ -94,7 +95,10 @@ def _parts(module: nn.Module, unit: str | None) -> Iterator[str]:
             if callable(value) and not name.startswith("_") and not getattr(value, "relgan_fast_path", False):
                 yield from _member(f"instance.{name}", value)
     for function in FUNCTIONS.get(unit or "", ()):
-        yield from _member(function.__qualname__, getattr(inspect.getmodule(function), function.__name__))
+        current: object = inspect.getmodule(function)  # looked up by name: what the module holds now
+        for part in function.__qualname__.split("."):
+            current = getattr(current, part)
+        yield from _member(function.__qualname__, current)
     yield from _fast_sources()
 
 

@@ -20,12 +20,15 @@ unconditional generators (a class-conditional one keeps its reference code).
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from relgan.decoding import PLAIN, Decoding
 from relgan.fast import gumbel as fast_gumbel
 from relgan.fast.build import Kernels
 from relgan.fast.onednn import linear_for_steps, padded_rows
@@ -34,6 +37,7 @@ from relgan.fast.replay import replayed
 from relgan.gumbel import relaxed_sample, straight_through
 from relgan.models.generator import Generator
 
+logger = logging.getLogger("relgan")
 Recorder = Callable[[], RecordedSteps]
 
 
@@ -82,16 +86,24 @@ def sample_tokens(
     kernels: Kernels,
     batch_size: int,
     *,
-    temperature: float = 1.0,
+    decoding: Decoding = PLAIN,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """``Generator.sample_tokens``: tokens [B, T] ~ softmax(o / temperature), ``generator`` the RNG."""
-    if not applies(model):
-        return Generator.sample_tokens(model, batch_size, temperature=temperature, generator=generator)
+    """``Generator.sample_tokens``: tokens [B, T] drawn by ``decoding``, ``generator`` the RNG. The kernel draws
+    from softmax(o / temperature); a truncating rule (top-k, top-p) runs the reference."""
+    if decoding.truncates:
+        _truncation_runs_the_reference()
+    if not applies(model) or decoding.truncates:
+        return Generator.sample_tokens(model, batch_size, decoding=decoding, generator=generator)
     tokens: list[Tensor] = []
     for logits in _logit_steps(model, batch_size, tokens, model.core.step):
-        tokens.append(fast_gumbel.categorical_from_logits(kernels, logits, temperature, generator))
+        tokens.append(fast_gumbel.categorical_from_logits(kernels, logits, decoding.temperature, generator))
     return torch.stack(tokens, dim=1)
+
+
+@functools.cache
+def _truncation_runs_the_reference() -> None:
+    logger.info("fast backend: top-k and top-p sampling run the reference code (the kernel samples softmax(o / T))")
 
 
 @torch.no_grad()

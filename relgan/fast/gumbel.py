@@ -3,7 +3,8 @@
 They compute ``relgan.gumbel``'s functions: :func:`relaxed_sample` draws its Gumbel noise from a counter-based
 generator keyed by one int64 of the torch generator (u = (k + 1/2) / 2^23: the same distribution as the
 reference's ``gumbel_noise``, another stream); :func:`categorical_from_logits` inverts the same uniforms as the
-reference.
+reference's sampling of softmax(o / temperature) (``Generator.sample_tokens`` with a decoding rule that does not
+truncate).
 """
 
 from __future__ import annotations

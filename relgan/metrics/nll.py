@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from relgan.decoding import PLAIN, Decoding
 from relgan.models import SequenceGenerator
 from relgan.sampling import class_arguments
 
@@ -35,21 +36,27 @@ def nll_test(
     ids: Tensor,
     eos_id: int | None,
     batch_size: int,
-    temperature: float = 1.0,
+    decoding: Decoding = PLAIN,
     label: int | None = None,
 ) -> float:
     """Mean per-token NLL over every sentence's words and its end of sentence, padding excluded (given class
     ``label`` for a conditional generator).
 
-    With ``eos_id=None`` (fixed-length sequences) every position counts. ``temperature`` scales the
-    logits as sampling at that temperature does.
+    With ``eos_id=None`` (fixed-length sequences) every position counts. The tokens are scored under the
+    distribution ``decoding`` samples from: a truncating rule gives a test token it leaves out probability 0, and
+    the NLL is then infinite.
     """
     device = next(generator.parameters()).device
     total = torch.zeros((), dtype=torch.float64, device=device)
     count = torch.zeros((), dtype=torch.float64, device=device)
     for batch in ids.split(batch_size):
         batch = batch.to(device)
-        nll = generator.token_nll(batch, temperature, **class_arguments(label, len(batch), device))
+        labels = class_arguments(label, len(batch), device)
+        if decoding.truncates:  # token_nll (and its fast path) scores softmax(o / T) only
+            log_probs = decoding.log_probabilities(generator.logits(batch, **labels))
+            nll = -log_probs.gather(-1, batch.unsqueeze(-1)).squeeze(-1)
+        else:
+            nll = generator.token_nll(batch, decoding.temperature, **labels)
         if eos_id is None:
             mask = torch.ones_like(nll, dtype=torch.bool)
         else:

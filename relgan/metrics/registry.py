@@ -23,7 +23,9 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any, Protocol
 
 from relgan.config import Config, MetricSpec
+from relgan.decoding import PLAIN, Decoding
 from relgan.metrics.embedding import fed_available
+from relgan.metrics.exact import MAX_SENTENCES, enumerable, exact_report
 from relgan.metrics.nll import nll_gen, nll_test
 
 if TYPE_CHECKING:
@@ -65,7 +67,7 @@ class Sampled:
     generator: SequenceGenerator | None = None
     corpus: Corpus | None = None
     ids: Any = None  # the sampled ids [N, T] (a generator's samples)
-    options: dict[str, Any] = field(default_factory=dict)  # batch sizes, temperature, label
+    options: dict[str, Any] = field(default_factory=dict)  # batch sizes, decoding rule, label
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,22 @@ ORACLE = Need(
     "oracle",
     lambda c: None if c.data.source == "oracle" else "it needs the synthetic oracle (data.source=oracle)",
     lambda run: run.corpus is not None and run.corpus.oracle is not None,
+)
+ENUMERABLE = Need(
+    "an enumerable oracle",
+    lambda c: (
+        None
+        if c.data.source != "oracle" or enumerable(c.data.oracle.vocab_size, c.data.oracle.seq_len)
+        else (
+            f"it enumerates every sentence, and data.oracle.vocab_size ** data.oracle.seq_len = "
+            f"{c.data.oracle.vocab_size}^{c.data.oracle.seq_len} is over {MAX_SENTENCES:,} (configs/exact.yaml: 8^6)"
+        )
+    ),
+    lambda run: (
+        run.corpus is not None
+        and run.corpus.oracle is not None
+        and enumerable(run.corpus.vocab_size, run.corpus.seq_len)
+    ),
 )
 GENERATOR = Need("generator", lambda c: None, lambda run: run.generator is not None)  # not a samples file
 JUDGES = Need("lm judges", lambda c: None, lambda run: run.judges is not None)  # trained on the training split
@@ -168,7 +186,7 @@ def _nll_test(run: Sampled, report: dict) -> dict:
         corpus.test_ids,
         corpus.eos_id,
         options["batch_size"],
-        options.get("temperature", 1.0),
+        _decoding(run),
         options.get("label"),
     )
     return {"nll_test": value}
@@ -248,12 +266,42 @@ def _nll_signature(name: str, convention: str) -> Callable[[Sampled, dict], str]
     return sign
 
 
+def _oracle_name(run: Sampled) -> str:
+    """The oracle field of a signature: SeqGAN's fixed weights, or the N(0, 1) ones of a seed."""
+    oracle = _corpus(run).oracle
+    if oracle is None:
+        return "oracle:none"
+    return "oracle:seqgan" if oracle.config.params is not None else f"oracle-seed:{oracle.config.seed}"
+
+
 def _oracle_signature(run: Sampled, values: dict) -> str:
     corpus = _corpus(run)
-    oracle = corpus.oracle.config if corpus.oracle is not None else None
-    seed = oracle.seed if oracle is not None else "none"
     return _sign(
-        "nll_oracle", f"oracle-seed:{seed}", f"V:{corpus.vocab_size}", f"T:{corpus.seq_len}", f"n:{len(run.texts)}"
+        "nll_oracle", _oracle_name(run), f"V:{corpus.vocab_size}", f"T:{corpus.seq_len}", f"n:{len(run.texts)}"
+    )
+
+
+def _decoding(run: Sampled) -> Decoding:
+    return run.options.get("decoding", PLAIN)
+
+
+def _exact(run: Sampled, report: dict) -> dict:
+    oracle = _corpus(run).oracle
+    if oracle is None:
+        raise ValueError("the exact metrics need the oracle")
+    return exact_report(_generator(run), oracle, _decoding(run), run.options.get("label"))
+
+
+def _exact_signature(run: Sampled, values: dict) -> str:
+    corpus = _corpus(run)
+    return _sign(
+        "exact",
+        _oracle_name(run),
+        f"V:{corpus.vocab_size}",
+        f"T:{corpus.seq_len}",
+        f"dec:{_decoding(run).label}",
+        "kl-unit:nats-per-token",
+        "enumerated",
     )
 
 
@@ -317,6 +365,22 @@ METRICS: dict[str, Metric] = {
             (GENERATOR, ORACLE),
             _nll_oracle,
             _oracle_signature,
+            default=True,
+        ),
+        Metric(
+            "exact",
+            "forward KL(oracle || G), reverse KL(G || oracle), total variation and G's entropy, computed exactly "
+            "over every sentence (an oracle of at most 2^20 sentences)",
+            (
+                Value("exact_forward_kl", "KL(oracle || G)", False),
+                Value("exact_reverse_kl", "KL(G || oracle)", False),
+                Value("exact_tv", "total variation", False),
+                Value("exact_entropy", "entropy of G", True),
+                Value("oracle_entropy", "entropy of the oracle", True),
+            ),
+            (GENERATOR, ORACLE, ENUMERABLE),
+            _exact,
+            _exact_signature,
             default=True,
         ),
         Metric(

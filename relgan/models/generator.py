@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from relgan.config import GeneratorConfig
-from relgan.gumbel import categorical_from_logits, inverse_cdf_sample, relaxed_sample
+from relgan.decoding import PLAIN, Decoding
+from relgan.gumbel import categorical_sample, inverse_cdf_sample, relaxed_sample
 from relgan.models.layers import class_vectors, linear, truncated_normal_
 from relgan.models.lstm import LSTMCore
 from relgan.models.relational_memory import RelationalMemory
@@ -170,11 +171,12 @@ class SequenceGenerator(nn.Module):
         self,
         batch_size: int,
         *,
-        temperature: float = 1.0,
+        decoding: Decoding = PLAIN,
         generator: torch.Generator | None = None,
         labels: Tensor | None = None,
     ) -> Tensor:
-        """Sampling for text: tokens [B, T] ~ softmax(o / temperature), no relaxation, no graph.
+        """Sampling for text: tokens [B, T], each drawn from the decoding rule's distribution (relgan/decoding.py;
+        the default: softmax(o)), no relaxation, no graph.
 
         Exact categorical draws by inversion (one uniform per row from ``generator``): the same distribution
         as the training path's Gumbel-Max.
@@ -184,7 +186,7 @@ class SequenceGenerator(nn.Module):
         token = torch.full((batch_size,), self.start_id, dtype=torch.long, device=self.device)
         for _ in range(self.seq_len):
             logits, state = self.next_logits(token, state, labels)
-            token = categorical_from_logits(logits, temperature, generator)
+            token = categorical_sample(decoding.probabilities(logits), generator)
             tokens.append(token)
         return torch.stack(tokens, dim=1)
 
