@@ -35,6 +35,7 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,10 @@ from relgan.checkpoint import complete_checkpoints, load_run_config  # noqa: E40
 from relgan.compare import (  # noqa: E402
     SYNTHETIC_PLANES,
     TEXT_PLANES,
+    Plane,
     aggregate,
     dominance_rule,
+    dominates,
     kendall_tau,
     plot_planes,
     shared_signatures,
@@ -75,22 +78,26 @@ from relgan.report import decoding_sweep  # noqa: E402
 
 TEXT_KEYS = [f"bleu-{n}" for n in (2, 3, 4, 5)] + [f"self-bleu-{n}" for n in (2, 3, 4, 5)]
 # the rows' names; run directories keep the algorithm's config name
-ROW_NAMES = {"relgan": "RelGAN", "straight-through": "ST", "gumbel-rao": "Gumbel-Rao", "seqgan": "SeqGAN",
-             "maligan": "MaliGAN"}
+CONTROL = " control"  # the row of an algorithm's control run: "SeqGAN control"
 
 
-def gan_runs(name: str, algorithms: list[str], beta_maxes: list[str], overrides: list[str]) -> dict:
-    """model row -> (run name, config overrides) of every GAN of one seed."""
+def gan_runs(name: str, algorithms: list[str], beta_maxes: list[str], overrides: list[str], controls: bool) -> dict:
+    """model row -> (run name, config overrides) of every GAN of one seed, and with ``controls`` each one's control
+    run (the discriminator's signal removed: adversarial.control=removed)."""
     runs = {}
     for algorithm in algorithms:
-        chosen = [f"adversarial.algorithm={algorithm}"]
-        if algorithm_class(algorithm).relaxed:
+        cls = algorithm_class(algorithm)
+        chosen = cls.overrides()
+        if cls.relaxed:
             for beta_max in beta_maxes:
                 run = f"{name}-relgan{beta_max}" if algorithm == "relgan" else f"{name}-{algorithm}{beta_max}"
-                runs[f"{ROW_NAMES[algorithm]}({beta_max})"] = (run, [*overrides, *chosen, f"gumbel.beta_max={beta_max}",
-                                                                    "gumbel.horizon=null"])
+                runs[f"{cls.row_label()}({beta_max})"] = (run, [*overrides, *chosen, f"gumbel.beta_max={beta_max}",
+                                                               "gumbel.horizon=null"])
         else:
-            runs[ROW_NAMES[algorithm]] = (f"{name}-{algorithm}", [*overrides, *chosen, "adversarial.loss=standard"])
+            runs[cls.row_label()] = (f"{name}-{algorithm}", [*overrides, *chosen])
+    if controls:
+        runs.update({model + CONTROL: (f"{run}-control", [*settings, "adversarial.control=removed"])
+                     for model, (run, settings) in list(runs.items())})
     return runs
 NLL_KEYS = ["nll_gen", "nll_test"]
 
@@ -232,6 +239,16 @@ def gan_points(rows: list[dict]) -> dict[str, dict]:
     return {name: aggregate(points) for name, points in groups.items()}
 
 
+def against_control(name: str, gans: dict[str, dict], planes: Sequence[Plane]) -> dict[str, bool] | None:
+    """Plane -> whether the GAN row ``name`` ("SeqGAN, last") dominates its control's ("SeqGAN control, last");
+    None without a control run."""
+    model, _, row = name.rpartition(", ")
+    control = gans.get(f"{model}{CONTROL}, {row}")
+    if control is None:
+        return None
+    return {plane.name: dominates(gans[name], control, plane) for plane in planes}
+
+
 def draw(result: dict) -> list[Path]:
     """The plane plots of a results table, results/<name>-<plane>.png: the MLE curve of each family of decoding
     rules, the GAN rows and real text."""
@@ -354,6 +371,9 @@ def main() -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--algorithms", default="relgan",
                         help="comma-separated adversarial.algorithm values (relaxed ones once per beta_max)")
+    parser.add_argument("--controls", action="store_true",
+                        help="also train each algorithm's control run (the discriminator's signal removed); a row "
+                             "counts as a gain only where it beats its control")
     parser.add_argument("--beta-max", default="100", help="comma-separated beta_max values, one row each per relaxed "
                                                           "algorithm")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the config's)")
@@ -405,7 +425,7 @@ def main() -> None:
         name = f"{args.name}-s{seed}"
         runs = {"MLE": (f"{name}-mle", [*common, f"run.seed={seed}", "adversarial.steps=0"]),
                 **gan_runs(name, args.algorithms.split(","), args.beta_max.split(","),
-                           [*common, *adversarial, f"run.seed={seed}"])}
+                           [*common, *adversarial, f"run.seed={seed}"], args.controls)}
         for model, (run_name, overrides) in runs.items():
             if args.collect:  # metrics copied back from another machine: no samples to judge, no generator to sweep
                 lines = (Path(args.collect) / f"{run_name}.metrics.jsonl").read_text().splitlines()
@@ -461,7 +481,8 @@ def main() -> None:
         "minutes": seconds / 60, "oracle_reference": reference, "note": args.note,
         "command": portable_command(["python", "-m", "experiments.reproduce", *sys.argv[1:]]), "rows": rows,
         "aggregate": aggregated, "sweep": sweep, "verdicts": found, "judge_agreement": agreement,
-        "verdict_lines": [verdict_line(name, found[name], planes) for name in gans],
+        "verdict_lines": [verdict_line(name, found[name], planes, against_control(name, gans, planes))
+                          for name in gans if CONTROL not in name],
         "lm_judge": judging.judges.spec.describe() if judging else None,
         "lm_score_of_test": judging.judges.test_score() if judging else None,
         "signatures": signatures,

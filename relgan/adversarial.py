@@ -128,8 +128,11 @@ class IterationSteps(Protocol):
         """``count`` batches of fresh fake samples for the discriminator steps."""
         ...
 
-    def discriminator_update(self, fake: FakeBatch, step: DiscriminatorStepDraws) -> tuple[Tensor, Tensor]:
-        """One discriminator update: (loss, gradient norm before clipping)."""
+    def discriminator_update(
+        self, fake: FakeBatch, step: DiscriminatorStepDraws, learn: bool = True
+    ) -> tuple[Tensor, Tensor]:
+        """One discriminator update: (loss, gradient norm before clipping); with ``learn`` False (a control run)
+        the loss alone, the discriminator unchanged, and a norm of 0."""
         ...
 
 
@@ -156,8 +159,9 @@ def adversarial_iteration(
     for _ in range(config.g_steps):
         g_loss, g_norm = steps.generator_update(algorithm.generator_step_draws(draws, size), scheduled_beta)
     beta = steps.beta(scheduled_beta)
+    learn = config.control == "none"  # a control run's discriminator stays as it was initialised
     for fake in steps.fake_batches(beta, algorithm.sample_draws(draws, size * config.d_steps), config.d_steps):
-        d_loss, d_norm = steps.discriminator_update(fake, discriminator_step_draws(draws, size))
+        d_loss, d_norm = steps.discriminator_update(fake, discriminator_step_draws(draws, size), learn)
     return (g_loss, d_loss, g_norm, d_norm, beta) if algorithm.relaxed else (g_loss, d_loss, g_norm, d_norm)
 
 

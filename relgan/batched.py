@@ -126,7 +126,12 @@ class BatchedReplicas:
             Bound(self.generator, weights), beta, samples, count, self.config.adversarial.batch_size
         )
 
-    def discriminator_update(self, fake: FakeBatch, step: DiscriminatorStepDraws) -> tuple[Tensor, Tensor]:
+    def discriminator_update(
+        self, fake: FakeBatch, step: DiscriminatorStepDraws, learn: bool = True
+    ) -> tuple[Tensor, Tensor]:
+        if not learn:
+            d_loss = _vmapped(self._discriminator_loss)(self.weights["discriminator"], fake, step)
+            return d_loss.detach(), torch.zeros_like(d_loss)
         grads, d_loss = _vmapped(grad_and_value(self._discriminator_loss))(self.weights["discriminator"], fake, step)
         return d_loss.detach(), self._update({"discriminator": grads}, "d_optimizer", self.config.adversarial.grad_clip)
 

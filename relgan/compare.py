@@ -173,9 +173,16 @@ def verdicts(sweep: Mapping[Decoding, Point], gans: Mapping[str, Point], planes:
     return result
 
 
-def verdict_line(name: str, by_plane: Mapping[str, list[dict] | None], planes: Sequence[Plane]) -> str:
+def verdict_line(
+    name: str,
+    by_plane: Mapping[str, list[dict] | None],
+    planes: Sequence[Plane],
+    beats_control: Mapping[str, bool] | None = None,
+) -> str:
     """'RelGAN(100), last: dominated by MLE at T=0.8, top-p 0.9 on BLEU-4/Self-BLEU-4; not dominated on ...'.
-    (A verdict written before decoding rules names temperatures.)"""
+    (A verdict written before decoding rules names temperatures.) With ``beats_control`` (plane -> whether the
+    row dominates its control run, :func:`dominates`), a row not dominated counts as a gain only where it also
+    beats its control."""
     parts = []
     for plane in planes:
         label = f"{plane.quality.label}/{plane.diversity.label}"
@@ -193,8 +200,14 @@ def verdict_line(name: str, by_plane: Mapping[str, list[dict] | None], planes: S
                 for d in found
             )
             parts.append(f"dominated by MLE at {rules} on {label}")
-        else:
+        elif beats_control is None or plane.name not in beats_control:
             parts.append(f"not dominated on {label}")
+        elif beats_control[plane.name]:
+            parts.append(f"a gain on {label}: not dominated, and better than its control")
+        else:
+            parts.append(
+                f"not dominated on {label} but no better than its control: no gain to credit to the discriminator"
+            )
     return f"{name}: " + "; ".join(parts)
 
 

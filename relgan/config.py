@@ -189,6 +189,12 @@ class AdversarialConfig:
     grad_clip: float = setting(5.0, "global gradient-norm clip", gt=0.0)
     loss: str = setting("rsgan", "GAN loss", choices=GAN_LOSSES)
     gp_weight: float = setting(10.0, "gradient-penalty weight (wgan-gp)", min=0.0)
+    control: str = setting(
+        "none",
+        "removed: a control run for the verdict, the discriminator's signal removed (it is never trained; the "
+        "REINFORCE family's rewards are all P(real) = 1/2); none: train as the algorithm does",
+        choices=("none", "removed"),
+    )
     eval_every: int = setting(20, "evaluate every k iterations (and at the end)", min=1)
     checkpoint_every: int = setting(100, "checkpoint every k iterations (and at the end)", min=1)
     # the chosen algorithm's own keys (its Options dataclass), written flat in this section

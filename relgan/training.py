@@ -213,8 +213,14 @@ class Trainer:
         with torch.no_grad(), self.acc.autocast():
             return self.algorithm.fake_samples(self.gen, beta, samples, count, self.config.adversarial.batch_size)
 
-    def discriminator_update(self, fake: FakeBatch, step: DiscriminatorStepDraws) -> tuple[Tensor, Tensor]:
+    def discriminator_update(
+        self, fake: FakeBatch, step: DiscriminatorStepDraws, learn: bool = True
+    ) -> tuple[Tensor, Tensor]:
         cfg = self.config.adversarial
+        if not learn:  # the module itself: no DDP reduction waits for a backward that never comes
+            with self.acc.autocast():
+                d_loss = discriminator_loss(self.disc, fake, step, cfg)
+            return d_loss.detach(), torch.zeros((), device=d_loss.device)
         with self.acc.autocast():
             d_loss = discriminator_loss(self.discriminator, fake, step, cfg, penalised=self.disc)
         self.d_optimizer.zero_grad(set_to_none=True)

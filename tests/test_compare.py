@@ -94,6 +94,27 @@ def test_the_frontier_is_the_union_of_every_rules_and_an_infinite_value_takes_no
     assert labels == [("MLE, temperature T", ["T=0.8", "T=1"]), ("MLE, top-p", ["top-p 0.9"])]
 
 
+def test_a_row_beyond_the_frontier_is_a_gain_only_where_it_beats_its_control():
+    """SeqGAN's row is dominated by no MLE rule; its control (the discriminator's signal removed) got as far on
+    one plane, so only the other plane's result can be credited to the discriminator."""
+    from experiments.reproduce import against_control
+
+    lm = Plane("lm", Axis("lm_score", "lm_score", False), Axis("reverse_lm_score", "reverse_lm_score", False))
+    row = {**point(0.40, 0.30, 0.01, 0.01), **{k: v for k, v in _lm(3.0, 5.0).items()}}
+    gans = {"SeqGAN, last": row, "SeqGAN control, last": {**point(0.40, 0.30, 0.01, 0.01), **_lm(3.5, 5.0)}}
+    beats = against_control("SeqGAN, last", gans, [PLANE, lm])
+    assert beats == {"bleu": False, "lm": True}
+    assert against_control("RelGAN(10), last", {"RelGAN(10), last": row}, [PLANE, lm]) is None
+    line = verdict_line("SeqGAN, last", {"bleu": [], "lm": []}, [PLANE, lm], beats)
+    assert line == ("SeqGAN, last: not dominated on BLEU-4/Self-BLEU-4 but no better than its control: no gain to "
+                    "credit to the discriminator; a gain on lm_score/reverse_lm_score: not dominated, and better "
+                    "than its control")
+
+
+def _lm(score: float, reverse: float) -> dict:
+    return {"lm_score": {"mean": score, "ci95": 0.01}, "reverse_lm_score": {"mean": reverse, "ci95": 0.01}}
+
+
 def test_kendall_tau_by_hand_and_as_scipy_documents_it():
     assert kendall_tau([(1, 10), (2, 20), (3, 30)]) == 1.0
     assert kendall_tau([(1, 30), (2, 20), (3, 10)]) == -1.0

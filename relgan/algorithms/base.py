@@ -47,7 +47,8 @@ class Algorithm:
     ``unbiased``: its estimate's mean is the exact gradient of E[f(one_hot(x))] (the lab tests it).
 
     Declarations, read by the config, --help, the tests and the benches:
-    ``summary``: one line for --help; ``Options``: a dataclass of :func:`relgan.config.setting` fields, its own
+    ``summary``: one line for --help; ``label``: its name in result tables (not inherited; default ``name``);
+    ``Options``: a dataclass of :func:`relgan.config.setting` fields, its own
     keys (written in the adversarial section, read as ``self.options``); ``shared_keys``: keys of other sections
     that count only for the algorithms that list them; ``requires``: dotted key -> (the value it needs, why);
     ``legacy_switch``: a boolean key of old configs that meant this algorithm (not inherited); :meth:`obstacle`:
@@ -90,6 +91,11 @@ class Algorithm:
         """What the config engine checks a config against."""
         switch = cls.__dict__.get("legacy_switch")  # a subclass is another algorithm: the old key did not mean it
         return AlgorithmSpec(cls.name, cls.summary, cls.Options, cls.shared_keys, cls.requires, cls.obstacle, switch)
+
+    @classmethod
+    def row_label(cls) -> str:
+        """Its name in result tables ("RelGAN(100), last"): its own ``label``, else its ``name``."""
+        return cls.__dict__.get("label", cls.name)
 
     @classmethod
     def lab_estimators(cls) -> dict[str, dict[str, Any]]:

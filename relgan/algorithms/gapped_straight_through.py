@@ -41,6 +41,7 @@ def gapped_perturbation(logits: Tensor, tokens: Tensor, gap: float) -> Tensor:
 
 class GappedStraightThrough(TeacherForced):
     name = "gapped-st"
+    label = "Gapped-ST"
     summary = "straight-through whose backward perturbs the logits by a deterministic gapped move, not Gumbel noise"
     Options = GappedOptions
     options: GappedOptions

@@ -25,6 +25,7 @@ class GumbelRaoOptions:
 
 class GumbelRao(TeacherForced):
     name = "gumbel-rao"
+    label = "Gumbel-Rao"
     summary = "straight-through with the backward averaged over rao_samples Gumbel draws conditioned on the tokens"
     Options = GumbelRaoOptions
     small: ClassVar[Mapping[str, Any]] = {"rao_samples": 4}

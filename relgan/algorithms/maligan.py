@@ -15,6 +15,7 @@ from relgan.config import Config
 
 class MaliGAN(PolicyGradient):
     name = "maligan"
+    label = "MaliGAN"
     summary = "REINFORCE with each sentence's D/(1-D) weight normalised over the batch, minus its mean"
     unbiased = False  # its weights estimate the gradient of another objective
 

@@ -97,6 +97,7 @@ def prefix_scores(tokens: Tensor, relaxed: Tensor, labels: Tensor | None, score:
 
 class Rebar(PolicyGradient):
     name = "rebar"
+    label = "REBAR"
     summary = "REINFORCE with a per-step Gumbel-Softmax control variate whose scale and temperature learn"
     Options = RebarOptions
     batched = False  # its control variate learns: batched replicas would need its weights stacked too
@@ -160,7 +161,10 @@ class Rebar(PolicyGradient):
         labels = None if step.labels is None else step.labels.repeat(2)
         both = control(torch.cat([z, z_tilde]), tokens.repeat(2, 1), probs.detach().repeat(2, 1, 1), labels, score)
         c, c_tilde = both[:size], both[size:]  # [B, T] each
-        (pathwise,) = torch.autograd.grad((c - c_tilde).sum(), logits, create_graph=True)
+        # a control run's constant score leaves REBAR's c no path to the logits: then the pathwise terms are 0
+        (pathwise,) = torch.autograd.grad(
+            (c - c_tilde).sum(), logits, create_graph=True, allow_unused=True, materialize_grads=True
+        )
         one_hot = torch.zeros_like(probs).scatter(-1, tokens.unsqueeze(-1), 1.0)
         score_function = (one_hot - probs).detach()  # grad_o log p(b_t | b_<t)
         return (rewards.unsqueeze(1) - c_tilde).unsqueeze(-1) * score_function + pathwise

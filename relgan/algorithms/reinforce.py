@@ -72,12 +72,16 @@ class PolicyGradient(Algorithm):
     def generator_loss(
         self, generator: Network, discriminator: Network, beta: Tensor, step: PolicyStepDraws
     ) -> tuple[Tensor, Tensor]:
-        """The policy-gradient surrogate; logged: -mean D(x) of the sampled sentences, D = sigmoid(logit)."""
+        """The policy-gradient surrogate; logged: -mean D(x) of the sampled sentences, D = sigmoid(logit). A control
+        run (``adversarial.control: removed``) rewards every sentence with 1/2 and never reads the discriminator."""
 
         def score(inputs: Tensor, labels: Tensor | None) -> Tensor:
             return sentence_logits(discriminator, inputs, labels)
 
-        return self.surrogate(generator, score, step)
+        def chance(inputs: Tensor, labels: Tensor | None) -> Tensor:  # a control run: P(real) = 1/2 for every one
+            return torch.zeros(inputs.shape[0], device=inputs.device)
+
+        return self.surrogate(generator, chance if self.config.control == "removed" else score, step)
 
     def surrogate(self, generator: Network, score: Score, step: PolicyStepDraws) -> tuple[Tensor, Tensor]:
         """(-mean_b sum_t R_bt log G(x_bt | x_b,<t), -mean_b sigmoid(score(x_b))) on B fresh sentences."""

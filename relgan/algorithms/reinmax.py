@@ -37,6 +37,7 @@ def reinmax(logits: Tensor, tokens: Tensor, beta: float | Tensor) -> Tensor:
 
 class ReinMax(TeacherForced):
     name = "reinmax"
+    label = "ReinMax"
     summary = "straight-through's forward pass with a second-order (Heun) backward: 2 J(pi_1) - J(pi_0) / 2"
 
     def estimate(self, logits: Tensor, tokens: Tensor, beta: Tensor, step: RelaxedStepDraws) -> Tensor:

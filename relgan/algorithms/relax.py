@@ -46,6 +46,7 @@ class RelaxControl(RebarControl):
 
 class Relax(Rebar):
     name = "relax"
+    label = "RELAX"
     summary = "REBAR whose control variate adds a learned surrogate network, trained to lower the variance"
     Options = RelaxOptions
     options: RelaxOptions

@@ -42,6 +42,7 @@ class RelGAN(Algorithm):
     """The relaxed family's iteration; subclasses change :meth:`discriminator_input` (and its draws)."""
 
     name = "relgan"
+    label = "RelGAN"
     summary = "the generator's gradient flows through the relaxation softmax(beta (o + g)) the discriminator sees"
     relaxed = True
     shared_keys = BETA_KEYS

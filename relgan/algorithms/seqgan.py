@@ -38,6 +38,7 @@ class SeqGANOptions:
 
 class SeqGAN(PolicyGradient):
     name = "seqgan"
+    label = "SeqGAN"
     summary = "REINFORCE whose token rewards are D's mean over Monte-Carlo completions of each prefix"
     Options = SeqGANOptions
     small: ClassVar[Mapping[str, Any]] = {"rollouts": 2, "baseline": "mean"}

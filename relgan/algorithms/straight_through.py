@@ -15,6 +15,7 @@ from relgan.algorithms.relgan import RelaxedStepDraws, RelGAN
 
 class StraightThrough(RelGAN):
     name = "straight-through"
+    label = "ST"
     summary = "the discriminator sees one_hot(x); the backward pass is the relaxation's"
     hard = True
     legacy_switch = "gumbel.straight_through"
