@@ -67,6 +67,7 @@ def test_the_loaded_oracle_is_seqgans_equations(oracle_folder):
     assert OracleLSTM(OracleConfig()).nll(tokens) != pytest.approx(expected, rel=1e-3)
 
 
+@pytest.mark.slow  # two processes
 def test_prepare_copies_the_verified_arrays_and_refuses_an_altered_one(oracle_folder, tmp_path):
     script = REPO / "data" / "seqgan_oracle" / "prepare.py"
     done = subprocess.run([sys.executable, str(script), "--source", str(oracle_folder), "--out", str(tmp_path / "a")],

@@ -1,0 +1,48 @@
+"""Discriminator-reranked MLE (relgan/reranking.py): resampling weights exp(alpha d) by hand and by draws, the
+limit of many candidates equal to the oracle when d is the true log-ratio, and a reranker that learns."""
+
+import math
+
+import pytest
+import torch
+from scipy import stats
+from test_exact import LENGTH, VOCAB, _toy
+
+from relgan.config import DiscriminatorConfig
+from relgan.decoding import Decoding
+from relgan.metrics.exact import all_sentences, divergences, generator_log_probs, oracle_log_probs
+from relgan.models import Discriminator
+from relgan.reranking import reranked_log_probs, resample, resampling_weights, train_reranker
+
+
+def test_resampling_weights_by_hand_and_by_draws():
+    scores = torch.tensor([0.0, math.log(2), math.log(4)])
+    torch.testing.assert_close(resampling_weights(scores, 1.0), torch.tensor([1, 2, 4], dtype=torch.float64) / 7)
+    torch.testing.assert_close(resampling_weights(scores, 0.5),
+                               torch.tensor([1, 2**0.5, 2], dtype=torch.float64) / (3 + 2**0.5))
+    torch.testing.assert_close(resampling_weights(scores, 0.0), torch.full((3,), 1 / 3, dtype=torch.float64))
+    picks = resample(scores, 1.0, 70000, torch.Generator().manual_seed(0))
+    counts = torch.bincount(picks, minlength=3).double()
+    assert stats.chisquare(counts.numpy(), (70000 * torch.tensor([1, 2, 4]) / 7).numpy()).pvalue > 1e-3
+
+
+def test_reranking_by_the_true_log_ratio_recovers_the_oracle_exactly():
+    oracle, generator = _toy()
+    log_p, log_q = oracle_log_probs(oracle), generator_log_probs(generator, Decoding())
+    before = divergences(log_p, log_q, LENGTH)
+    after = divergences(log_p, reranked_log_probs(log_q, log_p - log_q, 1.0), LENGTH)
+    assert before["exact_forward_kl"] > 0.05
+    assert after["exact_forward_kl"] == pytest.approx(0, abs=1e-12) and after["exact_tv"] == pytest.approx(0, abs=1e-12)
+    halfway = divergences(log_p, reranked_log_probs(log_q, log_p - log_q, 0.5), LENGTH)
+    assert 0 < halfway["exact_reverse_kl"] < before["exact_reverse_kl"]
+
+
+def test_a_trained_reranker_tells_real_from_generated_sentences():
+    oracle, generator = _toy()
+    real = oracle.sample(512, torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    discriminator = Discriminator(DiscriminatorConfig(embedding_dim=8, num_representations=1, filter_sizes=[2],
+                                                      num_filters=8, hidden_size=8, dropout=0.0), VOCAB, LENGTH)
+    losses = train_reranker(discriminator, generator, real, steps=300, seed=0)
+    assert sum(losses[-50:]) / 50 < sum(losses[:50]) / 50 - 0.05
+    assert not discriminator.training and all_sentences(VOCAB, LENGTH, 0, 9).shape == (9, LENGTH)
