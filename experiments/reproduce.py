@@ -48,7 +48,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from relgan.algorithms import algorithm_class  # noqa: E402
+from relgan.algorithms import Algorithm, algorithm_class  # noqa: E402
 from relgan.assembly import setup  # noqa: E402
 from relgan.checkpoint import complete_checkpoints, load_run_config  # noqa: E402
 from relgan.compare import (  # noqa: E402
@@ -99,7 +99,10 @@ def gan_runs(name: str, algorithms: list[str], beta_maxes: list[str], overrides:
         runs.update({model + CONTROL: (f"{run}-control", [*settings, "adversarial.control=removed"])
                      for model, (run, settings) in list(runs.items())})
     return runs
+
+
 NLL_KEYS = ["nll_gen", "nll_test"]
+EXACT_KEYS = ["exact_forward_kl", "exact_reverse_kl"]  # the exact benchmark's plane (an enumerable oracle)
 
 
 def train(config_path: str, overrides: list[str]) -> dict:
@@ -194,7 +197,7 @@ def selection_score(record: dict, synthetic: bool) -> float:
 def summarise(record: dict, synthetic: bool, reference: float | None) -> dict:
     """The table's columns for one evaluation record."""
     if synthetic:
-        row = {k: record.get(k) for k in ["nll_oracle", *NLL_KEYS]}
+        row = {k: record.get(k) for k in ["nll_oracle", *NLL_KEYS, *EXACT_KEYS]}
         row["nll_oracle_gap"] = record["nll_oracle"] - reference
     else:
         row = {k: record.get(k) for k in TEXT_KEYS + NLL_KEYS}
@@ -213,7 +216,7 @@ def summarise(record: dict, synthetic: bool, reference: float | None) -> dict:
 
 def plane_metrics(row: dict) -> dict:
     """A table row (or a full-protocol sweep point) in the keys of the verdict's planes."""
-    keys = ["nll_oracle", "nll_test", "lm_score", "reverse_lm_score"]
+    keys = ["nll_oracle", "nll_test", "lm_score", "reverse_lm_score", *EXACT_KEYS]
     point = {k: row[k] for k in keys if row.get(k) is not None}
     for key in ("bleu-4", "self-bleu-4"):  # the full protocol's (a sweep point's are full already)
         value = row.get(f"full/{key}") if row.get(f"full/{key}") is not None else row.get(key)
@@ -225,7 +228,7 @@ def plane_metrics(row: dict) -> dict:
     # the signatures of the plane's metrics: the full protocol's where a row has both (a sweep point has only it)
     signatures = row.get("signatures", {})
     point["signatures"] = {name: signatures.get(f"full/{name}", signatures[name] if name in signatures else None)
-                           for name in ("bleu", "self_bleu", "nll_test", "nll_oracle", "lm", "fed")
+                           for name in ("bleu", "self_bleu", "nll_test", "nll_oracle", "lm", "fed", "exact")
                            if f"full/{name}" in signatures or name in signatures}
     return point
 
@@ -237,6 +240,15 @@ def gan_points(rows: list[dict]) -> dict[str, dict]:
         if row["model"] not in ("MLE", REAL):
             groups.setdefault(f"{row['model']}, {row['row']}", []).append(plane_metrics(row))
     return {name: aggregate(points) for name, points in groups.items()}
+
+
+def branches(overrides: list[str]) -> bool:
+    """Whether a GAN run continues its seed's MLE run: not where it adds modules of its own to the checkpoint (an
+    estimator's learned parts, a learned beta), which an MLE checkpoint lacks. Those runs train their MLE phase
+    themselves, from the same seed and budget."""
+    algorithm = next(word.split("=", 1)[1] for word in overrides if word.startswith("adversarial.algorithm="))
+    learns = algorithm_class(algorithm).learned_parts is not Algorithm.learned_parts
+    return not learns and "gumbel.schedule=learned" not in overrides
 
 
 def against_control(name: str, gans: dict[str, dict], planes: Sequence[Plane]) -> dict[str, bool] | None:
@@ -271,7 +283,8 @@ def fmt(summary: dict | None) -> str:
 def markdown(result: dict) -> str:
     synthetic = result["synthetic"]
     planes = SYNTHETIC_PLANES if synthetic else TEXT_PLANES
-    keys = (["nll_oracle", "nll_oracle_gap", "nll_gen", "nll_test", "lm_score", "reverse_lm_score"] if synthetic
+    keys = (["nll_oracle", "nll_oracle_gap", "nll_gen", "nll_test", "lm_score", "reverse_lm_score", *EXACT_KEYS]
+            if synthetic
             else ["bleu-4", "full/bleu-4", "full/self-bleu-4", "nll_gen", "nll_test", "lm_score",
                   "reverse_lm_score", "fed-minilm", "mauve"])
     budget = result["budget"]
@@ -431,7 +444,7 @@ def main() -> None:
                 lines = (Path(args.collect) / f"{run_name}.metrics.jsonl").read_text().splitlines()
                 run: dict[str, Any] = {"run_dir": None, "records": [json.loads(line) for line in lines]}
             else:
-                if model != "MLE":
+                if model != "MLE" and branches(overrides):
                     branch_from(runs["MLE"][0], run_name, args.output_dir)
                 run = train(args.config, [*overrides, f"run.name={run_name}"])
                 judging = judging or Judging(run["run_dir"])

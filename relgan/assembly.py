@@ -58,6 +58,9 @@ MAY_CHANGE_ON_RESUME = (
     "generator.pretrained",  # the start of MLE: a resumed run's weights come from its checkpoint
 )
 BUDGETS = ("mle.epochs", "adversarial.steps", "gumbel.horizon")
+# the keys of the adversarial phase: until it begins they have acted on nothing, so a finished MLE run may be
+# continued by any algorithm (experiments/reproduce.py branches every GAN of a seed from one MLE run)
+ADVERSARIAL_PHASE = ("adversarial.", "gumbel.")
 
 
 def run_dir_of(config: Config) -> Path:
@@ -165,12 +168,14 @@ def dry_run_summary(trainer: Trainer) -> dict[str, Any]:
 
 def _check_resume(saved: Config, wanted: Config, run_dir: Path, progress: dict[str, Any]) -> None:
     """--resume continues the same run, or refuses in one line naming the key and both values: only the keys of
-    MAY_CHANGE_ON_RESUME may change, a budget may grow but not fall below what was done, and beta's schedule keeps
-    its horizon (a run that may be extended sets gumbel.horizon up front)."""
+    MAY_CHANGE_ON_RESUME may change (and those of the adversarial phase before it begins), a budget may grow but
+    not fall below what was done, and beta's schedule keeps its horizon (a run that may be extended sets
+    gumbel.horizon up front)."""
     old, new = dotted(saved.to_dict()), dotted(wanted.to_dict())
+    unused = ADVERSARIAL_PHASE if not progress["adv_step"] else ()
     for key in sorted(old.keys() | new.keys()):
         before, after = old.get(key), new.get(key)
-        if before == after or key.startswith(MAY_CHANGE_ON_RESUME) or key in BUDGETS:
+        if before == after or key.startswith((*MAY_CHANGE_ON_RESUME, *unused)) or key in BUDGETS:
             continue
         raise CheckpointError(
             f"{run_dir} was trained with {key} = {before!r} but the config asks for {after!r}; "

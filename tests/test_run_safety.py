@@ -396,6 +396,25 @@ def test_resume_refuses_what_would_change_the_run_and_leaves_its_config(finished
     assert (tmp_path / "run" / "config.yaml").read_bytes() == saved
 
 
+def test_a_finished_mle_run_is_continued_by_any_algorithm_but_one_that_adds_modules(tmp_path, capsys):
+    """Before the adversarial phase its keys have acted on nothing (experiments/reproduce.py branches every GAN of
+    a seed from one MLE run); a control variate the MLE checkpoint lacks is a one-line error."""
+    assert _train(tmp_path, "adversarial.steps=0", name="mle") == 0
+    for name, overrides in (("seqgan", ["adversarial.algorithm=seqgan", "adversarial.loss=standard",
+                                        "adversarial.rollouts=2", "adversarial.g_lr=0.001"]),
+                            ("rebar", ["adversarial.algorithm=rebar", "adversarial.loss=standard"])):
+        shutil.copytree(tmp_path / "mle", tmp_path / name)
+        shutil.rmtree(tmp_path / name / "generator")
+        code = _train(tmp_path, *overrides, "--resume", name=name)
+        if name == "seqgan":
+            assert code == 0
+            records = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+            assert records[-1]["phase"] == "adversarial" and records[-1]["step"] == 4
+        else:
+            assert code == 2
+            _one_line_error(capsys, "does not fit the model the config asks for", "an estimator's control variate")
+
+
 def test_resume_continues_with_more_steps_under_the_horizon_it_set_and_new_evaluation_settings(tmp_path):
     assert _train(tmp_path, "gumbel.horizon=8") == 0
     assert _train(tmp_path, "gumbel.horizon=8", "adversarial.steps=6", "adversarial.eval_every=3", "--resume") == 0
