@@ -85,6 +85,6 @@ def test_the_exact_metric_is_computed_and_signed_on_the_exact_benchmark(tmp_path
                  "eval.num_samples=64", "eval.metrics=[exact]"]) == 0
     records = [json.loads(line) for line in (tmp_path / "exact" / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in records if "signatures" in r][-1]
-    assert last["signatures"]["exact"].startswith("exact|oracle-seed:1234|V:6|T:5|dec:T=1|")
+    assert last["signatures"]["exact"].startswith("exact|oracle-seed:1234|V:6|T:5|kl-unit:nats-per-token|")
     assert 0 < last["exact_reverse_kl"] and 0 < last["exact_forward_kl"] < math.inf and 0 < last["exact_tv"] < 1
     assert 0 < last["oracle_entropy"] < math.log(6)

@@ -299,7 +299,6 @@ def _exact_signature(run: Sampled, values: dict) -> str:
         _oracle_name(run),
         f"V:{corpus.vocab_size}",
         f"T:{corpus.seq_len}",
-        f"dec:{_decoding(run).label}",
         "kl-unit:nats-per-token",
         "enumerated",
     )
