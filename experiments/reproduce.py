@@ -56,6 +56,7 @@ from relgan.compare import (  # noqa: E402
     TEXT_PLANES,
     Plane,
     aggregate,
+    beyond_frontier,
     dominance_rule,
     dominates,
     kendall_tau,
@@ -494,7 +495,9 @@ def main() -> None:
         "minutes": seconds / 60, "oracle_reference": reference, "note": args.note,
         "command": portable_command(["python", "-m", "experiments.reproduce", *sys.argv[1:]]), "rows": rows,
         "aggregate": aggregated, "sweep": sweep, "verdicts": found, "judge_agreement": agreement,
-        "verdict_lines": [verdict_line(name, found[name], planes, against_control(name, gans, planes))
+        "verdict_lines": [verdict_line(name, found[name], planes, against_control(name, gans, planes),
+                                       {plane.name: beyond_frontier(sweep_points, gans[name], plane)
+                                        for plane in planes})
                           for name in gans if CONTROL not in name],
         "lm_judge": judging.judges.spec.describe() if judging else None,
         "lm_score_of_test": judging.judges.test_score() if judging else None,

@@ -173,16 +173,29 @@ def verdicts(sweep: Mapping[Decoding, Point], gans: Mapping[str, Point], planes:
     return result
 
 
+def beyond_frontier(sweep: Mapping[Decoding, Point], gan: Point, plane: Plane) -> bool:
+    """Whether ``gan`` is better than every MLE rule on the plane on some axis beyond the intervals (not merely
+    undominated: worse means inside wide intervals are not beyond)."""
+    axes = (plane.quality, plane.diversity)
+    points = [point for point in sweep.values() if on_plane(point, plane)]
+    return (
+        on_plane(gan, plane)
+        and bool(points)
+        and all(any(better_beyond_intervals(gan[a.key], point[a.key], a) for a in axes) for point in points)
+    )
+
+
 def verdict_line(
     name: str,
     by_plane: Mapping[str, list[dict] | None],
     planes: Sequence[Plane],
     beats_control: Mapping[str, bool] | None = None,
+    beyond: Mapping[str, bool] | None = None,
 ) -> str:
     """'RelGAN(100), last: dominated by MLE at T=0.8, top-p 0.9 on BLEU-4/Self-BLEU-4; not dominated on ...'.
-    (A verdict written before decoding rules names temperatures.) With ``beats_control`` (plane -> whether the
-    row dominates its control run, :func:`dominates`), a row not dominated counts as a gain only where it also
-    beats its control."""
+    (A verdict written before decoding rules names temperatures.) With ``beyond`` (plane -> whether the row is
+    beyond every MLE rule, :func:`beyond_frontier`) and ``beats_control`` (plane -> whether it dominates its
+    control run), a row counts as a gain only where it is beyond the frontier and beats its control."""
     parts = []
     for plane in planes:
         label = f"{plane.quality.label}/{plane.diversity.label}"
@@ -200,13 +213,16 @@ def verdict_line(
                 for d in found
             )
             parts.append(f"dominated by MLE at {rules} on {label}")
-        elif beats_control is None or plane.name not in beats_control:
+        elif beyond is None or not beyond.get(plane.name):
             parts.append(f"not dominated on {label}")
+        elif beats_control is None or plane.name not in beats_control:
+            parts.append(f"beyond every MLE rule on {label}")
         elif beats_control[plane.name]:
-            parts.append(f"a gain on {label}: not dominated, and better than its control")
+            parts.append(f"a gain on {label}: beyond every MLE rule, and better than its control")
         else:
             parts.append(
-                f"not dominated on {label} but no better than its control: no gain to credit to the discriminator"
+                f"beyond every MLE rule on {label} but no better than its control: no gain to credit to "
+                "the discriminator"
             )
     return f"{name}: " + "; ".join(parts)
 

@@ -105,10 +105,22 @@ def test_a_row_beyond_the_frontier_is_a_gain_only_where_it_beats_its_control():
     beats = against_control("SeqGAN, last", gans, [PLANE, lm])
     assert beats == {"bleu": False, "lm": True}
     assert against_control("RelGAN(10), last", {"RelGAN(10), last": row}, [PLANE, lm]) is None
-    line = verdict_line("SeqGAN, last", {"bleu": [], "lm": []}, [PLANE, lm], beats)
-    assert line == ("SeqGAN, last: not dominated on BLEU-4/Self-BLEU-4 but no better than its control: no gain to "
-                    "credit to the discriminator; a gain on lm_score/reverse_lm_score: not dominated, and better "
-                    "than its control")
+    line = verdict_line("SeqGAN, last", {"bleu": [], "lm": []}, [PLANE, lm], beats, {"bleu": True, "lm": True})
+    assert line == ("SeqGAN, last: beyond every MLE rule on BLEU-4/Self-BLEU-4 but no better than its control: no "
+                    "gain to credit to the discriminator; a gain on lm_score/reverse_lm_score: beyond every MLE "
+                    "rule, and better than its control")
+    # not dominated is not beyond: worse means inside wide intervals are no gain, whatever the control did
+    assert verdict_line("SeqGAN, last", {"bleu": [], "lm": []}, [PLANE, lm], beats, {"bleu": False, "lm": False}) \
+        == "SeqGAN, last: not dominated on BLEU-4/Self-BLEU-4; not dominated on lm_score/reverse_lm_score"
+
+
+def test_beyond_the_frontier_means_better_than_every_rule_on_some_axis_beyond_the_intervals():
+    from relgan.compare import beyond_frontier
+
+    sweep = {Decoding(0.8): point(0.45, 0.36, 0.01, 0.01), Decoding(1.0): point(0.38, 0.28, 0.01, 0.01)}
+    assert beyond_frontier(sweep, point(0.46, 0.30, 0.01, 0.01), PLANE)  # beats T=0.8 on diversity, T=1 on quality
+    assert not beyond_frontier(sweep, point(0.40, 0.30, 0.05, 0.05), PLANE)  # undominated, but inside the intervals
+    assert not beyond_frontier({}, point(0.46, 0.30, 0.01, 0.01), PLANE)
 
 
 def _lm(score: float, reverse: float) -> dict:
