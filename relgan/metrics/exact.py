@@ -12,6 +12,7 @@ can produce probability 0, so its forward KL is infinite: reported as such, neve
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -38,7 +39,7 @@ def all_sentences(vocab_size: int, seq_len: int, start: int, stop: int) -> Tenso
     return (index.unsqueeze(1) // powers) % vocab_size
 
 
-def enumerate_log_probs(score, vocab_size: int, seq_len: int) -> Tensor:
+def enumerate_log_probs(score: Callable[[Tensor], Tensor], vocab_size: int, seq_len: int) -> Tensor:
     """score(sentences [N, T]) -> log p [N], over every sentence in chunks: [V^T] float64 on the CPU."""
     total = vocab_size**seq_len
     return torch.cat(
