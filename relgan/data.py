@@ -59,6 +59,9 @@ class Corpus:
     tokenization: str = "nltk"  # how the text was split: data.tokenization, or "tokenizer" (data.tokenizer)
     valid_ids: Tensor | None = None  # [K, T]: training sentences held out for model selection (data.validation_size)
     valid_text: list[str] | None = None
+    # [N + K, T]: the training split before valid_ids were taken from it (what a run directory keeps of an oracle's
+    # samples, so that a resumed run holds out the same sentences)
+    unsplit_train_ids: Tensor | None = None
 
     def metric_words(self) -> Callable[[str], list[str]]:
         """How BLEU, Self-BLEU and the diversity metrics split a sentence of this corpus."""
@@ -123,6 +126,7 @@ def _hold_out(corpus: Corpus, size: int, seed: int) -> Corpus:
         corpus,
         train_ids=corpus.train_ids[kept],
         valid_ids=corpus.train_ids[held],
+        unsplit_train_ids=corpus.train_ids,
         train_text=None if text is None else [text[i] for i in kept.tolist()],
         valid_text=None if text is None else [text[i] for i in held.tolist()],
     )
@@ -135,7 +139,8 @@ def save_corpus_artifacts(corpus: Corpus, run_dir: Path) -> None:
     if corpus.label_names is not None:
         save_labels(corpus.label_names, run_dir)
     if corpus.oracle is not None and not (run_dir / ORACLE_FILE).exists():
-        save_oracle_corpus(run_dir / ORACLE_FILE, corpus.oracle, corpus.train_ids, corpus.test_ids)
+        train = corpus.unsplit_train_ids if corpus.unsplit_train_ids is not None else corpus.train_ids
+        save_oracle_corpus(run_dir / ORACLE_FILE, corpus.oracle, train, corpus.test_ids)
 
 
 def save_labels(names: Sequence[str], directory: Path) -> None:
@@ -153,6 +158,12 @@ def _oracle_corpus(config: DataConfig, saved: Path | None) -> Corpus:
     stored = saved / ORACLE_FILE if saved is not None else None
     if stored is not None and stored.exists():
         oracle, train, test = load_oracle_corpus(stored, config.oracle)
+        if len(train) != config.oracle.num_train:
+            raise DataError(
+                f"{stored}: holds {len(train)} training sentences, not data.oracle.num_train = "
+                f"{config.oracle.num_train}: an older relgan wrote it without the held-out sentences, so a resumed run "
+                "would hold out sentences it had trained on; start a new run.name"
+            )
     else:
         oracle, train, test = build_oracle_corpus(config.oracle)
     return Corpus(

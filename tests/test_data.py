@@ -129,3 +129,25 @@ def test_decoding_normalises_whitespace_a_subword_tokenizer_produces():
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>")
     ids = torch.tensor([tok("a cat\n on  a mat")["input_ids"] + [tok.eos_token_id]])
     assert decode(tok, ids, tok.eos_token_id) == ["a cat on a mat"]
+
+
+def test_a_resumed_oracle_run_holds_out_the_same_sentences(tmp_path):
+    """The run directory keeps the oracle's whole training split: a resumed run must neither train on its held-out
+    sentences nor select on sentences it trained on (an older relgan saved the split without them)."""
+    from relgan.data import ORACLE_FILE, save_corpus_artifacts
+
+    config = load_config(None, ["data.source=oracle", "data.oracle.vocab_size=6", "data.oracle.seq_len=4",
+                                "data.oracle.num_train=40", "data.oracle.num_test=8", "data.validation_size=10"])
+    fresh = load_corpus(config.data)
+    save_corpus_artifacts(fresh, tmp_path)
+    resumed = load_corpus(config.data, saved=tmp_path)
+    assert resumed.valid_ids is not None and fresh.valid_ids is not None
+    assert torch.equal(resumed.train_ids, fresh.train_ids) and torch.equal(resumed.valid_ids, fresh.valid_ids)
+    assert len(fresh.train_ids) == 30
+
+    from relgan.oracle import load_oracle_corpus, save_oracle_corpus
+
+    oracle, _, test = load_oracle_corpus(tmp_path / ORACLE_FILE, config.data.oracle)
+    save_oracle_corpus(tmp_path / ORACLE_FILE, oracle, fresh.train_ids, test)  # what the older relgan wrote
+    with pytest.raises(DataError, match=r"holds 30 training sentences, not data\.oracle\.num_train = 40"):
+        load_corpus(config.data, saved=tmp_path)
