@@ -48,6 +48,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from relgan import selection  # noqa: E402
 from relgan.algorithms import Algorithm, algorithm_class  # noqa: E402
 from relgan.assembly import setup  # noqa: E402
 from relgan.checkpoint import complete_checkpoints, load_run_config  # noqa: E402
@@ -175,24 +176,21 @@ class Judging:
 
 def pick(records: list[dict], phase: str, synthetic: bool) -> dict[str, dict]:
     """The last evaluation of a phase and (adversarial) the best one by the rule in the module docstring, read
-    from the model-selection values (``val/``) only; without them (data.validation_size 0) there is no best."""
+    from the model-selection values (``val/``) only; without them (data.validation_size 0) there is no best. An
+    MLE phase with patience ends on its best evaluation's weights (relgan/selection.py): that row is "best".
+    Each record gains ``trained``, the epochs or iterations the phase ran."""
     rows = [r for r in records if r["phase"] == phase]
+    trained = rows[-1].get("stopped_at", rows[-1]["step"])
+    if rows[-1].get("restored_best"):
+        return {"best": {**rows[-1], "trained": trained}}
     chosen = {"last": rows[-1]}
     if phase == "adversarial" and all(SELECTION_KEY[synthetic] in r for r in rows):
-        chosen["best"] = max(rows, key=lambda r: selection_score(r, synthetic))
-    return chosen
+        chosen["best"] = selection.best(rows, phase)
+    return {name: {**record, "trained": trained} for name, record in chosen.items()}
 
 
 SELECTION_KEY = {True: "val/nll_oracle", False: "val/bleu-4"}
 REAL = "real text"  # the row of real text scored as samples are
-
-
-def selection_score(record: dict, synthetic: bool) -> float:
-    """Higher is better: -NLL_oracle of the selection samples, or their BLEU-4 against the held-out training
-    sentences minus their Self-BLEU-4."""
-    if synthetic:
-        return -record["val/nll_oracle"]
-    return record["val/bleu-4"] - record["val/self-bleu-4"]
 
 
 def summarise(record: dict, synthetic: bool, reference: float | None) -> dict:
@@ -208,6 +206,7 @@ def summarise(record: dict, synthetic: bool, reference: float | None) -> dict:
         row["mauve"] = record.get("full/mauve")
     row.update({k: record.get(k) for k in ("lm_score", "reverse_lm_score")})
     row["step"] = record["step"]
+    row["trained"] = record.get("trained")
     row["signatures"] = {**record.get("signatures", {}), **record.get("judged_signatures", {}),
                          **{f"full/{k}": v for k, v in record.get("full/signatures", {}).items()}}
     if "beta" in record:
@@ -288,12 +287,12 @@ def markdown(result: dict) -> str:
             if synthetic
             else ["bleu-4", "full/bleu-4", "full/self-bleu-4", "nll_gen", "nll_test", "lm_score",
                   "reverse_lm_score", "fed-minilm", "mauve"])
-    budget = result["budget"]
     lines = [f"### {result['name']}", "",
-             f"Budget: {budget['mle_epochs']} MLE epochs, {budget['adversarial_steps']} adversarial iterations"
+             f"Budget: {budget_text(result['budget'])}"
              f"{' (reduced: ' + result['reduced'] + ')' if result.get('reduced') else ''}; seeds {result['seeds']}; "
              f"{result['num_samples']} samples per evaluation; machine: {result['machine']}"
              + f"; {result['minutes']:.0f} min of training, judging and sweeps (all runs, summed).", "",
+             f"Tuning: {result.get('tuning', TUNING)}", "",
              f"Command: `{result['command']}`", "",
              (f"LM judges: {result['lm_judge']}; lm_score of the real test split: {result['lm_score_of_test']:.3f}."
               if result["lm_judge"] else "Collected metrics: no LM judges, no decoding sweep."), "",
@@ -323,16 +322,37 @@ def markdown(result: dict) -> str:
                      + " |")
     if result["plots"]:
         lines += ["", "Plots: " + ", ".join(f"[{Path(p).name}]({Path(p).name})" for p in result["plots"]) + "."]
-    lines += ["", "#### Per seed", "", "| model | seed | row | step | " + " | ".join(keys) + " |",
-              "|---|---|---|---|" + "---|" * len(keys)]
+    lines += ["", "#### Per seed", "", "Step: the evaluation of the row; trained: the epochs (MLE) or iterations its "
+              "phase ran.", "", "| model | seed | row | step | trained | " + " | ".join(keys) + " |",
+              "|---|---|---|---|---|" + "---|" * len(keys)]
     for row in result["rows"]:
         values = " | ".join(f"{row[k]:.3f}" if isinstance(row.get(k), float) else "–" for k in keys)
-        lines.append(f"| {row['model']} | {row['seed']} | {row['row']} | {row['step']} | {values} |")
+        trained = row.get("trained") if row.get("trained") is not None else "–"
+        lines.append(f"| {row['model']} | {row['seed']} | {row['row']} | {row['step']} | {trained} | {values} |")
     if synthetic and result.get("oracle_reference") is not None:
         lines += ["", f"NLL_oracle of the oracle on its own test data: {result['oracle_reference']:.3f}."]
     if result.get("note"):
         lines += ["", result["note"]]
     return "\n".join(lines) + "\n"
+
+
+TUNING = ("one trial per row for MLE and every algorithm: the config's settings (the papers'), no search; each "
+          "beta_max is a row of its own, not a choice among them")
+
+
+def budget_text(budget: dict) -> str:
+    """The budget line of a results table: the most each phase may run and, with patience, when it stops."""
+    mle = f"{budget['mle_epochs']} MLE epochs"
+    if budget.get("mle_patience"):
+        mle = (f"MLE until {budget['mle_patience']} evaluations ({budget['mle_eval_every']} epochs apart) bring no "
+               f"lower validation NLL, at most {budget['mle_epochs']} epochs; the best evaluation's weights are the "
+               "MLE baseline")
+    adversarial = f"{budget['adversarial_steps']} adversarial iterations"
+    if budget.get("adversarial_patience"):
+        adversarial = (f"each GAN until {budget['adversarial_patience']} evaluations ({budget['eval_every']} "
+                       "iterations apart) bring no better model-selection value (the best row's rule), at most "
+                       f"{budget['adversarial_steps']} iterations")
+    return f"{mle}; {adversarial}"
 
 
 def real_text(run_dir: Path, num_samples: int, judging: Judging, synthetic: bool, reference: float | None) -> dict:
@@ -393,6 +413,12 @@ def main() -> None:
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the config's)")
     parser.add_argument("--mle-epochs", type=int)
     parser.add_argument("--adversarial-steps", type=int)
+    parser.add_argument("--mle-patience", type=int,
+                        help="mle.patience: stop MLE after this many evaluations without a lower validation NLL and "
+                             "keep the best evaluation's weights (default: the config's)")
+    parser.add_argument("--adversarial-patience", type=int,
+                        help="adversarial.patience: stop a GAN after this many evaluations without a better "
+                             "model-selection value (default: the config's)")
     parser.add_argument("--eval-every", type=int, help="adversarial iterations between evaluations")
     parser.add_argument("--mle-eval-every", type=int, help="MLE epochs between evaluations")
     parser.add_argument("--num-samples", type=int, help="samples per evaluation (full protocol uses all)")
@@ -422,13 +448,20 @@ def main() -> None:
     synthetic = base.data.source == "oracle"
     planes = SYNTHETIC_PLANES if synthetic else TEXT_PLANES
     budget = {"mle_epochs": args.mle_epochs or base.mle.epochs,
-              "adversarial_steps": args.adversarial_steps or base.adversarial.steps}
+              "adversarial_steps": args.adversarial_steps or base.adversarial.steps,
+              "mle_patience": base.mle.patience if args.mle_patience is None else args.mle_patience,
+              "adversarial_patience": (base.adversarial.patience if args.adversarial_patience is None
+                                       else args.adversarial_patience),
+              "mle_eval_every": args.mle_eval_every or base.mle.eval_every,
+              "eval_every": args.eval_every or base.adversarial.eval_every}
     num_samples = args.num_samples or base.eval.num_samples
     common = [f"run.output_dir={args.output_dir}", f"mle.epochs={budget['mle_epochs']}",
+              f"mle.patience={budget['mle_patience']}",
               f"eval.num_samples={num_samples}", f"data.validation_size={args.validation_size}", *args.overrides]
     if args.mle_eval_every:
         common += [f"mle.eval_every={args.mle_eval_every}", f"mle.checkpoint_every={args.mle_eval_every}"]
-    adversarial = [f"adversarial.steps={budget['adversarial_steps']}"]
+    adversarial = [f"adversarial.steps={budget['adversarial_steps']}",
+                   f"adversarial.patience={budget['adversarial_patience']}"]
     if args.eval_every:
         adversarial += [f"adversarial.eval_every={args.eval_every}", f"adversarial.checkpoint_every={args.eval_every}"]
 
@@ -501,10 +534,9 @@ def main() -> None:
                           for name in gans if CONTROL not in name],
         "lm_judge": judging.judges.spec.describe() if judging else None,
         "lm_score_of_test": judging.judges.test_score() if judging else None,
-        "signatures": signatures,
-        "selection_rule": ("lowest NLL_oracle of an independent selection sample set" if synthetic else
-                           "largest BLEU-4 of an independent selection sample set against the held-out training "
-                           "sentences minus its Self-BLEU-4"),
+        "signatures": {**signatures, "tuning": f"tuning|trials-per-row:1|mle-and-every-algorithm|v:{registry.VERSION}"},
+        "tuning": TUNING,
+        "selection_rule": selection.rule("adversarial", synthetic),
     }
     result["plots"] = [str(p.relative_to(REPO)) for p in draw(result)]
     results = REPO / "results"

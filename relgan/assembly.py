@@ -12,7 +12,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from relgan.algorithms import algorithm_class
-from relgan.bookkeeping import METRICS_FILE
+from relgan.bookkeeping import METRICS_FILE, Progress
 from relgan.checkpoint import (
     EXPORT,
     latest_checkpoint,
@@ -205,11 +205,13 @@ def _check_resume(saved: Config, wanted: Config, run_dir: Path, progress: dict[s
 
 def _refuse_finished(config: Config, run_dir: Path, progress: dict[str, Any]) -> None:
     """A finished run (its budgets done, its generator exported) has nothing to resume."""
-    done = progress["epoch"] >= config.mle.epochs and progress["adv_step"] >= config.adversarial.steps
+    counters = Progress(**progress)
+    done = counters.mle_over(config.mle.epochs) and counters.adversarial_over(config.adversarial.steps)
     if done and (run_dir / EXPORT).is_dir():
         raise CheckpointError(
             f"{run_dir} has finished ({progress['epoch']} MLE epochs, {progress['adv_step']} adversarial iterations): "
-            "nothing to resume; raise mle.epochs or adversarial.steps to train on"
+            "nothing to resume; raise mle.epochs or adversarial.steps to train on (a phase stopped by its patience "
+            "is over)"
         )
 
 

@@ -16,9 +16,12 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from safetensors import safe_open
+from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from relgan import selection
 from relgan.checkpoint import CHECKPOINTS, checkpoint_name, publish_checkpoint, read_trainer_state, verify_checkpoint
 from relgan.config import Config, dotted
 from relgan.errors import CheckpointError, NonFiniteLossError, TrainingInterrupted
@@ -26,6 +29,7 @@ from relgan.io_utils import append_jsonl, atomic_write_text
 from relgan.runtime import StopSignals, seed_step
 
 METRICS_FILE = "metrics.jsonl"
+BEST_MLE_FILE = "best-mle.safetensors"  # the MLE generator's weights at its best evaluation (mle.patience)
 
 logger = logging.getLogger("relgan")
 
@@ -49,10 +53,18 @@ class Progress:
     batch_in_epoch: int = 0  # MLE batches done in the current epoch
     mle_step: int = 0  # MLE batches done
     adv_step: int = 0  # adversarial iterations done
+    mle_stopped: bool = False  # the MLE phase ran out of patience (mle.patience) before mle.epochs
+    adv_stopped: bool = False  # the adversarial phase ran out of patience before adversarial.steps
 
     @property
     def global_step(self) -> int:
         return self.mle_step + self.adv_step
+
+    def mle_over(self, epochs: int) -> bool:
+        return self.mle_stopped or self.epoch >= epochs
+
+    def adversarial_over(self, steps: int) -> bool:
+        return self.adv_stopped or self.adv_step >= steps
 
 
 class RunBook:
@@ -140,13 +152,13 @@ class RunBook:
         p, cfg = self.progress, self.config.mle
         p.epoch += 1
         p.batch_in_epoch = 0
-        self._evaluate_and_checkpoint("mle", p.epoch, cfg.epochs, cfg.eval_every, cfg.checkpoint_every)
+        self._evaluate_and_checkpoint("mle", p.epoch, cfg.epochs, cfg.eval_every, cfg.checkpoint_every, cfg.patience)
 
     def iteration_done(self) -> None:
         """After an adversarial iteration: evaluate and checkpoint when due."""
         cfg = self.config.adversarial
         self._evaluate_and_checkpoint(
-            "adversarial", self.progress.adv_step, cfg.steps, cfg.eval_every, cfg.checkpoint_every
+            "adversarial", self.progress.adv_step, cfg.steps, cfg.eval_every, cfg.checkpoint_every, cfg.patience
         )
 
     # ------------------------------------------------------------------------------- logs and NaN checks
@@ -209,16 +221,83 @@ class RunBook:
     # -------------------------------------------------------------------------- evaluation, checkpoints
 
     def _evaluate_and_checkpoint(
-        self, phase: str, done: int, total: int, eval_every: int, checkpoint_every: int
+        self, phase: str, done: int, total: int, eval_every: int, checkpoint_every: int, patience: int
     ) -> None:
-        last = done == total
-        if done % eval_every == 0 or done % checkpoint_every == 0 or last:
+        last, due = done == total, done % eval_every == 0 or done == total
+        if due or done % checkpoint_every == 0:
             self.flush()
             self.check_weights()  # nothing is evaluated, checkpointed or exported from non-finite weights
-        if done % eval_every == 0 or last:
+        stopped = False
+        if due:
             self.evaluate(phase, done, total)
-        if done % checkpoint_every == 0 or last:
+            if patience:
+                stopped = self._keep_patience(phase, patience)
+                if phase == "mle" and (stopped or last):
+                    self._restore_best_mle(done)
+        if stopped:
+            if phase == "mle":
+                self.progress.mle_stopped = True
+            else:
+                self.progress.adv_stopped = True
+        if done % checkpoint_every == 0 or last or stopped:
             self.save_checkpoint()
+
+    # ---------------------------------------------------------------------------------------- patience
+
+    def _keep_patience(self, phase: str, patience: int) -> bool:
+        """After an evaluation of a phase with patience: keep the MLE generator's weights when they are the best
+        so far (selection.py), and say (on every rank) whether the phase has run out of patience."""
+        stalled = torch.zeros((), device=self.acc.device)
+        if self.acc.is_main_process:
+            records = self.phase_records(phase)
+            if phase == "mle" and selection.best(records, phase) is records[-1]:
+                save_best_weights(self.networks["generator"], self.run_dir / BEST_MLE_FILE, records[-1]["step"])
+            if selection.stalled(records, phase, patience):
+                stalled += 1
+                logger.info(
+                    "%s phase: %d evaluations without a better model-selection value; it stops at step %d",
+                    phase,
+                    patience,
+                    records[-1]["step"],
+                )
+        if self.acc.num_processes > 1:
+            stalled = self.acc.reduce(stalled, reduction="sum")
+        self.acc.wait_for_everyone()
+        return bool(stalled.item())
+
+    def _restore_best_mle(self, stopped_at: int) -> None:
+        """The end of an MLE phase with patience: its best evaluation's weights become the generator's (on every
+        rank), and a copy of that evaluation, marked, becomes the phase's last record."""
+        path = self.run_dir / BEST_MLE_FILE
+        if self.acc.is_main_process:
+            best = selection.best(self.phase_records("mle"), "mle")
+            kept = best_weights_step(path)
+            if kept != best["step"]:
+                raise CheckpointError(
+                    f"{path}: holds the weights of MLE epoch {kept}, not of the best evaluation (epoch "
+                    f"{best['step']}); the run's evaluations and that file disagree: start a new run.name"
+                )
+        self.acc.wait_for_everyone()
+        load_model(self.networks["generator"], str(path))
+        if self.acc.is_main_process:
+            record = {**best, "global_step": self.progress.global_step, "restored_best": True, "stopped_at": stopped_at}
+            append_jsonl(self.run_dir / METRICS_FILE, record)
+            logger.info(
+                "MLE: the generator goes back to epoch %d's weights (%s = %.4f), the best of the %d epochs trained",
+                best["step"],
+                "val/nll_test",
+                best["val/nll_test"],
+                stopped_at,
+            )
+        self.acc.wait_for_everyone()
+
+    def phase_records(self, phase: str) -> list[dict[str, Any]]:
+        """This run's evaluations of ``phase`` in metrics.jsonl, in order (a restored best's copy left out)."""
+        return [
+            record
+            for _, record in read_metrics(self.run_dir / METRICS_FILE)
+            if record["phase"] == phase and not record.get("restored_best")
+        ]
 
     def evaluate(self, phase: str, step: int, total: int) -> None:
         """Write one evaluation (main process) to metrics.jsonl, the trackers and the console."""
@@ -315,6 +394,21 @@ class RunBook:
         self.last_checkpoint = checkpoint
         if self.acc.is_main_process:
             _drop_metrics_after(self.run_dir / METRICS_FILE, self.progress.global_step)
+
+
+def save_best_weights(generator: nn.Module, path: Path, step: int) -> None:
+    """The generator's weights as of evaluation ``step``, written atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_model(generator, str(tmp), metadata={"step": str(step)})
+    tmp.replace(path)
+
+
+def best_weights_step(path: Path) -> int | None:
+    """The evaluation step whose weights ``path`` holds; None where there is no such file."""
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt") as handle:
+        return int(handle.metadata()["step"])
 
 
 def last_reports(path: Path) -> dict[str, Any]:

@@ -171,6 +171,12 @@ class MLEConfig:
     shuffle: bool = setting(False, "shuffle batches each epoch (official: sequential)")
     eval_every: int = setting(10, "evaluate every k epochs (and at the end of MLE)", min=1)
     checkpoint_every: int = setting(10, "checkpoint every k epochs (and at the end of MLE)", min=1)
+    patience: int = setting(
+        0,
+        "stop after this many evaluations in a row without a lower validation NLL (val/nll_test), then go back to the "
+        "best evaluation's weights; mle.epochs is then the most; 0 = train all mle.epochs",
+        min=0,
+    )
 
 
 @dataclass
@@ -197,6 +203,13 @@ class AdversarialConfig:
     )
     eval_every: int = setting(20, "evaluate every k iterations (and at the end)", min=1)
     checkpoint_every: int = setting(100, "checkpoint every k iterations (and at the end)", min=1)
+    patience: int = setting(
+        0,
+        "stop after this many evaluations in a row without a better model-selection value (relgan/selection.py: "
+        "val/nll_oracle on the synthetic benchmark, val/bleu-4 - val/self-bleu-4 on text); adversarial.steps is then "
+        "the most; 0 = run all adversarial.steps",
+        min=0,
+    )
     # the chosen algorithm's own keys (its Options dataclass), written flat in this section
     options: Any = field(default_factory=lambda: NoOptions(), metadata={"options_of": "algorithm"})
 
@@ -660,6 +673,20 @@ CONDITIONAL_KEYS: tuple[tuple[str, tuple[str, ...], str, Any, str], ...] = (
         "data.validation_size",
         lambda c: c.data.validation_size > 0,
         "data.validation_size > 0",
+    ),
+    (
+        "mle",
+        ("patience",),
+        "data.validation_size",
+        lambda c: c.data.validation_size > 0,
+        "data.validation_size > 0 (patience reads the held-out sentences' values)",
+    ),
+    (
+        "adversarial",
+        ("patience",),
+        "data.validation_size",
+        lambda c: c.data.validation_size > 0,
+        "data.validation_size > 0 (patience reads the held-out sentences' values)",
     ),
     (
         "data",

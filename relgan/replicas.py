@@ -118,6 +118,8 @@ def _batching_obstacle(config: Config, processes: int) -> str | None:
             f"adversarial.algorithm={config.adversarial.algorithm} draws random numbers inside its steps, "
             "which batched replicas cannot"
         )
+    if config.mle.patience or config.adversarial.patience:
+        return "a phase with patience stops each replica at its own step; batched replicas move in lockstep"
     return None
 
 

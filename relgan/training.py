@@ -315,25 +315,26 @@ class Book(Protocol):
 
 
 def learn(steps: Steps, book: Book) -> None:
-    """The learning algorithm: MLE epochs, then adversarial iterations, until the config's budget is done.
+    """The learning algorithm: MLE epochs, then adversarial iterations, until the config's budget is done or a
+    phase with patience stops (selection.py).
 
     ``steps`` gives the config, the MLE loader(s) and their batches per epoch, the two steps and the schedule's
     horizon; ``book`` counts, seeds, logs, evaluates, checkpoints and stops (bookkeeping.py).
     """
     config, p = steps.config, book.progress
     with book.running():
-        if p.epoch < config.mle.epochs:
+        if not p.mle_over(config.mle.epochs):
             with book.phase("MLE", config.mle.epochs * steps.mle_batches_per_epoch, p.mle_step, "batch"):
-                while p.epoch < config.mle.epochs:
+                while not p.mle_over(config.mle.epochs):
                     for batch in book.epoch_batches(steps.mle_loader):
                         loss, norm = steps.mle_step(*batch)
                         book.step_done("mle", g_loss=loss, g_grad_norm=norm)
                     book.epoch_done()
             steps.mle_step.release()
         gumbel = config.gumbel
-        if p.adv_step < config.adversarial.steps:
+        if not p.adversarial_over(config.adversarial.steps):
             with book.phase("adversarial", config.adversarial.steps, p.adv_step, "it"):
-                while p.adv_step < config.adversarial.steps:
+                while not p.adversarial_over(config.adversarial.steps):
                     book.seed("adversarial", p.adv_step)
                     scheduled = inverse_temperature(gumbel.schedule, p.adv_step, gumbel.beta_max, steps.horizon)
                     values = steps.adversarial_iteration(torch.full((), scheduled, device=steps.acc.device))

@@ -120,6 +120,8 @@ def test_help_lists_every_key():
     (["generator.hidden_size=64"], "generator.hidden_size", "generator.architecture=lstm"),
     (["adversarial.gp_weight=5"], "adversarial.gp_weight", "adversarial.loss=wgan-gp"),
     (["gumbel.schedule=no", "gumbel.horizon=5000"], "gumbel.horizon", "a schedule that rises"),
+    (["mle.patience=3"], "mle.patience", "data.validation_size > 0"),
+    (["adversarial.patience=3"], "adversarial.patience", "data.validation_size > 0"),
 ])
 def test_a_key_without_effect_is_an_error_that_names_what_would_make_it_count(overrides, key, remedy):
     with pytest.raises(ConfigError) as info:

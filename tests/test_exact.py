@@ -81,7 +81,8 @@ def test_the_exact_metric_is_computed_and_signed_on_the_exact_benchmark(tmp_path
     """The benchmark's config at a smaller V^T (6^5 sentences), so that the run takes seconds."""
     assert main(["train", "--config", str(REPO / "configs" / "exact.yaml"), f"run.output_dir={tmp_path}",
                  "run.name=exact", "data.oracle.vocab_size=6", "data.oracle.seq_len=5", "data.oracle.num_train=256",
-                 "data.oracle.num_test=128", "mle.epochs=1", "mle.eval_every=1", "adversarial.steps=0",
+                 "data.oracle.num_test=128", "data.validation_size=64", "mle.epochs=1", "mle.eval_every=1",
+                 "adversarial.steps=0",
                  "eval.num_samples=64", "eval.metrics=[exact]"]) == 0
     records = [json.loads(line) for line in (tmp_path / "exact" / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in records if "signatures" in r][-1]
