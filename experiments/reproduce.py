@@ -51,7 +51,7 @@ import torch  # noqa: E402
 from relgan import selection  # noqa: E402
 from relgan.algorithms import Algorithm, algorithm_class  # noqa: E402
 from relgan.assembly import setup  # noqa: E402
-from relgan.checkpoint import complete_checkpoints, load_run_config  # noqa: E402
+from relgan.checkpoint import complete_checkpoints, load_generator, load_run_config  # noqa: E402
 from relgan.compare import (  # noqa: E402
     SYNTHETIC_PLANES,
     TEXT_PLANES,
@@ -74,9 +74,12 @@ from relgan.fast.build import cpu_model  # noqa: E402
 from relgan.io_utils import atomic_write_json, atomic_write_text  # noqa: E402
 from relgan.metrics import registry  # noqa: E402
 from relgan.metrics.embedding import fed_available  # noqa: E402
+from relgan.metrics.exact import oracle_log_probs  # noqa: E402
 from relgan.metrics.registry import Sampled  # noqa: E402
+from relgan.models import Discriminator  # noqa: E402
 from relgan.plugins import load_config  # noqa: E402
 from relgan.report import decoding_sweep  # noqa: E402
+from relgan.reranking import exact_reranked  # noqa: E402
 
 TEXT_KEYS = [f"bleu-{n}" for n in (2, 3, 4, 5)] + [f"self-bleu-{n}" for n in (2, 3, 4, 5)]
 # the rows' names; run directories keep the algorithm's config name
@@ -269,7 +272,8 @@ def draw(result: dict) -> list[Path]:
     real = [plane_metrics(row) for row in result["rows"] if row["model"] == REAL]
     title = f"{result['name']}: MLE decoding sweep vs GAN, {len(result['seeds'])} seed(s)"
     return plot_planes(sweep, gan_points(result["rows"]), planes, REPO / "results" / result["name"], title,
-                       real=aggregate(real, "the real-text rows") if real else None)
+                       real=aggregate(real, "the real-text rows") if real else None,
+                       others=result.get("reranked", {}).get("points"))
 
 
 def fmt(summary: dict | None) -> str:
@@ -320,6 +324,16 @@ def markdown(result: dict) -> str:
     for point in result["sweep"]:
         lines.append(f"| {rule_of(point).label} | " + " | ".join(fmt(point["metrics"].get(k)) for k in sweep_keys)
                      + " |")
+    reranking = result.get("reranked", {})
+    if reranking.get("points"):
+        lines += ["", "#### MLE reranked by a trained discriminator (exact), mean ± 95% interval", "",
+                  f"Each seed's MLE generator, resampled in proportion to exp(alpha d(x)) in the limit of many "
+                  f"candidates, d a discriminator of the config's sizes trained {reranking['reranker_steps']} Adam "
+                  "steps on real sentences against the generator's samples (relgan/reranking.py). These points join "
+                  "the frontier of the verdict.", "", "| rule | " + " | ".join(EXACT_KEYS) + " |",
+                  "|---|" + "---|" * len(EXACT_KEYS)]
+        for label, stats in reranking["points"].items():
+            lines.append(f"| {label} | " + " | ".join(fmt(stats.get(k)) for k in EXACT_KEYS) + " |")
     if result["plots"]:
         lines += ["", "Plots: " + ", ".join(f"[{Path(p).name}]({Path(p).name})" for p in result["plots"]) + "."]
     lines += ["", "#### Per seed", "", "Step: the evaluation of the row; trained: the epochs (MLE) or iterations its "
@@ -387,6 +401,35 @@ def branch_from(pretrained: str, branch: str, output_dir: str) -> None:
         shutil.copytree(Path(output_dir) / pretrained, target, ignore=skip)
 
 
+def reranked(run_dir: Path, alphas: list[float], steps: int, seed: int) -> tuple[dict[str, dict], float]:
+    """On an enumerable benchmark, MLE reranked by a discriminator trained ``steps`` steps on real sentences
+    against the run's generator: the exact divergences of q_alpha, the limit of many candidates
+    (relgan/reranking.py), per alpha ("reranked alpha=1" -> values and the exact signature; cached in the run), and
+    the seconds they took."""
+    path = run_dir / f"reranked-{steps}.json"
+    cached = json.loads(path.read_text()) if path.exists() else {}
+    if cached.get("alphas") != alphas:
+        started = time.time()
+        config = load_run_config(run_dir)
+        generator, _, _ = load_generator(run_dir)
+        corpus = load_corpus(config.data, saved=run_dir)
+        assert corpus.oracle is not None  # the caller checked that the benchmark is enumerable
+        signature = next(r for r in reversed(read_records(run_dir)) if r["phase"] == "mle")["signatures"]["exact"]
+        torch.manual_seed(seed)
+        discriminator = Discriminator(config.discriminator, corpus.vocab_size, corpus.seq_len)
+        found = exact_reranked(generator.eval(), discriminator, oracle_log_probs(corpus.oracle), corpus.train_ids,
+                               corpus.vocab_size, tuple(alphas), steps, seed)
+        cached = {"alphas": alphas, "seconds": time.time() - started,
+                  "points": {f"reranked alpha={alpha:g}": {**values, "signatures": {"exact": signature}}
+                             for alpha, values in found.items()}}
+        atomic_write_json(path, cached)
+    return cached["points"], cached["seconds"]
+
+
+def read_records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
 def swept(run_dir: Path, rules: list[Decoding], num_samples: int, seed: int) -> tuple[list[dict], float]:
     """The MLE generator's full-protocol report under each decoding rule (cached in the run) and its seconds."""
     path = run_dir / f"sweep-{num_samples}.json"
@@ -428,6 +471,10 @@ def main() -> None:
                         default="0.6,0.8,1.0,1.2,1.4,k=10,k=40,p=0.8,p=0.9,p=0.95",
                         help="decoding rules of the MLE sweep, whose union is the verdict's frontier: temperatures "
                              "and T=, k=, p= settings joined by ':' (0.8,1.0,k=40,p=0.9; relgan/decoding.py)")
+    parser.add_argument("--rerank-alphas", default="0.25,0.5,1,1.5,2",
+                        help="on an enumerable benchmark, MLE reranked by a trained discriminator joins the frontier "
+                             "at each alpha (exactly: relgan/reranking.py); '' for none")
+    parser.add_argument("--reranker-steps", type=int, default=1000, help="Adam steps of the reranking discriminator")
     parser.add_argument("--name", required=True, help="results/<name>.json, .md and -<plane>.png")
     parser.add_argument("--output-dir", default="runs/reproduce", help="where the runs are (read or written)")
     parser.add_argument("--collect", metavar="DIR",
@@ -465,8 +512,10 @@ def main() -> None:
     if args.eval_every:
         adversarial += [f"adversarial.eval_every={args.eval_every}", f"adversarial.checkpoint_every={args.eval_every}"]
 
+    alphas = [float(alpha) for alpha in args.rerank_alphas.split(",")] if args.rerank_alphas else []
     rows: list[dict] = []
     sweeps: list[list[dict]] = []
+    reranks: list[dict[str, dict]] = []
     seconds, reference, judging = 0.0, None, None
     for seed in seeds:
         name = f"{args.name}-s{seed}"
@@ -490,6 +539,10 @@ def main() -> None:
                     points, spent = swept(run["run_dir"], rules, num_samples, seed)
                     sweeps.append(points)
                     seconds += spent
+                    if alphas and "exact" in run["records"][-1].get("signatures", {}):
+                        reranks_of_seed, spent = reranked(run["run_dir"], alphas, args.reranker_steps, seed)
+                        reranks.append(reranks_of_seed)
+                        seconds += spent
             for row_name, record in pick(run["records"], "mle" if model == "MLE" else "adversarial",
                                          synthetic).items():
                 if judging is not None:
@@ -510,15 +563,18 @@ def main() -> None:
         for i, rule in enumerate(rules) if sweeps]
     gans = gan_points(rows)
     sweep_points = {rule_of(p): p["metrics"] for p in sweep}
+    reranked_points = {label: aggregate([seed_points[label] for seed_points in reranks], f"MLE, {label}")
+                       for label in (reranks[0] if reranks else {})}
     # every evaluated point of every seed (sweep and rows): do the judges order them as the references do?
     evaluated = [plane_metrics(r) for r in rows if r["model"] != REAL] + [plane_metrics(p) for points in sweeps
-                                                                          for p in points]
+                                                                          for p in points] + [
+        point for seed_points in reranks for point in seed_points.values()]
     signatures = shared_signatures(evaluated, "the verdict (the GAN rows and the MLE sweep)")
     agreement = {f"{judge} vs {truth}": kendall_tau([(e[judge], e[truth]) for e in evaluated
                                                      if judge in e and truth in e])
                  for judge, truth in (("lm_score", "nll_oracle" if synthetic else "bleu-4"),
                                       ("reverse_lm_score", "nll_test"))}
-    found = verdicts(sweep_points, gans, planes)
+    found = verdicts(sweep_points, gans, planes, reranked_points)
     machine = args.machine or (torch.cuda.get_device_name() if torch.cuda.is_available()
                                else f"{cpu_model()} ({platform.machine()}), {os.cpu_count()} cores")
     result = {
@@ -527,9 +583,11 @@ def main() -> None:
         "num_samples": num_samples, "reduced": args.reduced, "machine": machine,
         "minutes": seconds / 60, "oracle_reference": reference, "note": args.note,
         "command": portable_command(["python", "-m", "experiments.reproduce", *sys.argv[1:]]), "rows": rows,
-        "aggregate": aggregated, "sweep": sweep, "verdicts": found, "judge_agreement": agreement,
+        "aggregate": aggregated, "sweep": sweep, "verdicts": found,
+        "reranked": {"alphas": alphas, "reranker_steps": args.reranker_steps, "points": reranked_points},
+        "judge_agreement": agreement,
         "verdict_lines": [verdict_line(name, found[name], planes, against_control(name, gans, planes),
-                                       {plane.name: beyond_frontier(sweep_points, gans[name], plane)
+                                       {plane.name: beyond_frontier(sweep_points, gans[name], plane, reranked_points)
                                         for plane in planes})
                           for name in gans if CONTROL not in name],
         "lm_judge": judging.judges.spec.describe() if judging else None,

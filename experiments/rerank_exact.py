@@ -27,10 +27,10 @@ from relgan.decoding import Decoding
 from relgan.fast.build import cpu_model
 from relgan.io_utils import atomic_write_text, emit_json
 from relgan.metrics.aggregate import summarise_seeds
-from relgan.metrics.exact import all_sentences, divergences, generator_log_probs, oracle_log_probs
+from relgan.metrics.exact import divergences, generator_log_probs, oracle_log_probs
 from relgan.models import Discriminator
 from relgan.plugins import load_config
-from relgan.reranking import reranked_log_probs, scores_of, train_reranker
+from relgan.reranking import exact_reranked, reranked_log_probs
 
 RULES = (Decoding(0.8), Decoding(0.9), Decoding(), Decoding(1.1), Decoding(top_p=0.9), Decoding(top_p=0.95))
 ALPHAS = (0.25, 0.5, 0.75, 1.0, 1.5)
@@ -50,16 +50,14 @@ def one_seed(config_path: str, seed: int, output_dir: str, reranker_steps: int) 
     length = corpus.seq_len
     rows = {f"MLE, {rule.label}": divergences(log_p, generator_log_probs(generator, rule), length) for rule in RULES}
     log_q = generator_log_probs(generator, Decoding())
-    true_ratio = log_p - log_q
-    torch.manual_seed(seed)
-    discriminator = Discriminator(config.discriminator, corpus.vocab_size, length)
-    train_reranker(discriminator, generator, corpus.train_ids, reranker_steps, seed=seed)
-    trained = scores_of(discriminator, all_sentences(corpus.vocab_size, length, 0, len(log_p)))
     for alpha in ALPHAS:
         rows[f"MLE reranked by the true log-ratio, alpha {alpha:g}"] = divergences(
-            log_p, reranked_log_probs(log_q, true_ratio, alpha), length)
-        rows[f"MLE reranked by a trained D, alpha {alpha:g}"] = divergences(
-            log_p, reranked_log_probs(log_q, trained, alpha), length)
+            log_p, reranked_log_probs(log_q, log_p - log_q, alpha), length)
+    torch.manual_seed(seed)
+    discriminator = Discriminator(config.discriminator, corpus.vocab_size, length)
+    trained = exact_reranked(generator, discriminator, log_p, corpus.train_ids, corpus.vocab_size, ALPHAS,
+                             reranker_steps, seed)
+    rows.update({f"MLE reranked by a trained D, alpha {alpha:g}": values for alpha, values in trained.items()})
     return rows
 
 

@@ -66,12 +66,14 @@ def dominance_rule(seeds: int) -> str:
     """The rule, as a table states it: with one seed there are no intervals and the means alone decide."""
     if seeds > 1:
         return (
-            "Dominated: some MLE decoding rule (temperature, top-k, top-p) is at least as good on both axes and "
-            "better on one, beyond the 95% intervals of the seeds."
+            "Dominated: some MLE point (a decoding rule: temperature, top-k, top-p; or, where computed, MLE reranked "
+            "by a trained discriminator) is at least as good on both axes and better on one, beyond the 95% "
+            "intervals of the seeds."
         )
     return (
-        "Dominated: some MLE decoding rule (temperature, top-k, top-p) is at least as good on both axes and better "
-        "on one (one seed: no intervals, the means alone decide)."
+        "Dominated: some MLE point (a decoding rule: temperature, top-k, top-p; or, where computed, MLE reranked by "
+        "a trained discriminator) is at least as good on both axes and better on one (one seed: no intervals, the "
+        "means alone decide)."
     )
 
 
@@ -155,29 +157,44 @@ def worse_means(mle: Point, gan: Point, plane: Plane) -> list[str]:
     return worse
 
 
-def verdicts(sweep: Mapping[Decoding, Point], gans: Mapping[str, Point], planes: Sequence[Plane]) -> dict[str, dict]:
-    """For each GAN point and plane: the MLE decoding rules that dominate it, each with the axes on which its mean
-    is nevertheless worse (inside the intervals); None where a metric is missing."""
+def frontier(sweep: Mapping[Decoding, Point], others: Mapping[str, Point] | None = None) -> dict[str, Point]:
+    """MLE's points, by label: each decoding rule's, and ``others`` (MLE reranked by a discriminator: "reranked
+    alpha=1")."""
+    return {**{rule.label: point for rule, point in sweep.items()}, **(others or {})}
+
+
+def verdicts(
+    sweep: Mapping[Decoding, Point],
+    gans: Mapping[str, Point],
+    planes: Sequence[Plane],
+    others: Mapping[str, Point] | None = None,
+) -> dict[str, dict]:
+    """For each GAN point and plane: the MLE points (decoding rules, and ``others``: :func:`frontier`) that
+    dominate it, each with the axes on which its mean is nevertheless worse (inside the intervals); None where a
+    metric is missing."""
+    mle = frontier(sweep, others)
     result: dict[str, dict] = {}
     for name, gan in gans.items():
         result[name] = {}
         for plane in planes:
-            if not on_plane(gan, plane) or not any(on_plane(point, plane) for point in sweep.values()):
+            if not on_plane(gan, plane) or not any(on_plane(point, plane) for point in mle.values()):
                 result[name][plane.name] = None
             else:
                 result[name][plane.name] = [
-                    {"decoding": rule.label, "worse_mean_on": worse_means(point, gan, plane)}
-                    for rule, point in sweep.items()
+                    {"decoding": label, "worse_mean_on": worse_means(point, gan, plane)}
+                    for label, point in mle.items()
                     if dominates(point, gan, plane)
                 ]
     return result
 
 
-def beyond_frontier(sweep: Mapping[Decoding, Point], gan: Point, plane: Plane) -> bool:
-    """Whether ``gan`` is better than every MLE rule on the plane on some axis beyond the intervals (not merely
-    undominated: worse means inside wide intervals are not beyond)."""
+def beyond_frontier(
+    sweep: Mapping[Decoding, Point], gan: Point, plane: Plane, others: Mapping[str, Point] | None = None
+) -> bool:
+    """Whether ``gan`` is better than every MLE point on the plane (:func:`frontier`) on some axis beyond the
+    intervals (not merely undominated: worse means inside wide intervals are not beyond)."""
     axes = (plane.quality, plane.diversity)
-    points = [point for point in sweep.values() if on_plane(point, plane)]
+    points = [point for point in frontier(sweep, others).values() if on_plane(point, plane)]
     return (
         on_plane(gan, plane)
         and bool(points)
@@ -250,13 +267,19 @@ CURVES = {
     "top-p": "MLE, top-p",
     "mixed": "MLE, mixed rules",
 }
+RERANKED = "MLE reranked by a trained D"  # the curve of frontier(others=...) points
 
 
 def plane_series(
-    plane: Plane, sweep: Mapping[Decoding, Point], gans: Mapping[str, Point], real: Point | None = None
+    plane: Plane,
+    sweep: Mapping[Decoding, Point],
+    gans: Mapping[str, Point],
+    real: Point | None = None,
+    others: Mapping[str, Point] | None = None,
 ) -> list[Series]:
-    """What a plane's plot draws: MLE's curve of each family of decoding rules (temperature, top-k, top-p), each
-    GAN point and real text, where both axes were measured and finite; [] where nothing was."""
+    """What a plane's plot draws: MLE's curve of each family of decoding rules (temperature, top-k, top-p), the
+    curve of ``others`` (reranked MLE), each GAN point and real text, where both axes were measured and finite; []
+    where nothing was."""
     qk, dk = plane.quality.key, plane.diversity.key
 
     def series(label: str, points: Sequence[Point], marker: str, notes: list[str] | None = None) -> Series:
@@ -277,6 +300,9 @@ def plane_series(
         curve = [(rule, p) for rule, p in ordered if family(rule) == kind and on_plane(p, plane)]
         if curve:
             drawn.append(series(label, [p for _, p in curve], "o", [rule.label for rule, _ in curve]))
+    reranked = [(label, p) for label, p in (others or {}).items() if on_plane(p, plane)]
+    if reranked:
+        drawn.append(series(RERANKED, [p for _, p in reranked], "^", [label for label, _ in reranked]))
     drawn += [series(name, [p], "s") for name, p in gans.items() if on_plane(p, plane)]
     if real is not None and on_plane(real, plane):
         drawn.append(series(REAL_TEXT, [real], "*"))
@@ -290,6 +316,7 @@ def plot_planes(
     prefix: Path,
     title: str,
     real: Point | None = None,
+    others: Mapping[str, Point] | None = None,
 ) -> list[Path]:
     """One PNG per plane (diversity on x, quality on y, 95% intervals as error bars, real text as a star where
     given); [] without matplotlib."""
@@ -302,7 +329,7 @@ def plot_planes(
         return []
     written = []
     for plane in planes:
-        drawn = plane_series(plane, sweep, gans, real)
+        drawn = plane_series(plane, sweep, gans, real, others)
         if not drawn:
             continue
         fig, axis = plt.subplots(figsize=(6, 4.5))

@@ -16,6 +16,8 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from relgan.algorithms.reinforce import sentence_logits
+from relgan.decoding import Decoding
+from relgan.metrics.exact import all_sentences, divergences, generator_log_probs
 from relgan.models import Discriminator, SequenceGenerator
 
 
@@ -70,3 +72,23 @@ def train_reranker(
 def scores_of(discriminator: Discriminator, sentences: Tensor, batch_size: int = 65536) -> Tensor:
     """d(x) [N]: the discriminator's logit of each sentence [N, T] (the mean over its representations)."""
     return torch.cat([sentence_logits(discriminator, chunk, None) for chunk in sentences.split(batch_size)])
+
+
+def exact_reranked(
+    generator: SequenceGenerator,
+    discriminator: Discriminator,
+    oracle_log_p: Tensor,
+    real: Tensor,
+    vocab_size: int,
+    alphas: tuple[float, ...],
+    steps: int,
+    seed: int,
+) -> dict[float, dict[str, float]]:
+    """On an enumerable benchmark: train ``discriminator`` as the reranker of ``generator`` on the real sentences
+    [N, T] (:func:`train_reranker`), then the exact divergences (relgan/metrics/exact.py) from the oracle's log
+    probabilities [S] of q_alpha, the limit of many candidates, for each alpha."""
+    seq_len = real.shape[1]
+    log_q = generator_log_probs(generator, Decoding())
+    train_reranker(discriminator, generator, real, steps, seed=seed)
+    scores = scores_of(discriminator, all_sentences(vocab_size, seq_len, 0, len(log_q)))
+    return {alpha: divergences(oracle_log_p, reranked_log_probs(log_q, scores, alpha), seq_len) for alpha in alphas}

@@ -173,3 +173,18 @@ def test_each_plane_draws_the_mle_curve_the_gans_and_real_text_on_its_own_axes()
     # only real text measured both lm axes; without it the lm plane draws nothing
     assert [s.label for s in plane_series(lm_plane, sweep, gans, real)] == [REAL_TEXT]
     assert plane_series(lm_plane, sweep, gans) == []
+
+
+def test_reranked_mle_joins_the_frontier():
+    """A GAN point beyond every decoding rule is dominated by, and not beyond, a reranked MLE point."""
+    from relgan.compare import RERANKED, beyond_frontier, plane_series
+
+    sweep = {Decoding(0.8): point(0.45, 0.36, 0.01, 0.01), Decoding(1.0): point(0.38, 0.28, 0.01, 0.01)}
+    gan = point(0.46, 0.30, 0.01, 0.01)
+    reranked = {"reranked alpha=1": point(0.50, 0.29, 0.01, 0.01)}
+    assert beyond_frontier(sweep, gan, PLANE) and not beyond_frontier(sweep, gan, PLANE, reranked)
+    assert verdicts(sweep, {"gan": gan}, [PLANE]) == {"gan": {"bleu": []}}
+    assert verdicts(sweep, {"gan": gan}, [PLANE], reranked) == {
+        "gan": {"bleu": [{"decoding": "reranked alpha=1", "worse_mean_on": []}]}}
+    assert (RERANKED, ["reranked alpha=1"]) in [(s.label, s.notes) for s in plane_series(PLANE, sweep, {}, None,
+                                                                                         reranked)]

@@ -12,7 +12,7 @@ from relgan.config import DiscriminatorConfig
 from relgan.decoding import Decoding
 from relgan.metrics.exact import all_sentences, divergences, generator_log_probs, oracle_log_probs
 from relgan.models import Discriminator
-from relgan.reranking import reranked_log_probs, resample, resampling_weights, train_reranker
+from relgan.reranking import exact_reranked, reranked_log_probs, resample, resampling_weights, train_reranker
 
 
 def test_resampling_weights_by_hand_and_by_draws():
@@ -46,3 +46,16 @@ def test_a_trained_reranker_tells_real_from_generated_sentences():
     losses = train_reranker(discriminator, generator, real, steps=300, seed=0)
     assert sum(losses[-50:]) / 50 < sum(losses[:50]) / 50 - 0.05
     assert not discriminator.training and all_sentences(VOCAB, LENGTH, 0, 9).shape == (9, LENGTH)
+
+
+def test_exact_reranking_at_alpha_zero_is_the_generator_and_a_trained_reranker_moves_it_towards_the_oracle():
+    oracle, generator = _toy()
+    log_p = oracle_log_probs(oracle)
+    real = oracle.sample(512, torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    discriminator = Discriminator(DiscriminatorConfig(embedding_dim=8, num_representations=1, filter_sizes=[2],
+                                                      num_filters=8, hidden_size=8, dropout=0.0), VOCAB, LENGTH)
+    found = exact_reranked(generator, discriminator, log_p, real, VOCAB, (0.0, 1.0), steps=300, seed=0)
+    plain = divergences(log_p, generator_log_probs(generator, Decoding()), LENGTH)
+    assert found[0.0] == pytest.approx(plain, rel=1e-9)
+    assert found[1.0]["exact_forward_kl"] < plain["exact_forward_kl"]
