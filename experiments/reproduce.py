@@ -19,10 +19,16 @@ reverse_lm_score) and, with the 'fed' extra, FED and MAUVE, computed from their 
 text under the same protocol and sample count stands beside the models: training sentences (the test set's
 references never) on real data, the oracle's own samples on the synthetic benchmark.
 
+Budgets: --mle-patience and --adversarial-patience (mle.patience, adversarial.patience; relgan/selection.py) run
+each phase until that many evaluations bring no better model-selection value, the MLE phase then going back to its
+best evaluation's weights (the row "MLE, best"); the epochs and iterations are then the most a phase may run, and
+each row records what it trained. Tuning: one trial per row for MLE and every algorithm (the config's settings).
+
 The verdict (relgan.compare): each seed's MLE generator is sampled under every --decoding rule (temperatures,
-top-k, top-p); seeds are aggregated (mean, std, 95% t interval, n) and each GAN row is checked for domination by
-some MLE rule (the union of the rules' frontiers) on each quality-diversity plane. Writes results/<name>.json,
-<name>.md and <name>-<plane>.png.
+top-k, top-p) and, on a benchmark small enough to enumerate, reranked by a trained discriminator at each
+--rerank-alphas value (computed exactly); seeds are aggregated (mean, std, 95% t interval, n) and each GAN row is
+checked for domination by some MLE point (the union of these frontiers) on each quality-diversity plane. Writes
+results/<name>.json, <name>.md and <name>-<plane>.png.
 """
 
 from __future__ import annotations

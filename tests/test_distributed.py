@@ -66,6 +66,8 @@ def ddp_runs(tmp_path_factory):
          "adversarial.loss=wgan-gp"],
         *([f"run.name=ddp-{name}", *algorithm_class(name).overrides(small=True)] for name in ALGORITHMS),
         ["run.name=alone", "run.seed=5"],
+        ["run.name=ddp-patience", "data.validation_size=64", "mle.epochs=30", "mle.patience=2", "mle.lr=0.05",
+         "adversarial.eval_every=1", "adversarial.patience=1"],
     ]
     _accelerate(str(REPO / "tests" / "ddp_worker.py"), str(SMOKE), f"run.output_dir={out}", *COMMON,
                 *(word for run in runs for word in ("--then", *run)))
@@ -92,3 +94,14 @@ def test_replicas_on_two_processes_equal_the_two_process_run_of_their_seed(ddp_r
     alone = load_file(str(ddp_runs / "alone" / "generator" / "model.safetensors"))  # ddp_worker, two processes
     assert all((replica[k] == alone[k]).all() for k in alone)
     assert (tmp_path / "two" / "seeds.json").is_file()
+
+
+def test_phases_with_patience_stop_together_on_two_processes(ddp_runs):
+    """The main process decides (it evaluates); both ranks stop at its step and load the same best MLE weights."""
+    run = ddp_runs / "ddp-patience"
+    ranks = [json.loads(path.read_text()) for path in sorted(run.glob("result-rank*.json"))]
+    assert ranks[0]["generator"] == ranks[1]["generator"] and ranks[0]["batches"] == ranks[1]["batches"]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    restored = [r for r in records if r.get("restored_best")]
+    assert len(restored) == 1 and restored[0]["stopped_at"] < 30
+    assert ranks[0]["batches"]["mle"] == 6 * restored[0]["stopped_at"]  # 192 sentences, 16 per batch and rank
