@@ -283,9 +283,8 @@ class RunBook:
             record = {**best, "global_step": self.progress.global_step, "restored_best": True, "stopped_at": stopped_at}
             append_jsonl(self.run_dir / METRICS_FILE, record)
             logger.info(
-                "MLE: the generator goes back to epoch %d's weights (%s = %.4f), the best of the %d epochs trained",
+                "MLE: back to epoch %d's weights (val/nll_test %.4f), the best of %d epochs",
                 best["step"],
-                "val/nll_test",
                 best["val/nll_test"],
                 stopped_at,
             )

@@ -332,7 +332,8 @@ def plot_planes(
         drawn = plane_series(plane, sweep, gans, real, others)
         if not drawn:
             continue
-        fig, axis = plt.subplots(figsize=(6, 4.5))
+        columns = 1 + (len(drawn) - 1) // 18  # a verdict with controls draws dozens of rows: the legend goes beside
+        fig, axis = plt.subplots(figsize=(6 + 3 * columns, 4.5))
         for s in drawn:
             axis.errorbar(
                 s.x,
@@ -351,10 +352,10 @@ def plot_planes(
         axis.set_xlabel(f"{plane.diversity.label} ({better(plane.diversity)} is better)")
         axis.set_ylabel(f"{plane.quality.label} ({better(plane.quality)} is better)")
         axis.set_title(title, fontsize=10)
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), ncol=columns)
         fig.tight_layout()
         path = prefix.with_name(f"{prefix.name}-{plane.name}.png")
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         written.append(path)
     return written

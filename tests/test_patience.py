@@ -48,6 +48,7 @@ def patient_run(tmp_path_factory):
     return _train(tmp_path_factory.mktemp("patience"), "mle", *PATIENT_MLE, "adversarial.steps=0")
 
 
+@pytest.mark.slow
 def test_mle_stops_after_patience_and_keeps_its_best_weights(patient_run):
     records = [r for r in _records(patient_run) if r["phase"] == "mle"]
     trained, restored = records[:-1], records[-1]
@@ -67,6 +68,7 @@ def test_mle_stops_after_patience_and_keeps_its_best_weights(patient_run):
     assert any(not torch.equal(trained_last[name], weight) for name, weight in kept.items())
 
 
+@pytest.mark.slow
 def test_a_resumed_patient_run_ends_as_the_uninterrupted_one(patient_run, tmp_path):
     """Resumed before its best epoch's evaluation (the kept weights are of an evaluation the resume redoes)."""
     copy = tmp_path / "mle"
@@ -81,6 +83,7 @@ def test_a_resumed_patient_run_ends_as_the_uninterrupted_one(patient_run, tmp_pa
     assert all(torch.equal(ours[name], theirs[name]) for name in theirs)
 
 
+@pytest.mark.slow
 def test_an_adversarial_phase_with_patience_stops_on_its_selection_value(patient_run, tmp_path):
     shutil.copytree(patient_run, tmp_path / "gan")
     shutil.rmtree(tmp_path / "gan" / "generator")
