@@ -18,12 +18,13 @@ def _row(model: str, row: str, bleu: float, self_bleu: float) -> dict:
 
 def test_a_results_table_draws_its_gan_rows_and_real_text_not_the_mle_row(monkeypatch, tmp_path):
     drawn = {}
-    monkeypatch.setattr(reproduce, "plot_planes", lambda sweep, gans, planes, prefix, title, real: drawn.update(
-        sweep=sweep, gans=gans, real=real, prefix=prefix) or [])
+    monkeypatch.setattr(reproduce, "plot_planes", lambda sweep, gans, planes, prefix, title, real, others: drawn.update(
+        sweep=sweep, gans=gans, real=real, prefix=prefix, others=others) or [])
     rows = [_row("MLE", "last", 0.31, 0.49), _row("RelGAN(100)", "last", 0.33, 0.53),
             _row(reproduce.REAL, "held out", 0.334, 0.417)]
     result = {"name": "t", "synthetic": False, "seeds": [1], "rows": rows,
-              "sweep": [{"temperature": 1.0, "metrics": {"bleu-4": {"mean": 0.31, "ci95": None}}}]}
+              "sweep": [{"temperature": 1.0, "metrics": {"bleu-4": {"mean": 0.31, "ci95": None}}}],
+              "reranked": {"points": {"reranked alpha=1": {"bleu-4": {"mean": 0.32, "ci95": None}}}}}
     path = tmp_path / "t.json"
     path.write_text(json.dumps(result))
     replot([str(path)])
@@ -33,6 +34,7 @@ def test_a_results_table_draws_its_gan_rows_and_real_text_not_the_mle_row(monkey
     assert drawn["real"]["self-bleu-4"]["mean"] == pytest.approx(0.417)
     # a table written before decoding rules (its sweep by temperature) draws its temperatures as rules
     assert list(drawn["sweep"]) == [Decoding(1.0)] and drawn["prefix"].name == "t"
+    assert list(drawn["others"]) == ["reranked alpha=1"]  # MLE reranked by a discriminator, on its own curve
 
 
 def test_replot_refuses_a_file_that_is_not_a_results_table(tmp_path):
