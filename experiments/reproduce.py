@@ -407,11 +407,12 @@ def branch_from(pretrained: str, branch: str, output_dir: str) -> None:
         shutil.copytree(Path(output_dir) / pretrained, target, ignore=skip)
 
 
-def reranked(run_dir: Path, alphas: list[float], steps: int, seed: int) -> tuple[dict[str, dict], float]:
+def reranked(run_dir: Path, alphas: list[float], steps: int, seed: int,
+             signature: str) -> tuple[dict[str, dict], float]:
     """On an enumerable benchmark, MLE reranked by a discriminator trained ``steps`` steps on real sentences
     against the run's generator: the exact divergences of q_alpha, the limit of many candidates
-    (relgan/reranking.py), per alpha ("reranked alpha=1" -> values and the exact signature; cached in the run), and
-    the seconds they took."""
+    (relgan/reranking.py), per alpha ("reranked alpha=1" -> values and the run's exact ``signature``; cached in the
+    run), and the seconds they took."""
     path = run_dir / f"reranked-{steps}.json"
     cached = json.loads(path.read_text()) if path.exists() else {}
     if cached.get("alphas") != alphas:
@@ -420,7 +421,6 @@ def reranked(run_dir: Path, alphas: list[float], steps: int, seed: int) -> tuple
         generator, _, _ = load_generator(run_dir)
         corpus = load_corpus(config.data, saved=run_dir)
         assert corpus.oracle is not None  # the caller checked that the benchmark is enumerable
-        signature = next(r for r in reversed(read_records(run_dir)) if r["phase"] == "mle")["signatures"]["exact"]
         torch.manual_seed(seed)
         discriminator = Discriminator(config.discriminator, corpus.vocab_size, corpus.seq_len)
         found = exact_reranked(generator.eval(), discriminator, oracle_log_probs(corpus.oracle), corpus.train_ids,
@@ -430,10 +430,6 @@ def reranked(run_dir: Path, alphas: list[float], steps: int, seed: int) -> tuple
                              for alpha, values in found.items()}}
         atomic_write_json(path, cached)
     return cached["points"], cached["seconds"]
-
-
-def read_records(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def swept(run_dir: Path, rules: list[Decoding], num_samples: int, seed: int) -> tuple[list[dict], float]:
@@ -545,8 +541,9 @@ def main() -> None:
                     points, spent = swept(run["run_dir"], rules, num_samples, seed)
                     sweeps.append(points)
                     seconds += spent
-                    if alphas and "exact" in run["records"][-1].get("signatures", {}):
-                        reranks_of_seed, spent = reranked(run["run_dir"], alphas, args.reranker_steps, seed)
+                    exact = run["records"][-1].get("signatures", {}).get("exact")
+                    if alphas and exact:
+                        reranks_of_seed, spent = reranked(run["run_dir"], alphas, args.reranker_steps, seed, exact)
                         reranks.append(reranks_of_seed)
                         seconds += spent
             for row_name, record in pick(run["records"], "mle" if model == "MLE" else "adversarial",
