@@ -33,11 +33,11 @@ def _configure_logging(debug: bool) -> None:
     logger.setLevel(logging.DEBUG if debug else logging.INFO)
     logger.propagate = False
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import datasets
+    # datasets reads these when it is imported: only the runs that load a dataset pay for that import
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("DATASETS_VERBOSITY", "error")
     import transformers
 
-    datasets.disable_progress_bars()
-    datasets.utils.logging.set_verbosity_error()
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 

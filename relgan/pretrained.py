@@ -7,18 +7,15 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    GPT2LMHeadModel,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
+from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
 from relgan.errors import ConfigError
+
+if TYPE_CHECKING:  # the model classes import transformers' modelling code (seconds): only where a model is loaded
+    from transformers import GPT2LMHeadModel, PreTrainedModel
 
 KEY = "generator.pretrained"
 
@@ -59,6 +56,8 @@ def _quiet_transformers():
 
 def load_pretrained_model(directory: str) -> GPT2LMHeadModel:
     """The GPT-2 language model saved in ``directory``."""
+    from transformers import GPT2LMHeadModel
+
     path = _gpt2_directory(directory)
     try:
         with _quiet_transformers():
@@ -70,6 +69,8 @@ def load_pretrained_model(directory: str) -> GPT2LMHeadModel:
 def load_causal_lm(directory: str, key: str) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
     """(tokenizer, model in eval mode) of any causal language model saved in ``directory``; ``key`` names the
     setting in errors."""
+    from transformers import AutoModelForCausalLM
+
     path, model_type = _model_directory(directory, key)
     try:
         with _quiet_transformers():

@@ -16,6 +16,7 @@ its vocabulary size equals the oracle's.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import Counter
@@ -23,7 +24,6 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
-from nltk.tokenize import NLTKWordTokenizer
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from torch import Tensor
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
@@ -33,7 +33,14 @@ from relgan.errors import CheckpointError
 EOS, UNK, BOS = "<eos>", "<unk>", "<bos>"
 SPECIAL_TOKENS = (EOS, UNK, BOS)
 
-_NLTK = NLTKWordTokenizer()
+
+@functools.cache
+def _nltk() -> Callable[[str], list[str]]:
+    """NLTKWordTokenizer's split; ``import nltk`` takes a second or two (scikit-learn, pandas), so only runs that
+    split words with it pay that."""
+    from nltk.tokenize import NLTKWordTokenizer
+
+    return NLTKWordTokenizer().tokenize
 
 
 def split_words(text: str, mode: str) -> list[str]:
@@ -41,7 +48,7 @@ def split_words(text: str, mode: str) -> list[str]:
     ``char``: the characters, runs of white space as one " " token; ``bpe`` (and a tokenizer of your own): the
     words between spaces, which the subword tokenizer splits further."""
     if mode == "nltk":
-        return _NLTK.tokenize(text.lower())
+        return _nltk()(text.lower())
     if mode in ("whitespace", "bpe"):
         return text.split()
     if mode == "char":
@@ -56,7 +63,7 @@ def model_text(tokens: Sequence[str], mode: str) -> str:
 
 def reference_words(text: str) -> list[str]:
     """Tokens of a BLEU reference or hypothesis as the official metric sees them (no lower-casing)."""
-    return _NLTK.tokenize(text)
+    return _nltk()(text)
 
 
 def metric_words(tokenization: str, tokenizer: PreTrainedTokenizerBase | None = None) -> Callable[[str], list[str]]:

@@ -7,14 +7,17 @@ values of earlier positions as well as through the current one.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config
 
 from relgan.config import GeneratorConfig
 from relgan.models.generator import SequenceGenerator
+
+if TYPE_CHECKING:  # transformers' modelling code takes seconds to import: only a run with a transformer pays it
+    from transformers import GPT2LMHeadModel
 
 
 def gpt2_config(config: GeneratorConfig, vocab_size: int, seq_len: int, start_id: int) -> GPT2Config:
@@ -60,6 +63,8 @@ class TransformerGenerator(SequenceGenerator):
         model: GPT2LMHeadModel | None = None,
         num_classes: int = 0,
     ) -> None:
+        from transformers import GPT2LMHeadModel
+
         super().__init__(config, vocab_size, seq_len, start_id, num_classes)
         self.model = model if model is not None else GPT2LMHeadModel(gpt2_config(config, vocab_size, seq_len, start_id))
         if num_classes:
