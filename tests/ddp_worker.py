@@ -6,13 +6,15 @@ ranks printing to one pipe can interleave their lines).
 
 Each ``--then`` is one run, with the shared overrides followed by its own, all in the same two processes (one
 launch, whose start-up is most of a smoke run's time); without ``--then``, one run. A run's ``config=PATH`` word
-trains PATH instead of CONFIG."""
+trains PATH instead of CONFIG; its ``via=cli`` word trains through ``relgan train`` (as train.py does: replicas of
+run.seeds, the seed summary) and reports nothing, and it must be the last run (it ends the process group)."""
 
 import hashlib
 import json
 import sys
 
 from relgan.assembly import setup
+from relgan.cli import main as main_of_cli
 from relgan.plugins import load_config
 
 
@@ -29,8 +31,13 @@ def main() -> None:
     variants = [[*common.split(), *run.split()] for run in runs] or [common.split()]
     for index, words in enumerate(variants):
         paths = [word.removeprefix("config=") for word in words if word.startswith("config=")]
-        overrides = [word for word in words if not word.startswith("config=")]
-        train_and_report(paths[-1] if paths else config, overrides, last=index == len(variants) - 1)
+        overrides = [word for word in words if not word.startswith(("config=", "via="))]
+        last = index == len(variants) - 1
+        if "via=cli" in words:
+            assert last, "a via=cli run ends the process group: it must be the last"
+            assert main_of_cli(["train", "--config", paths[-1] if paths else config, *overrides]) == 0
+        else:
+            train_and_report(paths[-1] if paths else config, overrides, last=last)
 
 
 def train_and_report(config: str, overrides: list[str], last: bool) -> None:

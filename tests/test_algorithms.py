@@ -51,6 +51,7 @@ def _objective(trainer, repeats=12):
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.slow
 def test_generator_steps_lower_the_objective_the_algorithm_optimises(tmp_path, algorithm):
     config = load_config(SMOKE, [f"run.output_dir={tmp_path}", "mle.epochs=1", "adversarial.g_lr=0.01",
                                  "run.backend=reference", *_overrides(algorithm)])

@@ -172,6 +172,7 @@ def test_a_changed_model_runs_its_own_mathematics(change, default_kernels, probe
         assert parity.mismatch(name, got[name], grad) == [], name
 
 
+@pytest.mark.slow
 def test_a_kernel_that_disagrees_on_this_machine_is_switched_off(default_kernels, probe_cache, monkeypatch, caplog):
     monkeypatch.setitem(parity.CHECKS, "discriminator", lambda *args, **kwargs: ["logits: max |diff| = 0.12"])
     g, d = _models()

@@ -52,6 +52,7 @@ def test_decoding_sweep_scores_each_rule_and_a_truncated_nll_is_infinite(smoke_r
     assert err.count("\n") == 0 and "--decoding-sweep: 'q=2' is not a decoding rule" in err
 
 
+@pytest.mark.slow
 def test_evaluate_text_files(tmp_path):
     samples = ["a man rides a horse .", "a dog on a beach", "a man rides a horse .", "two cats"]
     references = ["a man is riding a horse .", "a dog runs on the beach .", "cats sleep on a sofa ."]

@@ -87,6 +87,7 @@ def test_resume_without_a_run_directory(tmp_path, capsys):
                     "run directory not found")
 
 
+@pytest.mark.slow
 def test_existing_run_directory_needs_resume_or_overwrite(smoke_run, tmp_path, capsys):
     _copy(smoke_run, tmp_path)
     _one_line_error(capsys, ["train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "run.name=done"],

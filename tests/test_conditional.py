@@ -296,6 +296,7 @@ def _perfect_classifier(corpus):
     return Perfect()
 
 
+@pytest.mark.slow
 def test_the_conditional_table_scores_real_text_per_class_and_refuses_mixed_signatures(tmp_path):
     """The real-text row scores each class's own training sentences against that class's test sentences (BLEU
     near 1 for test sentences as hypotheses, 0 for the other class's) and the classifier on the class's test

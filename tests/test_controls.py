@@ -53,6 +53,7 @@ def test_a_reinforce_control_never_reads_the_discriminator(tmp_path, algorithm):
     assert all(torch.equal(a, b) for a, b in zip(*updates, strict=True))
 
 
+@pytest.mark.slow
 def test_batched_control_replicas_keep_their_discriminators(tmp_path):
     assert main(["train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "run.name=two", "run.seeds=[3,5]",
                  "run.replicas=batched", "adversarial.control=removed", "mle.epochs=1", "adversarial.steps=2"]) == 0

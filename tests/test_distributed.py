@@ -58,7 +58,8 @@ def _assert_identical_networks(run, real_batches_per_g_step):
 @pytest.fixture(scope="module")
 def ddp_runs(tmp_path_factory):
     """One launch of two processes trains every run the tests below read, in turn (tests/ddp_worker.py --then):
-    the RMC and GPT-2 smoke runs with WGAN-GP, each algorithm, and the seed-5 run the replicas are held against."""
+    the RMC and GPT-2 smoke runs with WGAN-GP, each algorithm, the seed-5 run the replicas are held against, a run
+    with patience, and last the replicas of seeds 3 and 5 (through the command line; its stdout in stdout.txt)."""
     out = tmp_path_factory.mktemp("ddp")
     runs = [
         ["run.name=ddp-rmc", "adversarial.loss=wgan-gp"],
@@ -68,9 +69,11 @@ def ddp_runs(tmp_path_factory):
         ["run.name=alone", "run.seed=5"],
         ["run.name=ddp-patience", "data.validation_size=64", "mle.epochs=30", "mle.patience=2", "mle.lr=0.05",
          "adversarial.eval_every=1", "adversarial.patience=1"],
+        ["via=cli", "run.name=two", "run.seeds=[3,5]"],  # replicas, through the command line as train.py runs
     ]
-    _accelerate(str(REPO / "tests" / "ddp_worker.py"), str(SMOKE), f"run.output_dir={out}", *COMMON,
-                *(word for run in runs for word in ("--then", *run)))
+    result = _accelerate(str(REPO / "tests" / "ddp_worker.py"), str(SMOKE), f"run.output_dir={out}", *COMMON,
+                         *(word for run in runs for word in ("--then", *run)))
+    (out / "stdout.txt").write_text(result.stdout)
     return out
 
 
@@ -84,16 +87,14 @@ def test_every_algorithm_keeps_both_networks_identical_on_two_processes(ddp_runs
         _assert_identical_networks(ddp_runs / f"ddp-{name}", int(algorithm_class(name).relaxed))
 
 
-def test_replicas_on_two_processes_equal_the_two_process_run_of_their_seed(ddp_runs, tmp_path):
+def test_replicas_on_two_processes_equal_the_two_process_run_of_their_seed(ddp_runs):
     from safetensors.torch import load_file
 
-    result = _accelerate(str(REPO / "train.py"), "--config", str(SMOKE), *COMMON, f"run.output_dir={tmp_path}",
-                         "run.name=two", "run.seeds=[3,5]")
-    assert result.stdout.count("seed summary in") == 1  # the main process reports
-    replica = load_file(str(tmp_path / "two" / "seed-5" / "generator" / "model.safetensors"))
+    assert (ddp_runs / "stdout.txt").read_text().count("seed summary in") == 1  # the main process reports
+    replica = load_file(str(ddp_runs / "two" / "seed-5" / "generator" / "model.safetensors"))
     alone = load_file(str(ddp_runs / "alone" / "generator" / "model.safetensors"))  # ddp_worker, two processes
     assert all((replica[k] == alone[k]).all() for k in alone)
-    assert (tmp_path / "two" / "seeds.json").is_file()
+    assert (ddp_runs / "two" / "seeds.json").is_file()
 
 
 def test_phases_with_patience_stop_together_on_two_processes(ddp_runs):

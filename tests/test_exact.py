@@ -77,6 +77,7 @@ def test_sentences_are_enumerated_once_in_order_and_identical_models_have_no_div
     assert zero["exact_entropy"] == zero["oracle_entropy"] == pytest.approx(1.5 * math.log(2) / 2)
 
 
+@pytest.mark.slow
 def test_the_exact_metric_is_computed_and_signed_on_the_exact_benchmark(tmp_path):
     """The benchmark's config at a smaller V^T (6^5 sentences), so that the run takes seconds."""
     assert main(["train", "--config", str(REPO / "configs" / "exact.yaml"), f"run.output_dir={tmp_path}",

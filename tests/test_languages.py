@@ -48,6 +48,7 @@ def chinese(tmp_path):
     return _files(tmp_path, _sentences(rng, CHINESE[:40], 256), _sentences(rng, CHINESE[:40], 50))
 
 
+@pytest.mark.slow
 def test_a_chinese_corpus_trains_samples_readable_text_and_evaluates_per_character(tmp_path, chinese, capsys):
     assert _train(tmp_path, chinese, "data.tokenization=char") == 0
     run = tmp_path / "runs" / "zh"
@@ -71,6 +72,7 @@ def test_chinese_split_into_words_is_a_warning(tmp_path, chinese, capsys):
         capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bpe_trains_on_the_training_split_and_decodes_without_added_spaces(tmp_path, chinese):
     assert _train(tmp_path, chinese, "data.tokenization=bpe", "data.max_vocab_size=120") == 0
     run = tmp_path / "runs" / "zh"
@@ -91,6 +93,7 @@ def test_bpe_trains_on_the_training_split_and_decodes_without_added_spaces(tmp_p
     assert own.split("|")[4] == again.split("|")[4] and own.split("|")[4].startswith("tok:vocab-")
 
 
+@pytest.mark.slow
 def test_a_tokenizer_that_does_not_know_the_text_is_refused_and_two_tokenizers_never_share_a_signature(
         tmp_path, capsys):
     rng = random.Random(5)
@@ -121,6 +124,7 @@ def test_a_tokenizer_that_does_not_know_the_text_is_refused_and_two_tokenizers_n
     assert fields[0] != fields[1] and all(field.startswith("tok:vocab-") for field in fields)
 
 
+@pytest.mark.slow
 def test_a_vocabulary_of_the_specials_alone_is_an_error_and_bpe_below_its_alphabet_a_warning(tmp_path, chinese,
                                                                                             capsys):
     assert _train(tmp_path, chinese, "data.min_frequency=100000", "--dry-run") == 2
@@ -131,6 +135,7 @@ def test_a_vocabulary_of_the_specials_alone_is_an_error_and_bpe_below_its_alphab
 
 
 @pytest.mark.parametrize("tokenization", ["char", "bpe"])
+@pytest.mark.slow
 def test_arabic_mixed_with_emoji_trains(tmp_path, tokenization):
     rng = random.Random(1)
     train, test = (_sentences(rng, ARABIC_EMOJI, count, (3, 7), " ") for count in (256, 40))
@@ -143,6 +148,7 @@ def test_arabic_mixed_with_emoji_trains(tmp_path, tokenization):
     assert all(set(_without_specials(line)) <= allowed for line in out.read_text().splitlines())
 
 
+@pytest.mark.slow
 def test_a_tokenizer_of_your_own(tmp_path, chinese):
     rng = random.Random(2)
     directory = tmp_path / "my-tokenizer"
@@ -154,6 +160,7 @@ def test_a_tokenizer_of_your_own(tmp_path, chinese):
                  f"data.tokenizer={directory}", "data.tokenization=char"]) == 2
 
 
+@pytest.mark.slow
 def test_a_byte_order_mark_makes_no_fake_word_or_class(tmp_path):
     rng = random.Random(3)
     words = "cat dog bird fish horse cow".split()

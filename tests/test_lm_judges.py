@@ -31,6 +31,7 @@ def judges(tmp_path_factory):
     return LanguageModelJudges(captions(400, 0), captions(100, 1), SPEC, cache=tmp_path_factory.mktemp("cache"))
 
 
+@pytest.mark.slow
 def test_real_sentences_score_better_than_their_shuffled_words(judges):
     test = captions(100, 2)
     real, shuffled = judges(test), judges(shuffled_words(test, 3))
@@ -39,6 +40,7 @@ def test_real_sentences_score_better_than_their_shuffled_words(judges):
     assert real["lm_judge"] == SPEC.describe()
 
 
+@pytest.mark.slow
 def test_a_mode_collapsed_sample_set_covers_the_test_split_worse(judges):
     collapsed = captions(5, 4) * 80  # five sentences, 400 samples
     real = captions(400, 5)
@@ -76,6 +78,7 @@ def test_mauve_of_features_against_themselves_and_against_shifted_ones():
     assert mauve_score(x + 1.0, y) < 0.5
 
 
+@pytest.mark.slow
 def test_mauve_of_sentences_against_themselves_and_shuffled_words_on_minilm_features():
     """Mean-pooled MiniLM features hardly see word order: shuffling every sentence costs MAUVE little (docs/metrics.md);
     FED on the same features moves clearly."""
@@ -90,6 +93,7 @@ def test_mauve_of_sentences_against_themselves_and_shuffled_words_on_minilm_feat
     assert same["fed-minilm"] == pytest.approx(0.0, abs=1e-6) and shuffled["fed-minilm"] > 0.05
 
 
+@pytest.mark.slow
 def test_training_evaluations_report_the_judges_on_the_synthetic_benchmark(tmp_path):
     import json
     import math

@@ -57,6 +57,7 @@ def _records(run):
             for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_an_algorithm_defined_in_a_test_trains_resumes_bitwise_runs_in_the_lab_and_shows_in_help(
         tmp_path, capsys, tempered):
     args = ["train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "run.name=whole", *SHORT,

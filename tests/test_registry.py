@@ -48,6 +48,7 @@ def test_backward_bleu_equals_nltk_with_the_samples_as_references():
     assert signature == f"bw_bleu|proto:full|hyp:30|ref:40|tok:nltk|smooth:method1|v:{VERSION}"
 
 
+@pytest.mark.slow
 def test_every_evaluation_signs_each_metric(tmp_path, capsys):
     assert main(["train", "--config", str(SMOKE), f"run.output_dir={tmp_path}", "run.name=s", "mle.epochs=1",
                  "adversarial.steps=2"]) == 0

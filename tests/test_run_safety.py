@@ -57,6 +57,7 @@ def test_a_run_name_is_a_plain_directory_name(neighbours, capsys, name):
     _survived(neighbours)
 
 
+@pytest.mark.slow
 def test_overwrite_deletes_only_a_relgan_run_directory(neighbours, capsys):
     stranger = neighbours / "photos"
     stranger.mkdir()
@@ -81,6 +82,7 @@ def test_overwrite_refuses_a_directory_that_only_looks_like_a_run(neighbours, ca
     assert (lookalike / "notes.md").read_text() == "notes\n" and (lookalike / "config.yaml").is_file()
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_naming_the_first(tmp_path, capsys):
     assert _train(tmp_path) == 0
     run = tmp_path / "run"
@@ -97,6 +99,7 @@ def test_a_second_writer_is_refused_naming_the_first(tmp_path, capsys):
     assert _train(tmp_path, "--overwrite") == 0
 
 
+@pytest.mark.slow
 def test_a_lock_file_left_by_a_killed_run_does_not_block(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -122,6 +125,7 @@ def test_the_lock_is_released_when_the_writer_is_killed(tmp_path):
     holder.release()
 
 
+@pytest.mark.slow
 def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path, capsys):
     assert _train(tmp_path) == 0
     run = tmp_path / "run"
@@ -136,6 +140,7 @@ def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path, capsys):
     assert [json.loads(line)["step"] for line in lines] == steps
 
 
+@pytest.mark.slow
 def test_a_corrupt_log_line_elsewhere_is_a_one_line_error(tmp_path, capsys):
     assert _train(tmp_path) == 0
     run = tmp_path / "run"
@@ -151,6 +156,7 @@ def test_a_corrupt_log_line_elsewhere_is_a_one_line_error(tmp_path, capsys):
     ("array", "metrics.jsonl: line 2 is JSON but not an evaluation record (an object with a phase)"),
     ("directory", "metrics.jsonl: is not a file"),
 ])
+@pytest.mark.slow
 def test_a_metrics_log_that_is_no_log_is_a_one_line_error(finished_run, tmp_path, capsys, damage, message):
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
@@ -173,6 +179,7 @@ def test_a_nul_character_in_a_yaml_run_name_is_a_one_line_error(tmp_path, capsys
     _one_line_error(capsys, "run.name contains a NUL character")
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_an_evaluation_is_one_line_and_leaves_no_temporary_file(tmp_path, capsys, monkeypatch):
     import errno
 
@@ -191,6 +198,7 @@ def test_a_full_disk_during_an_evaluation_is_one_line_and_leaves_no_temporary_fi
     assert not [p for p in (tmp_path / "run").rglob("*") if ".tmp" in p.name]
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_partial_checkpoint(tmp_path, capsys, monkeypatch):
     from accelerate import Accelerator
 
@@ -314,12 +322,14 @@ def test_non_finite_settings_are_refused(tmp_path, capsys, override):
     _one_line_error(capsys, f"{override.split('=')[0]} must be a finite number")
 
 
+@pytest.mark.slow
 def test_resume_keeps_its_seed(tmp_path, capsys):
     assert _train(tmp_path, "run.seed=3") == 0
     assert _train(tmp_path, "run.seed=4", "--resume") == 2
     _one_line_error(capsys, "was trained with run.seed = 3 but the config asks for 4")
 
 
+@pytest.mark.slow
 def test_a_run_stopped_before_its_first_checkpoint_gets_one_advice(tmp_path, capsys):
     assert _train(tmp_path) == 0
     run = tmp_path / "run"
@@ -396,6 +406,7 @@ def test_resume_refuses_what_would_change_the_run_and_leaves_its_config(finished
     assert (tmp_path / "run" / "config.yaml").read_bytes() == saved
 
 
+@pytest.mark.slow
 def test_a_finished_mle_run_is_continued_by_any_algorithm_but_one_that_adds_modules(tmp_path, capsys):
     """Before the adversarial phase its keys have acted on nothing (experiments/reproduce.py branches every GAN of
     a seed from one MLE run); a control variate the MLE checkpoint lacks is a one-line error."""
@@ -415,6 +426,7 @@ def test_a_finished_mle_run_is_continued_by_any_algorithm_but_one_that_adds_modu
             _one_line_error(capsys, "does not fit the model the config asks for", "an estimator's control variate")
 
 
+@pytest.mark.slow
 def test_resume_continues_with_more_steps_under_the_horizon_it_set_and_new_evaluation_settings(tmp_path):
     assert _train(tmp_path, "gumbel.horizon=8") == 0
     assert _train(tmp_path, "gumbel.horizon=8", "adversarial.steps=6", "adversarial.eval_every=3", "--resume") == 0

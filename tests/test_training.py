@@ -154,6 +154,7 @@ def _wait_for_checkpoint(run_dir, process, timeout=120):
     raise AssertionError("no checkpoint appeared")
 
 
+@pytest.mark.slow
 def test_learned_beta_and_bf16_autocast_train_on_cpu(tmp_path):
     """One adversarial iteration: Adam's first step moves rho = log(beta) by the learning rate (m / sqrt(v) =
     +-1), so the D steps use beta = exp(+-0.05)."""
@@ -169,6 +170,7 @@ def test_learned_beta_and_bf16_autocast_train_on_cpu(tmp_path):
     assert all(torch.isfinite(p).all() for p in trainer.gen.parameters())
 
 
+@pytest.mark.slow
 def test_learned_beta_is_read_anew_by_every_generator_step(tmp_path):
     """Two G steps per iteration: each step's graph has its own beta (no backward through a freed graph), and
     the D steps use the beta after both updates."""
@@ -188,6 +190,7 @@ def test_learned_beta_is_read_anew_by_every_generator_step(tmp_path):
     assert reports["adversarial"]["beta"] != pytest.approx(betas[-1])
 
 
+@pytest.mark.slow
 def test_resuming_text_data_with_another_vocabulary_is_refused(tmp_path, capsys):
     train, test = tmp_path / "train.txt", tmp_path / "test.txt"
     train.write_text("a b c d\nb c d e\nc d e f\nd e f g\n")

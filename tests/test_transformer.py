@@ -126,6 +126,7 @@ def test_context_shorter_than_the_measured_sentence_length_is_a_config_error(tmp
     assert "the transformer has 7 positions, fewer than the sentence length T = 8" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_switching_architecture_on_the_command_line_resets_the_files_rmc_keys(tmp_path, caplog):
     config = load_config(SMOKE, ["generator.architecture=transformer"])
     assert config.generator.head_size == GeneratorConfig().head_size
