@@ -84,8 +84,8 @@ from relgan.metrics.exact import oracle_log_probs  # noqa: E402
 from relgan.metrics.registry import Sampled  # noqa: E402
 from relgan.models import Discriminator  # noqa: E402
 from relgan.plugins import load_config  # noqa: E402
-from relgan.report import decoding_sweep  # noqa: E402
-from relgan.reranking import exact_reranked  # noqa: E402
+from relgan.report import decoding_sweep, reranked_sweep  # noqa: E402
+from relgan.reranking import exact_reranked, reranking_signature  # noqa: E402
 
 TEXT_KEYS = [f"bleu-{n}" for n in (2, 3, 4, 5)] + [f"self-bleu-{n}" for n in (2, 3, 4, 5)]
 # the rows' names; run directories keep the algorithm's config name
@@ -332,14 +332,19 @@ def markdown(result: dict) -> str:
                      + " |")
     reranking = result.get("reranked", {})
     if reranking.get("points"):
-        lines += ["", "#### MLE reranked by a trained discriminator (exact), mean ± 95% interval", "",
-                  f"Each seed's MLE generator, resampled in proportion to exp(alpha d(x)) in the limit of many "
-                  f"candidates, d a discriminator of the config's sizes trained {reranking['reranker_steps']} Adam "
-                  "steps on real sentences against the generator's samples (relgan/reranking.py). These points join "
-                  "the frontier of the verdict.", "", "| rule | " + " | ".join(EXACT_KEYS) + " |",
-                  "|---|" + "---|" * len(EXACT_KEYS)]
+        candidates = reranking.get("candidates")
+        how = ("in the limit of many candidates (exact)" if candidates is None else
+               f"{result['num_samples']} sentences drawn from {candidates} candidates (SIR; no NLL_test: the resampled "
+               "sentences are no one generator's samples)")
+        reranked_keys = [k for k in sweep_keys if any(k in stats for stats in reranking["points"].values())]
+        lines += ["", "#### MLE reranked by a trained discriminator, mean ± 95% interval", "",
+                  f"Each seed's MLE generator, resampled in proportion to exp(alpha d(x)), {how}; d a discriminator "
+                  f"of the config's sizes trained {reranking['reranker_steps']} Adam steps on real sentences against "
+                  "the generator's samples (relgan/reranking.py). These points join the frontier of the verdict on "
+                  "every plane where they have both axes.", "", "| rule | " + " | ".join(reranked_keys) + " |",
+                  "|---|" + "---|" * len(reranked_keys)]
         for label, stats in reranking["points"].items():
-            lines.append(f"| {label} | " + " | ".join(fmt(stats.get(k)) for k in EXACT_KEYS) + " |")
+            lines.append(f"| {label} | " + " | ".join(fmt(stats.get(k)) for k in reranked_keys) + " |")
     if result["plots"]:
         lines += ["", "Plots: " + ", ".join(f"[{Path(p).name}]({Path(p).name})" for p in result["plots"]) + "."]
     lines += ["", "#### Per seed", "", "Step: the evaluation of the row; trained: the epochs (MLE) or iterations its "
@@ -407,29 +412,42 @@ def branch_from(pretrained: str, branch: str, output_dir: str) -> None:
         shutil.copytree(Path(output_dir) / pretrained, target, ignore=skip)
 
 
-def reranked(run_dir: Path, alphas: list[float], steps: int, seed: int,
-             signature: str) -> tuple[dict[str, dict], float]:
-    """On an enumerable benchmark, MLE reranked by a discriminator trained ``steps`` steps on real sentences
-    against the run's generator: the exact divergences of q_alpha, the limit of many candidates
-    (relgan/reranking.py), per alpha ("reranked alpha=1" -> values and the run's exact ``signature``; cached in the
-    run), and the seconds they took."""
-    path = run_dir / f"reranked-{steps}.json"
+def reranked(run_dir: Path, alphas: list[float], steps: int, seed: int, exact: str | None, candidates: int,
+             num_samples: int) -> tuple[dict[str, dict], float]:
+    """MLE reranked by a discriminator trained ``steps`` steps on real sentences against the run's generator
+    (relgan/reranking.py), per alpha ("reranked alpha=1" -> its plane metrics and signatures; cached in the run),
+    and the seconds they took: on an enumerable benchmark (``exact``: the run's exact signature) the exact
+    divergences of q_alpha, the limit of many candidates; elsewhere the full-protocol metrics of ``num_samples``
+    sentences resampled from ``candidates`` draws (SIR), which have no NLL_test."""
+    name = f"reranked-{steps}.json" if exact else f"reranked-sir-{candidates}-{num_samples}-{steps}.json"
+    path = run_dir / name
     cached = json.loads(path.read_text()) if path.exists() else {}
     if cached.get("alphas") != alphas:
         started = time.time()
-        config = load_run_config(run_dir)
-        generator, _, _ = load_generator(run_dir)
-        corpus = load_corpus(config.data, saved=run_dir)
-        assert corpus.oracle is not None  # the caller checked that the benchmark is enumerable
-        torch.manual_seed(seed)
-        discriminator = Discriminator(config.discriminator, corpus.vocab_size, corpus.seq_len)
-        found = exact_reranked(generator.eval(), discriminator, oracle_log_probs(corpus.oracle), corpus.train_ids,
-                               corpus.vocab_size, tuple(alphas), steps, seed)
+        if exact:
+            found = {alpha: {**values, "signatures": {"exact": exact}}
+                     for alpha, values in _exact_reranked(run_dir, alphas, steps, seed).items()}
+        else:
+            sweep = reranked_sweep(run_dir, "full", alphas, candidates, steps, num_samples, seed)
+            found = {point["alpha"]: plane_metrics(point) for point in sweep["points"]}
         cached = {"alphas": alphas, "seconds": time.time() - started,
-                  "points": {f"reranked alpha={alpha:g}": {**values, "signatures": {"exact": signature}}
-                             for alpha, values in found.items()}}
+                  "points": {f"reranked alpha={alpha:g}": point for alpha, point in found.items()}}
         atomic_write_json(path, cached)
-    return cached["points"], cached["seconds"]
+    how = reranking_signature(steps, None if exact else candidates)
+    return ({label: {**point, "signatures": {**point["signatures"], "reranking": how}}
+             for label, point in cached["points"].items()}, cached["seconds"])
+
+
+def _exact_reranked(run_dir: Path, alphas: list[float], steps: int, seed: int) -> dict[float, dict[str, float]]:
+    """The exact divergences of the run's generator reranked at each alpha (relgan.reranking.exact_reranked)."""
+    config = load_run_config(run_dir)
+    generator, _, _ = load_generator(run_dir)
+    corpus = load_corpus(config.data, saved=run_dir)
+    assert corpus.oracle is not None  # the caller checked that the benchmark is enumerable
+    torch.manual_seed(seed)
+    discriminator = Discriminator(config.discriminator, corpus.vocab_size, corpus.seq_len)
+    return exact_reranked(generator.eval(), discriminator, oracle_log_probs(corpus.oracle), corpus.train_ids,
+                          corpus.vocab_size, tuple(alphas), steps, seed)
 
 
 def swept(run_dir: Path, rules: list[Decoding], num_samples: int, seed: int) -> tuple[list[dict], float]:
@@ -474,9 +492,12 @@ def main() -> None:
                         help="decoding rules of the MLE sweep, whose union is the verdict's frontier: temperatures "
                              "and T=, k=, p= settings joined by ':' (0.8,1.0,k=40,p=0.9; relgan/decoding.py)")
     parser.add_argument("--rerank-alphas", default="0.25,0.5,1,1.5,2",
-                        help="on an enumerable benchmark, MLE reranked by a trained discriminator joins the frontier "
-                             "at each alpha (exactly: relgan/reranking.py); '' for none")
+                        help="MLE reranked by a trained discriminator joins the frontier at each alpha "
+                             "(relgan/reranking.py: exactly on an enumerable benchmark, else by resampling "
+                             "--rerank-candidates draws); '' for none")
     parser.add_argument("--reranker-steps", type=int, default=1000, help="Adam steps of the reranking discriminator")
+    parser.add_argument("--rerank-candidates", type=int,
+                        help="draws resampled into each reranked sample set (default: 10 x --num-samples)")
     parser.add_argument("--name", required=True, help="results/<name>.json, .md and -<plane>.png")
     parser.add_argument("--output-dir", default="runs/reproduce", help="where the runs are (read or written)")
     parser.add_argument("--collect", metavar="DIR",
@@ -515,10 +536,15 @@ def main() -> None:
         adversarial += [f"adversarial.eval_every={args.eval_every}", f"adversarial.checkpoint_every={args.eval_every}"]
 
     alphas = [float(alpha) for alpha in args.rerank_alphas.split(",")] if args.rerank_alphas else []
+    candidates = args.rerank_candidates or 10 * num_samples
+    if candidates < num_samples:
+        raise RelganError(f"--rerank-candidates {candidates}: resample from at least --num-samples ({num_samples}) "
+                          "draws")
     rows: list[dict] = []
     sweeps: list[list[dict]] = []
     reranks: list[dict[str, dict]] = []
     seconds, reference, judging = 0.0, None, None
+    exact: str | None = None  # the MLE runs' exact signature, on an enumerable benchmark
     for seed in seeds:
         name = f"{args.name}-s{seed}"
         runs = {"MLE": (f"{name}-mle", [*common, f"run.seed={seed}", "adversarial.steps=0"]),
@@ -542,8 +568,9 @@ def main() -> None:
                     sweeps.append(points)
                     seconds += spent
                     exact = run["records"][-1].get("signatures", {}).get("exact")
-                    if alphas and exact:
-                        reranks_of_seed, spent = reranked(run["run_dir"], alphas, args.reranker_steps, seed, exact)
+                    if alphas:
+                        reranks_of_seed, spent = reranked(run["run_dir"], alphas, args.reranker_steps, seed, exact,
+                                                          candidates, num_samples)
                         reranks.append(reranks_of_seed)
                         seconds += spent
             for row_name, record in pick(run["records"], "mle" if model == "MLE" else "adversarial",
@@ -587,7 +614,8 @@ def main() -> None:
         "minutes": seconds / 60, "oracle_reference": reference, "note": args.note,
         "command": portable_command(["python", "-m", "experiments.reproduce", *sys.argv[1:]]), "rows": rows,
         "aggregate": aggregated, "sweep": sweep, "verdicts": found,
-        "reranked": {"alphas": alphas, "reranker_steps": args.reranker_steps, "points": reranked_points},
+        "reranked": {"alphas": alphas, "reranker_steps": args.reranker_steps, "points": reranked_points,
+                     "candidates": None if exact else candidates},
         "judge_agreement": agreement,
         "verdict_lines": [verdict_line(name, found[name], planes, against_control(name, gans, planes),
                                        {plane.name: beyond_frontier(sweep_points, gans[name], plane, reranked_points)

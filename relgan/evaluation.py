@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from statistics import fmean
 
+from torch import Tensor
+
 from relgan.data import Corpus
 from relgan.decoding import PLAIN, Decoding
 from relgan.metrics import registry
@@ -190,10 +192,25 @@ def generator_report(
     ``torch.no_grad()`` (and the Accelerator's autocast for mixed precision).
     """
     ids = sample_ids(generator, num_samples, batch_size, seed, decoding, label)
+    options = {"batch_size": batch_size, "nll_batch_size": nll_batch_size, "decoding": decoding, "label": label}
+    return sentences_report(ids, corpus, metrics, generator, text_evaluator, judges, options)
+
+
+def sentences_report(
+    ids: Tensor,
+    corpus: Corpus,
+    metrics: Sequence[str],
+    generator: SequenceGenerator | None = None,
+    text_evaluator: TextEvaluator | None = None,
+    judges: LanguageModelJudges | None = None,
+    options: dict | None = None,
+) -> tuple[dict, list[str]]:
+    """Metrics of the sentences ``ids`` [N, T] (those in ``metrics`` that apply) and their decoded text. Without
+    the ``generator`` that drew them (sentences resampled from several draws: relgan/reranking.py) the metrics
+    that read a generator's probabilities (NLL_test, NLL_gen, the exact ones) are left out."""
     texts = corpus.decode(ids)
     words = [text_evaluator.words(text) for text in texts] if text_evaluator is not None else []
-    options = {"batch_size": batch_size, "nll_batch_size": nll_batch_size, "decoding": decoding, "label": label}
-    run = Sampled(texts, words, text_evaluator, judges, generator, corpus, ids, options)
+    run = Sampled(texts, words, text_evaluator, judges, generator, corpus, ids, options or {})
     report = registry.evaluate(run, metrics)
     if text_evaluator is not None:
         report = {
@@ -267,6 +284,13 @@ class CorpusEvaluation:
             text = self.selection(texts, ["bleu", "self_bleu"])
             values = {**text, **values, "signatures": {**text["signatures"], **values["signatures"]}}
         return {f"val/{key}": value for key, value in values.items()}
+
+    def of_sentences(self, ids: Tensor, metrics: Sequence[str], options: dict) -> tuple[dict, list[str]]:
+        """The report of sentences ``ids`` [N, T] that no single generator drew (:func:`sentences_report`), on an
+        unlabelled corpus."""
+        if self.corpus.label_names is not None:
+            raise ValueError("sentences without a generator are evaluated on unlabelled corpora only")
+        return sentences_report(ids, self.corpus, metrics, None, self.text_evaluators[0], self.judges[0], options)
 
     def classifier(self) -> SentenceClassifier:
         """The classifier of the real training split (trained, or read from the cache, at first use)."""

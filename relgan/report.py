@@ -21,15 +21,17 @@ from relgan.evaluation import CorpusEvaluation, TextEvaluator
 from relgan.io_utils import atomic_write_json, read_text_lines
 from relgan.metrics.embedding import fed_available
 from relgan.metrics.lm_judges import LanguageModelJudges, causal_lm_nll
-from relgan.metrics.registry import FED_EXTRA, GENERATOR, JUDGES, METRICS, metric_of
+from relgan.metrics.registry import FED_EXTRA, JUDGES, METRICS, from_text, metric_of
+from relgan.models import Discriminator
 from relgan.pretrained import load_causal_lm, load_text_tokenizer
+from relgan.reranking import reranking_signature, sir_resampled
 from relgan.tokenization import metric_words, split_identity, unknown_share
 
 logger = logging.getLogger("relgan")
 
 # the defaults, from the registry: every metric of a run; every metric of a samples file; those on a verdict plane
 RUN_METRICS = tuple(name for name, metric in METRICS.items() if FED_EXTRA not in metric.needs)
-TEXT_METRICS = tuple(name for name in RUN_METRICS if GENERATOR not in METRICS[name].needs)
+TEXT_METRICS = tuple(name for name in RUN_METRICS if from_text(METRICS[name]))
 SWEEP_METRICS = tuple(
     sorted(
         {
@@ -94,6 +96,41 @@ def decoding_sweep(
     return {"protocol": protocol, "run": str(run_dir), "points": points}
 
 
+def reranked_sweep(
+    run_dir: Path,
+    protocol: str,
+    alphas: Sequence[float],
+    candidates: int,
+    reranker_steps: int,
+    num_samples: int,
+    seed: int,
+    metrics: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """MLE reranked by a discriminator on any benchmark (relgan/reranking.py, by SIR): a discriminator of the run's
+    sizes is trained ``reranker_steps`` steps on the training sentences against the run's generator, then
+    ``num_samples`` of ``candidates`` draws are resampled per alpha; each point has the metrics of
+    :func:`decoding_sweep` computed from samples (not NLL_test) and a ``reranking`` signature. On the CPU."""
+    session = _RunSession(run_dir, None, protocol, "cpu")
+    corpus = session.corpus
+    if corpus.label_names is not None:
+        raise RelganError(f"{run_dir}: MLE reranked by a discriminator is not available for labelled corpora")
+    torch.manual_seed(seed)
+    discriminator = Discriminator(session.config.discriminator, corpus.vocab_size, corpus.seq_len)
+    real, batch_size = corpus.train_ids, session.config.eval.batch_size
+    resampled = sir_resampled(
+        session.generator, discriminator, real, tuple(alphas), candidates, num_samples, reranker_steps, seed, batch_size
+    )
+    signature = reranking_signature(reranker_steps, candidates)
+    options = {"batch_size": batch_size}
+    points = []
+    with torch.no_grad():
+        for alpha, ids in resampled.items():
+            report, _ = session.evaluation.of_sentences(ids, metrics or with_fed(SWEEP_METRICS), options)
+            signatures = {**report.pop("signatures"), "reranking": signature}
+            points.append({"alpha": alpha, **report, "num_samples": num_samples, "signatures": signatures})
+    return {"protocol": protocol, "run": str(run_dir), "points": points}
+
+
 class _RunSession:
     """A run's generator, corpus and text evaluator, loaded once for several reports."""
 
@@ -149,7 +186,7 @@ def evaluate_files(
     train_lines = None
     if train is not None:
         train_lines = [line.strip() for line in read_text_lines(train, "--train") if line.strip()]
-    allowed = tuple(name for name, metric in METRICS.items() if GENERATOR not in metric.needs)
+    allowed = tuple(name for name, metric in METRICS.items() if from_text(metric))
     if metrics is None:
         chosen = [m for m in with_fed(TEXT_METRICS) if JUDGES not in METRICS[m].needs or train_lines is not None]
     else:

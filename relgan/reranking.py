@@ -6,7 +6,9 @@ importance-resampling). alpha = 0 is plain MLE sampling.
 As M grows the resampled sentences follow q_alpha(x) = p_G(x) exp(alpha d(x)) / Z. A discriminator that is
 Bayes-optimal for real against generated data has d(x) = log p_data(x) - log p_G(x), so q_1 is the data
 distribution itself: on the exact benchmark d can be that true log-ratio, and :func:`reranked_log_probs` gives
-q_alpha of every sentence exactly.
+q_alpha of every sentence exactly (:func:`exact_reranked`). Elsewhere :func:`sir_resampled` draws the candidates
+and resamples them; the resampled sentences then carry every metric computed from samples, but no NLL_test: they
+are no one generator's samples, and q_alpha's normaliser is not estimated.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from torch.nn import functional as F
 from relgan.algorithms.reinforce import sentence_logits
 from relgan.decoding import Decoding
 from relgan.metrics.exact import all_sentences, divergences, generator_log_probs
+from relgan.metrics.registry import VERSION
 from relgan.models import Discriminator, SequenceGenerator
+from relgan.runtime import derive_seed
+from relgan.sampling import sample_ids
 
 
 def resampling_weights(scores: Tensor, alpha: float) -> Tensor:
@@ -92,3 +97,31 @@ def exact_reranked(
     train_reranker(discriminator, generator, real, steps, seed=seed)
     scores = scores_of(discriminator, all_sentences(vocab_size, seq_len, 0, len(log_q)))
     return {alpha: divergences(oracle_log_p, reranked_log_probs(log_q, scores, alpha), seq_len) for alpha in alphas}
+
+
+def sir_resampled(
+    generator: SequenceGenerator,
+    discriminator: Discriminator,
+    real: Tensor,
+    alphas: tuple[float, ...],
+    candidates: int,
+    count: int,
+    steps: int,
+    seed: int,
+    batch_size: int = 256,
+) -> dict[float, Tensor]:
+    """On any benchmark: train ``discriminator`` as the reranker of ``generator`` on the real sentences [N, T]
+    (:func:`train_reranker`), draw ``candidates`` sentences from the generator and, for each alpha, resample
+    ``count`` of them [count, T] in proportion to exp(alpha d) (sampling-importance-resampling)."""
+    train_reranker(discriminator, generator, real, steps, seed=seed)
+    pool = sample_ids(generator, candidates, batch_size, derive_seed(seed, "reranking candidates"))
+    scores = scores_of(discriminator, pool)
+    draws = torch.Generator().manual_seed(derive_seed(seed, "reranking resampling"))
+    return {alpha: pool[resample(scores, alpha, count, draws)] for alpha in alphas}
+
+
+def reranking_signature(steps: int, candidates: int | None) -> str:
+    """How reranked points were made: the reranker's training steps and ``candidates`` drawn per resampled set
+    (SIR), or None for the exact limit of many candidates."""
+    how = f"sir|candidates:{candidates}" if candidates is not None else "exact-limit"
+    return f"reranking|{how}|reranker-steps:{steps}|v:{VERSION}"

@@ -32,6 +32,8 @@ def test_no_committed_result_names_a_directory_of_the_machine_that_made_it():
     ("reproduce", ["--config", "nope.yaml", "--name", "x"], "error: nope.yaml: config file not found"),
     ("reproduce", ["--config", str(REPO / "configs" / "smoke.yaml"), "--decoding", "0.8,k=x", "--name", "x"],
      "error: --decoding: 'k=x' is not a decoding rule"),
+    ("reproduce", ["--config", str(REPO / "configs" / "smoke.yaml"), "--num-samples", "64", "--rerank-candidates",
+                   "10", "--name", "x"], "error: --rerank-candidates 10: resample from at least --num-samples (64)"),
     ("paper_seeds", ["--config", "nope.yaml", "--output-dir", "OUT"], "error: nope.yaml: config file not found"),
     ("conditional_table", ["--runs", "nope", "--out", "OUT", "--command", "x"],
      "error: --runs nope: no evaluation after MLE"),

@@ -1,5 +1,6 @@
 """Discriminator-reranked MLE (relgan/reranking.py): resampling weights exp(alpha d) by hand and by draws, the
-limit of many candidates equal to the oracle when d is the true log-ratio, and a reranker that learns."""
+limit of many candidates equal to the oracle when d is the true log-ratio, a reranker that learns, resampled
+sentences that follow the exact limit, and the reranked points of a run (experiments/reproduce.py)."""
 
 import math
 
@@ -12,7 +13,15 @@ from relgan.config import DiscriminatorConfig
 from relgan.decoding import Decoding
 from relgan.metrics.exact import all_sentences, divergences, generator_log_probs, oracle_log_probs
 from relgan.models import Discriminator
-from relgan.reranking import exact_reranked, reranked_log_probs, resample, resampling_weights, train_reranker
+from relgan.reranking import (
+    exact_reranked,
+    reranked_log_probs,
+    resample,
+    resampling_weights,
+    scores_of,
+    sir_resampled,
+    train_reranker,
+)
 
 
 def test_resampling_weights_by_hand_and_by_draws():
@@ -59,3 +68,57 @@ def test_exact_reranking_at_alpha_zero_is_the_generator_and_a_trained_reranker_m
     plain = divergences(log_p, generator_log_probs(generator, Decoding()), LENGTH)
     assert found[0.0] == pytest.approx(plain, rel=1e-9)
     assert found[1.0]["exact_forward_kl"] < plain["exact_forward_kl"]
+
+
+def _reranker():
+    torch.manual_seed(0)
+    return Discriminator(DiscriminatorConfig(embedding_dim=8, num_representations=1, filter_sizes=[2],
+                                             num_filters=8, hidden_size=8, dropout=0.0), VOCAB, LENGTH)
+
+
+def _frequencies(ids):
+    """The share of each of the VOCAB ** LENGTH sentences among ``ids`` [N, LENGTH], in all_sentences' order."""
+    index = sum(ids[:, t] * VOCAB ** (LENGTH - 1 - t) for t in range(LENGTH))
+    return torch.bincount(index, minlength=VOCAB**LENGTH).double() / len(ids)
+
+
+def test_resampled_candidates_follow_the_reranked_distribution():
+    """SIR's sentences at alpha follow q_alpha = p_G exp(alpha d) / Z, which moves far from p_G: their shares
+    are within 0.01 in total variation of the exact q_alpha, whose distance to p_G is many times that."""
+    oracle, generator = _toy()
+    real = oracle.sample(512, torch.Generator().manual_seed(1))
+    discriminator = _reranker()
+    alphas = (0.0, 3.0)
+    resampled = sir_resampled(generator, discriminator, real, alphas, candidates=200_000, count=100_000, steps=300,
+                              seed=0)
+    log_q = generator_log_probs(generator, Decoding())
+    scores = scores_of(discriminator, all_sentences(VOCAB, LENGTH, 0, len(log_q)))
+    plain = log_q.exp()
+    for alpha in alphas:
+        exact = reranked_log_probs(log_q, scores, alpha).exp()
+        found = _frequencies(resampled[alpha])
+        assert resampled[alpha].shape == (100_000, LENGTH)
+        assert 0.5 * (found - exact).abs().sum() < 0.01, alpha
+    moved = 0.5 * (reranked_log_probs(log_q, scores, 3.0).exp() - plain).abs().sum()
+    assert moved > 0.1
+
+
+@pytest.mark.slow
+def test_a_runs_reranked_points_come_from_samples_are_signed_and_cached(smoke_run, tmp_path, monkeypatch):
+    """Off an enumerable benchmark the verdict's reranked MLE points are SIR samples' metrics: NLL_oracle and the
+    LM judges, no NLL_test, a signature naming the candidates; a second call reads them from the run."""
+    import shutil
+
+    from experiments import reproduce
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    points, _ = reproduce.reranked(run, [0.0, 4.0], 20, 0, None, candidates=640, num_samples=64)
+    assert list(points) == ["reranked alpha=0", "reranked alpha=4"]
+    for point in points.values():
+        assert {"nll_oracle", "lm_score", "reverse_lm_score"} <= set(point) and "nll_test" not in point
+        assert point["signatures"]["reranking"].startswith("reranking|sir|candidates:640|reranker-steps:20|")
+        assert "n:64" in point["signatures"]["nll_oracle"]
+    assert points["reranked alpha=0"]["nll_oracle"] != points["reranked alpha=4"]["nll_oracle"]
+    monkeypatch.setattr(reproduce, "reranked_sweep", lambda *args: pytest.fail("not read from the run"))
+    assert reproduce.reranked(run, [0.0, 4.0], 20, 0, None, candidates=640, num_samples=64)[0] == points

@@ -6,9 +6,9 @@ A signature (after sacreBLEU's) is a short line of everything that determines a 
 under ``signatures``; seed aggregates and the verdict refuse to put together values whose signatures differ, and
 a record written before signatures existed is ``unsigned``, never guessed.
 
-Each metric declares what it needs (:class:`Need`): references, an oracle, a generator, the LM judges, an extra. The
-config refuses a listed metric whose needs a run cannot meet, the evaluation builds what the listed metrics need,
-and :func:`evaluate` computes each metric whose needs the evaluation at hand meets.
+Each metric declares what it needs (:class:`Need`): references, an oracle, a generator, token ids, the LM judges,
+an extra. The config refuses a listed metric whose needs a run cannot meet, the evaluation builds what the listed
+metrics need, and :func:`evaluate` computes each metric whose needs the evaluation at hand meets.
 
 Adding a metric: a :class:`Metric` in :data:`METRICS` (its function reads what it needs from :class:`Sampled`),
 and its test.
@@ -115,6 +115,8 @@ ENUMERABLE = Need(
     ),
 )
 GENERATOR = Need("generator", lambda c: None, lambda run: run.generator is not None)  # not a samples file
+# token ids: a generator's samples, or sentences resampled from them (relgan/reranking.py); not a samples file
+TOKEN_IDS = Need("token ids", lambda c: None, lambda run: run.ids is not None)
 JUDGES = Need("lm judges", lambda c: None, lambda run: run.judges is not None)  # trained on the training split
 FED_EXTRA = Need(
     "the fed extra",
@@ -361,7 +363,7 @@ METRICS: dict[str, Metric] = {
             "nll_oracle",
             "NLL of the samples under the oracle (synthetic benchmark)",
             (Value("nll_oracle", "NLL_oracle", False),),
-            (GENERATOR, ORACLE),
+            (TOKEN_IDS, ORACLE),
             _nll_oracle,
             _oracle_signature,
             default=True,
@@ -454,6 +456,11 @@ def evaluate(run: Sampled, names: Sequence[str]) -> dict:
         signatures[metric.name] = metric.signature(run, values)
     report["signatures"] = signatures
     return report
+
+
+def from_text(metric: Metric) -> bool:
+    """Whether ``metric`` can be computed from a samples file's text alone (no generator, no token ids)."""
+    return GENERATOR not in metric.needs and TOKEN_IDS not in metric.needs
 
 
 def needed(names: Sequence[str], need: Need) -> bool:
