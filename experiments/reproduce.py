@@ -22,7 +22,9 @@ references never) on real data, the oracle's own samples on the synthetic benchm
 Budgets: --mle-patience and --adversarial-patience (mle.patience, adversarial.patience; relgan/selection.py) run
 each phase until that many evaluations bring no better model-selection value, the MLE phase then going back to its
 best evaluation's weights (the row "MLE, best"); the epochs and iterations are then the most a phase may run, and
-each row records what it trained. Tuning: one trial per row for MLE and every algorithm (the config's settings).
+each row records what it trained. Tuning: one trial per row for MLE and every algorithm (the config's settings),
+or --tune-mle and --tune-gan grids of as many trials each, every row's trial chosen on validation over the seeds
+(experiments/tuning.py).
 
 The verdict (relgan.compare): each seed's MLE generator is sampled under every --decoding rule (temperatures,
 top-k, top-p) and, on a benchmark small enough to enumerate, reranked by a trained discriminator at each
@@ -46,6 +48,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from experiments import tuning
 from experiments.commands import portable_command
 from experiments.entry import run
 
@@ -302,7 +305,8 @@ def markdown(result: dict) -> str:
              f"{' (reduced: ' + result['reduced'] + ')' if result.get('reduced') else ''}; seeds {result['seeds']}; "
              f"{result['num_samples']} samples per evaluation; machine: {result['machine']}"
              + f"; {result['minutes']:.0f} min of training, judging and sweeps (all runs, summed).", "",
-             f"Tuning: {result.get('tuning', TUNING)}", "",
+             f"Tuning: {result.get('tuning') or tuning.description('', '', 1, synthetic)}", "",
+             *trials_table(result.get("trials", {})),
              f"Command: `{result['command']}`", "",
              (f"LM judges: {result['lm_judge']}; lm_score of the real test split: {result['lm_score_of_test']:.3f}."
               if result["lm_judge"] else "Collected metrics: no LM judges, no decoding sweep."), "",
@@ -361,8 +365,19 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-TUNING = ("one trial per row for MLE and every algorithm: the config's settings (the papers'), no search; each "
-          "beta_max is a row of its own, not a choice among them")
+def trials_table(trials: dict[str, dict]) -> list[str]:
+    """The markdown lines of each row's tuning trials: setting, mean validation value, the chosen one in bold."""
+    if not trials:
+        return []
+    lines = ["| row | " + " | ".join(f"trial {k}" for k in range(len(next(iter(trials.values()))["settings"])))
+             + " |", "|---|" + "---|" * len(next(iter(trials.values()))["settings"])]
+    for model, found in trials.items():
+        cells = [f"{setting}: {value:.4f}" for setting, value in zip(found["settings"], found["mean_validation_value"],
+                                                                     strict=True)]
+        cells[found["chosen"]] = f"**{cells[found['chosen']]}**"
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return [*lines, "", "Each cell: the trial's settings and the mean over the seeds of its best validation value "
+            "(higher is better; the negated NLL where the rule is a lowest NLL).", ""]
 
 
 def budget_text(budget: dict) -> str:
@@ -410,6 +425,18 @@ def branch_from(pretrained: str, branch: str, output_dir: str) -> None:
     if not target.exists():
         skip = shutil.ignore_patterns("generator", "sweep-*", "*-seconds.json")
         shutil.copytree(Path(output_dir) / pretrained, target, ignore=skip)
+
+
+def obtain(model: str, run_name: str, overrides: list[str], collect: str | None, config: str, output_dir: str,
+           mle_run: str) -> dict:
+    """One run's directory and records: its metrics copied back from another machine (``collect``; no directory),
+    or trained, continued or read here (a GAN branching from its seed's MLE run ``mle_run``)."""
+    if collect:
+        lines = (Path(collect) / f"{run_name}.metrics.jsonl").read_text().splitlines()
+        return {"run_dir": None, "records": [json.loads(line) for line in lines]}
+    if model != "MLE" and branches(overrides):
+        branch_from(mle_run, run_name, output_dir)
+    return train(config, [*overrides, f"run.name={run_name}"])
 
 
 def reranked(run_dir: Path, alphas: list[float], steps: int, seed: int, exact: str | None, candidates: int,
@@ -498,6 +525,11 @@ def main() -> None:
     parser.add_argument("--reranker-steps", type=int, default=1000, help="Adam steps of the reranking discriminator")
     parser.add_argument("--rerank-candidates", type=int,
                         help="draws resampled into each reranked sample set (default: 10 x --num-samples)")
+    parser.add_argument("--tune-mle", default="",
+                        help="MLE's tuning grid, KEY=V1,V2[;KEY=...] (experiments/tuning.py): one trial per "
+                             "combination, chosen on validation; as many trials as --tune-gan")
+    parser.add_argument("--tune-gan", default="",
+                        help="every GAN row's (and control's) tuning grid, as many trials as --tune-mle")
     parser.add_argument("--name", required=True, help="results/<name>.json, .md and -<plane>.png")
     parser.add_argument("--output-dir", default="runs/reproduce", help="where the runs are (read or written)")
     parser.add_argument("--collect", metavar="DIR",
@@ -535,6 +567,14 @@ def main() -> None:
     if args.eval_every:
         adversarial += [f"adversarial.eval_every={args.eval_every}", f"adversarial.checkpoint_every={args.eval_every}"]
 
+    mle_grid, gan_grid = tuning.parse_grid(args.tune_mle, "--tune-mle"), tuning.parse_grid(args.tune_gan, "--tune-gan")
+    trials = len(mle_grid)
+    if len(gan_grid) != trials:
+        raise RelganError(f"--tune-mle gives {trials} trials and --tune-gan {len(gan_grid)}: the same tuning effort "
+                          "for MLE and every GAN needs as many of each")
+    if trials > 1 and (args.collect or args.validation_size <= 0):
+        raise RelganError("--tune-mle/--tune-gan: trials are chosen on held-out sentences (--validation-size > 0) "
+                          "from runs trained here (not --collect)")
     alphas = [float(alpha) for alpha in args.rerank_alphas.split(",")] if args.rerank_alphas else []
     candidates = args.rerank_candidates or 10 * num_samples
     if candidates < num_samples:
@@ -545,21 +585,21 @@ def main() -> None:
     reranks: list[dict[str, dict]] = []
     seconds, reference, judging = 0.0, None, None
     exact: str | None = None  # the MLE runs' exact signature, on an enumerable benchmark
+    runs_of_seed = {seed: {"MLE": (f"{args.name}-s{seed}-mle", [*common, f"run.seed={seed}", "adversarial.steps=0"]),
+                           **gan_runs(f"{args.name}-s{seed}", args.algorithms.split(","), args.beta_max.split(","),
+                                      [*common, *adversarial, f"run.seed={seed}"], args.controls)}
+                    for seed in seeds}
+    trained, chosen, trial_values = tuning.run_trials(
+        runs_of_seed, mle_grid, gan_grid,
+        lambda model, run_name, overrides, mle_run: obtain(model, run_name, overrides, args.collect, args.config,
+                                                           args.output_dir, mle_run))
+    seconds += sum(recorded_seconds(run["run_dir"] / "train-seconds.json")
+                   for runs in trained.values() for run in runs if run["run_dir"] is not None)
     for seed in seeds:
-        name = f"{args.name}-s{seed}"
-        runs = {"MLE": (f"{name}-mle", [*common, f"run.seed={seed}", "adversarial.steps=0"]),
-                **gan_runs(name, args.algorithms.split(","), args.beta_max.split(","),
-                           [*common, *adversarial, f"run.seed={seed}"], args.controls)}
-        for model, (run_name, overrides) in runs.items():
-            if args.collect:  # metrics copied back from another machine: no samples to judge, no generator to sweep
-                lines = (Path(args.collect) / f"{run_name}.metrics.jsonl").read_text().splitlines()
-                run: dict[str, Any] = {"run_dir": None, "records": [json.loads(line) for line in lines]}
-            else:
-                if model != "MLE" and branches(overrides):
-                    branch_from(runs["MLE"][0], run_name, args.output_dir)
-                run = train(args.config, [*overrides, f"run.name={run_name}"])
+        for model in runs_of_seed[seed]:
+            run = trained[seed, model][chosen[model]]
+            if run["run_dir"] is not None:
                 judging = judging or Judging(run["run_dir"])
-                seconds += recorded_seconds(run["run_dir"] / "train-seconds.json")
             if model == "MLE":
                 run_dir_of_mle = run["run_dir"]
                 reference = next((r["nll_oracle"] for r in run["records"] if r["phase"] == "reference"), None)
@@ -623,8 +663,12 @@ def main() -> None:
                           for name in gans if CONTROL not in name],
         "lm_judge": judging.judges.spec.describe() if judging else None,
         "lm_score_of_test": judging.judges.test_score() if judging else None,
-        "signatures": {**signatures, "tuning": f"tuning|trials-per-row:1|mle-and-every-algorithm|v:{registry.VERSION}"},
-        "tuning": TUNING,
+        "signatures": {**signatures,
+                       "tuning": tuning.signature(args.tune_mle, args.tune_gan, trials, registry.VERSION)},
+        "tuning": tuning.description(args.tune_mle, args.tune_gan, trials, synthetic),
+        "trials": {model: {"settings": [" ".join(t) for t in (mle_grid if model == "MLE" else gan_grid)],
+                           "mean_validation_value": trial_values[model], "chosen": chosen[model]}
+                   for model in trial_values},
         "selection_rule": selection.rule("adversarial", synthetic),
     }
     result["plots"] = [str(p.relative_to(REPO)) for p in draw(result)]

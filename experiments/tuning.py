@@ -1,0 +1,99 @@
+"""Equal tuning for the verdict (experiments/reproduce.py --tune-mle, --tune-gan): a grid of config settings per
+family, the same number of trials for MLE and for every GAN row, each trial chosen on the validation values of
+relgan/selection.py alone, never on the test split or the reported samples.
+
+A grid is ``KEY=V1,V2[;KEY=V1,V2...]``; its trials are every combination of the values (the Cartesian product).
+A row's trial is chosen once for all seeds: the one whose mean over the seeds of its best selection value is best
+(the earliest on ties), so that a lucky seed cannot choose its own setting.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from statistics import fmean
+from typing import Any
+
+from relgan import selection
+from relgan.errors import RelganError
+
+
+def parse_grid(text: str, flag: str) -> list[list[str]]:
+    """The trials of ``text`` (``KEY=V1,V2;KEY=...``) as override lists, in order; one empty trial for ''."""
+    if not text:
+        return [[]]
+    axes = []
+    for part in text.split(";"):
+        key, _, values = part.partition("=")
+        if not key.strip() or not values.strip() or "" in [v.strip() for v in values.split(",")]:
+            raise RelganError(f"{flag} {text!r}: give KEY=V1,V2[;KEY=V1,V2...], e.g. mle.lr=0.01,0.005")
+        axes.append([f"{key.strip()}={value.strip()}" for value in values.split(",")])
+    keys = [axis[0].split("=")[0] for axis in axes]
+    if len(set(keys)) != len(keys):
+        raise RelganError(f"{flag} {text!r}: each key once")
+    return [list(trial) for trial in itertools.product(*axes)]
+
+
+def trial_name(run_name: str, trial: int, trials: int) -> str:
+    """The run of one trial: the run's own name when there is one trial (runs without tuning are reused)."""
+    return run_name if trials == 1 else f"{run_name}-t{trial}"
+
+
+def validation_value(records: Sequence[dict[str, Any]], phase: str) -> float:
+    """Higher is better: the best selection value (relgan.selection.score) of a run's ``phase`` evaluations."""
+    rows = [r for r in records if r["phase"] == phase and "restored_best" not in r]
+    return selection.score(selection.best(rows, phase), phase)
+
+
+def choose(values: Sequence[Sequence[float]]) -> tuple[int, list[float]]:
+    """The chosen trial of ``values`` [seed][trial] (higher is better) and each trial's mean over the seeds."""
+    means = [fmean(seed[trial] for seed in values) for trial in range(len(values[0]))]
+    return means.index(max(means)), means
+
+
+def run_trials(
+    runs_of_seed: dict[int, dict[str, tuple[str, list[str]]]],
+    mle_grid: list[list[str]],
+    gan_grid: list[list[str]],
+    obtain: Callable[[str, str, list[str], str], dict[str, Any]],
+) -> tuple[dict[tuple[int, str], list[dict[str, Any]]], dict[str, int], dict[str, list[float]]]:
+    """Every trial of every row of every seed (``runs_of_seed``: seed -> row -> (run name, overrides), "MLE" first),
+    by ``obtain(row, run name, overrides, MLE run name)``, which trains or reads one run ({"records": ...}); a GAN
+    trial starts from the chosen MLE trial of its seed, with that trial's settings. Returns the runs by (seed, row),
+    per trial; the chosen trial of each row; and, where there was a choice, each trial's mean validation value by
+    row."""
+    seeds, trials = list(runs_of_seed), len(mle_grid)
+    trained: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    chosen: dict[str, int] = {}
+    values: dict[str, list[float]] = {}
+    for model in runs_of_seed[seeds[0]]:
+        base, grid = ([], mle_grid) if model == "MLE" else (mle_grid[chosen["MLE"]], gan_grid)
+        for seed in seeds:
+            run_name, overrides = runs_of_seed[seed][model]
+            mle_run = trial_name(runs_of_seed[seed]["MLE"][0], chosen.get("MLE", 0), trials)
+            trained[seed, model] = [
+                obtain(model, trial_name(run_name, k, trials), [*overrides, *base, *trial], mle_run)
+                for k, trial in enumerate(grid)
+            ]
+        chosen[model] = 0
+        if trials > 1:
+            phase = "mle" if model == "MLE" else "adversarial"
+            chosen[model], values[model] = choose(
+                [[validation_value(run["records"], phase) for run in trained[seed, model]] for seed in seeds])
+    return trained, chosen, values
+
+
+def signature(mle_grid: str, gan_grid: str, trials: int, version: str) -> str:
+    """The tuning signature of a results table: trials per row and both grids."""
+    return f"tuning|trials-per-row:{trials}|mle:{mle_grid or 'config'}|gan:{gan_grid or 'config'}|v:{version}"
+
+
+def description(mle_grid: str, gan_grid: str, trials: int, synthetic: bool) -> str:
+    """The tuning rule, as a results table states it."""
+    if trials == 1:
+        return ("one trial per row for MLE and every algorithm: the config's settings (the papers'), no search; each "
+                "beta_max is a row of its own, not a choice among them")
+    return (f"{trials} trials per row for MLE ({mle_grid}) and for every algorithm and control ({gan_grid}); each "
+            f"row's trial chosen once for all seeds by the mean over the seeds of its best validation value (MLE: "
+            f"{selection.rule('mle', synthetic)}; GAN: {selection.rule('adversarial', synthetic)}); the GAN trials "
+            "start from the chosen MLE trial")

@@ -1,0 +1,75 @@
+"""Equal tuning for the verdict (experiments/tuning.py): grids, the validation value of a run, the choice over
+seeds by hand, and which runs the trials train and branch from."""
+
+import pytest
+
+from experiments import tuning
+from relgan.errors import RelganError
+
+
+def test_a_grid_is_every_combination_in_order_and_bad_grids_are_one_line():
+    assert tuning.parse_grid("", "--tune-mle") == [[]]
+    assert tuning.parse_grid("mle.lr=0.01,0.005;mle.batch_size=32,64", "--tune-mle") == [
+        ["mle.lr=0.01", "mle.batch_size=32"], ["mle.lr=0.01", "mle.batch_size=64"],
+        ["mle.lr=0.005", "mle.batch_size=32"], ["mle.lr=0.005", "mle.batch_size=64"]]
+    for bad in ("mle.lr", "mle.lr=", "=1,2", "mle.lr=1,,2", "mle.lr=1;mle.lr=2"):
+        with pytest.raises(RelganError, match="--tune-gan"):
+            tuning.parse_grid(bad, "--tune-gan")
+
+
+def test_the_validation_value_is_the_best_evaluation_of_the_phase():
+    records = [{"phase": "reference", "nll_oracle": 1.0},
+               *({"phase": "mle", "step": s, "val/nll_test": v} for s, v in ((1, 3.0), (2, 2.5), (3, 2.7))),
+               {"phase": "mle", "step": 2, "val/nll_test": 2.5, "restored_best": True},
+               *({"phase": "adversarial", "step": s, "val/nll_oracle": v} for s, v in ((10, 9.5), (20, 9.1)))]
+    assert tuning.validation_value(records, "mle") == -2.5
+    assert tuning.validation_value(records, "adversarial") == -9.1
+    text = [{"phase": "adversarial", "val/bleu-4": 0.5, "val/self-bleu-4": 0.7},
+            {"phase": "adversarial", "val/bleu-4": 0.4, "val/self-bleu-4": 0.3}]
+    assert tuning.validation_value(text, "adversarial") == pytest.approx(0.1)
+
+
+def test_the_chosen_trial_has_the_best_mean_over_seeds_not_the_best_single_seed():
+    # trial 0 has the single best value (seed 1), trial 1 the best mean
+    chosen, means = tuning.choose([[5.0, 3.0], [0.0, 2.5]])
+    assert (chosen, means) == (1, [2.5, 2.75])
+    assert tuning.choose([[1.0, 1.0], [2.0, 2.0]])[0] == 0  # a tie goes to the earliest
+
+
+def test_trials_train_under_their_names_and_gans_start_from_the_chosen_mle_trial():
+    """Two trials of MLE (mle.lr) and of one GAN with its control (adversarial.g_lr), two seeds: MLE's second trial
+    is better on validation in both seeds, so every GAN trial branches from it and carries its setting; the GAN's
+    and the control's trials are chosen each on their own values."""
+    runs_of_seed = {seed: {"MLE": (f"v-s{seed}-mle", [f"run.seed={seed}"]),
+                           "GAN": (f"v-s{seed}-gan", [f"run.seed={seed}"]),
+                           "GAN, control": (f"v-s{seed}-gan-control", [f"run.seed={seed}"])} for seed in (1, 2)}
+    calls = []
+    mle_nll = {"mle.lr=0.1": 3.0, "mle.lr=0.2": 2.0}
+    gan_nll = {("GAN", "adversarial.g_lr=1"): 9.0, ("GAN", "adversarial.g_lr=2"): 9.5,
+               ("GAN, control", "adversarial.g_lr=1"): 9.9, ("GAN, control", "adversarial.g_lr=2"): 9.2}
+
+    def obtain(model, run_name, overrides, mle_run):
+        calls.append((model, run_name, overrides, mle_run))
+        if model == "MLE":
+            return {"records": [{"phase": "mle", "val/nll_test": mle_nll[overrides[-1]]}]}
+        return {"records": [{"phase": "adversarial", "val/nll_oracle": gan_nll[model, overrides[-1]]}]}
+
+    trained, chosen, values = tuning.run_trials(runs_of_seed, [["mle.lr=0.1"], ["mle.lr=0.2"]],
+                                                [["adversarial.g_lr=1"], ["adversarial.g_lr=2"]], obtain)
+    assert chosen == {"MLE": 1, "GAN": 0, "GAN, control": 1}
+    assert values["MLE"] == [-3.0, -2.0]
+    assert [c[1] for c in calls if c[0] == "MLE"] == ["v-s1-mle-t0", "v-s1-mle-t1", "v-s2-mle-t0", "v-s2-mle-t1"]
+    for model, _, overrides, mle_run in calls:
+        if model != "MLE":
+            seed = overrides[0].removeprefix("run.seed=")
+            assert mle_run == f"v-s{seed}-mle-t1" and overrides[1] == "mle.lr=0.2"
+    assert len(trained[2, "GAN, control"]) == 2
+
+
+def test_one_trial_keeps_the_run_names_of_an_untuned_verdict():
+    runs_of_seed = {3: {"MLE": ("v-s3-mle", []), "GAN": ("v-s3-gan", [])}}
+    names = []
+    _, chosen, values = tuning.run_trials(
+        runs_of_seed, [[]], [[]], lambda model, name, overrides, mle_run: names.append((name, mle_run)) or {})
+    assert names == [("v-s3-mle", "v-s3-mle"), ("v-s3-gan", "v-s3-mle")]
+    assert chosen == {"MLE": 0, "GAN": 0} and values == {}
