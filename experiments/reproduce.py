@@ -27,10 +27,10 @@ or --tune-mle and --tune-gan grids of as many trials each, every row's trial cho
 (experiments/tuning.py).
 
 The verdict (relgan.compare): each seed's MLE generator is sampled under every --decoding rule (temperatures,
-top-k, top-p) and, on a benchmark small enough to enumerate, reranked by a trained discriminator at each
---rerank-alphas value (computed exactly); seeds are aggregated (mean, std, 95% t interval, n) and each GAN row is
-checked for domination by some MLE point (the union of these frontiers) on each quality-diversity plane. Writes
-results/<name>.json, <name>.md and <name>-<plane>.png.
+top-k, top-p) and reranked by a trained discriminator at each --rerank-alphas value (computed exactly on a
+benchmark small enough to enumerate, else by resampling --rerank-candidates draws); seeds are aggregated (mean, std,
+95% t interval, n) and each GAN row is checked for domination by some MLE point (the union of these frontiers) on
+each quality-diversity plane. Writes results/<name>.json, <name>.md and <name>-<plane>.png.
 """
 
 from __future__ import annotations
