@@ -141,7 +141,15 @@ class Trainer:
         return self.book.progress
 
     def restore(self, checkpoint: Path) -> None:
+        """Continue from ``checkpoint`` under this run's learning rates: an optimiser's saved state carries the rates
+        it was saved with, and the adversarial phase's may differ from them until that phase begins (a GAN branched
+        from a finished MLE run; assembly's resume check refuses any other change)."""
+        optimizers = (self.mle_optimizer, self.g_optimizer, self.d_optimizer)
+        rates = [[group["lr"] for group in optimizer.param_groups] for optimizer in optimizers]
         self.book.restore(checkpoint)
+        for optimizer, wanted in zip(optimizers, rates, strict=True):
+            for group, lr in zip(optimizer.param_groups, wanted, strict=True):
+                group["lr"] = lr
 
     @property
     def mle_batches_per_epoch(self) -> int:

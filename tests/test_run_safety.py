@@ -427,6 +427,28 @@ def test_a_finished_mle_run_is_continued_by_any_algorithm_but_one_that_adds_modu
 
 
 @pytest.mark.slow
+def test_a_gan_branched_from_a_finished_mle_run_trains_at_its_own_learning_rates(tmp_path):
+    """The MLE checkpoint's Adam states carry the MLE run's adversarial rates; a branch that sets its own must train
+    at them (an older relgan silently kept the checkpoint's)."""
+    from relgan.assembly import setup
+    from relgan.plugins import load_config
+
+    assert _train(tmp_path, "adversarial.steps=0", name="mle") == 0
+    moved = {}
+    for name, rate in (("slow", "1e-5"), ("fast", "1e-2")):
+        shutil.copytree(tmp_path / "mle", tmp_path / name)
+        config = load_config(SMOKE, [*QUICK, f"run.output_dir={tmp_path}", f"run.name={name}", "adversarial.steps=2",
+                                     f"adversarial.g_lr={rate}", f"adversarial.d_lr={rate}"])
+        trainer = setup(config, resume="latest")
+        assert [g["lr"] for g in trainer.g_optimizer.param_groups] == [float(rate)]
+        assert [g["lr"] for g in trainer.d_optimizer.param_groups] == [float(rate)]
+        start = {key: value.clone() for key, value in trainer.gen.state_dict().items()}
+        trainer.fit()
+        moved[name] = max((value - start[key]).abs().max().item() for key, value in trainer.gen.state_dict().items())
+    assert moved["fast"] > 20 * moved["slow"] > 0, moved
+
+
+@pytest.mark.slow
 def test_resume_continues_with_more_steps_under_the_horizon_it_set_and_new_evaluation_settings(tmp_path):
     assert _train(tmp_path, "gumbel.horizon=8") == 0
     assert _train(tmp_path, "gumbel.horizon=8", "adversarial.steps=6", "adversarial.eval_every=3", "--resume") == 0
