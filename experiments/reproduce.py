@@ -404,8 +404,8 @@ def real_text(run_dir: Path, num_samples: int, judging: Judging, synthetic: bool
         ids = corpus.oracle.sample(num_samples, torch.Generator().manual_seed(0))
         texts = corpus.decode(ids)
         record = {"nll_oracle": corpus.oracle.nll(ids), "nll_test": corpus.oracle.nll(corpus.test_ids),
-                  "signatures": {"nll_oracle": f"nll_oracle|oracle samples|n:{num_samples}|v:{registry.VERSION}",
-                                 "nll_test": f"nll_test|the oracle|rows:{len(corpus.test_ids)}|v:{registry.VERSION}"}}
+                  "signatures": {"nll_oracle": registry.sign("nll_oracle", "oracle samples", f"n:{num_samples}"),
+                                 "nll_test": registry.sign("nll_test", "the oracle", f"rows:{len(corpus.test_ids)}")}}
     else:
         assert corpus.train_text is not None  # a text corpus keeps its lines
         texts = random.Random(0).sample(corpus.train_text, min(num_samples, len(corpus.train_text)))
@@ -664,7 +664,7 @@ def main() -> None:
         "lm_judge": judging.judges.spec.describe() if judging else None,
         "lm_score_of_test": judging.judges.test_score() if judging else None,
         "signatures": {**signatures,
-                       "tuning": tuning.signature(args.tune_mle, args.tune_gan, trials, registry.VERSION)},
+                       "tuning": tuning.signature(args.tune_mle, args.tune_gan, trials)},
         "tuning": tuning.description(args.tune_mle, args.tune_gan, trials, synthetic),
         "trials": {model: {"settings": [" ".join(t) for t in (mle_grid if model == "MLE" else gan_grid)],
                            "mean_validation_value": trial_values[model], "chosen": chosen[model]}

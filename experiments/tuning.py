@@ -16,6 +16,7 @@ from typing import Any
 
 from relgan import selection
 from relgan.errors import RelganError
+from relgan.metrics import registry
 
 
 def parse_grid(text: str, flag: str) -> list[list[str]]:
@@ -83,9 +84,10 @@ def run_trials(
     return trained, chosen, values
 
 
-def signature(mle_grid: str, gan_grid: str, trials: int, version: str) -> str:
+def signature(mle_grid: str, gan_grid: str, trials: int) -> str:
     """The tuning signature of a results table: trials per row and both grids."""
-    return f"tuning|trials-per-row:{trials}|mle:{mle_grid or 'config'}|gan:{gan_grid or 'config'}|v:{version}"
+    grids = f"mle:{mle_grid or 'config'}", f"gan:{gan_grid or 'config'}"
+    return registry.sign("tuning", f"trials-per-row:{trials}", *grids)
 
 
 def description(mle_grid: str, gan_grid: str, trials: int, synthetic: bool) -> str:

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from relgan.algorithms.reinforce import sentence_logits
 from relgan.decoding import Decoding
 from relgan.metrics.exact import all_sentences, divergences, generator_log_probs
-from relgan.metrics.registry import VERSION
+from relgan.metrics.registry import sign
 from relgan.models import Discriminator, SequenceGenerator
 from relgan.runtime import derive_seed
 from relgan.sampling import sample_ids
@@ -123,5 +123,5 @@ def sir_resampled(
 def reranking_signature(steps: int, candidates: int | None) -> str:
     """How reranked points were made: the reranker's training steps and ``candidates`` drawn per resampled set
     (SIR), or None for the exact limit of many candidates."""
-    how = f"sir|candidates:{candidates}" if candidates is not None else "exact-limit"
-    return f"reranking|{how}|reranker-steps:{steps}|v:{VERSION}"
+    how = ["sir", f"candidates:{candidates}"] if candidates is not None else ["exact-limit"]
+    return sign("reranking", *how, f"reranker-steps:{steps}")

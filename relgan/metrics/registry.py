@@ -147,7 +147,8 @@ class Metric:
         return MetricSpec(self.name, self.help, self.default, self.obstacle)
 
 
-def _sign(name: str, *fields: str) -> str:
+def sign(name: str, *fields: str) -> str:
+    """A signature line: ``name|field|...|v:<relgan version>``."""
     return "|".join([name, *fields, f"v:{VERSION}"])
 
 
@@ -203,7 +204,7 @@ def _nll_oracle(run: Sampled, report: dict) -> dict:
 
 def _bleu_signature(run: Sampled, values: dict) -> str:
     text = _text(run)
-    return _sign(
+    return sign(
         "bleu",
         f"proto:{text.protocol.name}",
         f"hyp:{values.get('bleu_hypotheses')}",
@@ -215,7 +216,7 @@ def _bleu_signature(run: Sampled, values: dict) -> str:
 
 def _bw_bleu_signature(run: Sampled, values: dict) -> str:
     text = _text(run)
-    return _sign(
+    return sign(
         "bw_bleu",
         f"proto:{text.protocol.name}",
         f"hyp:{values.get('bw_bleu_hypotheses')}",
@@ -226,7 +227,7 @@ def _bw_bleu_signature(run: Sampled, values: dict) -> str:
 
 
 def _self_bleu_signature(run: Sampled, values: dict) -> str:
-    return _sign(
+    return sign(
         "self_bleu",
         f"proto:{_text(run).protocol.name}",
         f"n:{values.get('self_bleu_samples')}",
@@ -239,18 +240,18 @@ def _self_bleu_signature(run: Sampled, values: dict) -> str:
 def _diversity_signature(run: Sampled, values: dict) -> str:
     text = _text(run)
     train = f"train:{len(text.training)}" if text.training is not None else "train:none"
-    return _sign("diversity", f"n:{len(run.texts)}", f"tok:{text.split_id}", train)
+    return sign("diversity", f"n:{len(run.texts)}", f"tok:{text.split_id}", train)
 
 
 def _fed_signature(run: Sampled, values: dict) -> str:
-    return _sign("fed", "emb:all-MiniLM-L6-v2", f"n:{values.get('fed_samples')}", "mauve:mauve-text-defaults")
+    return sign("fed", "emb:all-MiniLM-L6-v2", f"n:{values.get('fed_samples')}", "mauve:mauve-text-defaults")
 
 
 def _lm_signature(run: Sampled, values: dict) -> str:
     judges = run.judges
     if judges is None:
         raise ValueError("the LM judges are missing")
-    return _sign(
+    return sign(
         "lm",
         f"judge:{judges.spec.describe()}",
         f"train:{_digest(judges.train)}",
@@ -260,12 +261,12 @@ def _lm_signature(run: Sampled, values: dict) -> str:
 
 
 def _nll_signature(name: str, convention: str) -> Callable[[Sampled, dict], str]:
-    def sign(run: Sampled, values: dict) -> str:
+    def signature(run: Sampled, values: dict) -> str:
         corpus = _corpus(run)
         rows = len(corpus.train_ids) if name == "nll_gen" else len(corpus.test_ids)
-        return _sign(name, convention, f"rows:{rows}", f"T:{corpus.seq_len}")
+        return sign(name, convention, f"rows:{rows}", f"T:{corpus.seq_len}")
 
-    return sign
+    return signature
 
 
 def _oracle_name(run: Sampled) -> str:
@@ -278,9 +279,7 @@ def _oracle_name(run: Sampled) -> str:
 
 def _oracle_signature(run: Sampled, values: dict) -> str:
     corpus = _corpus(run)
-    return _sign(
-        "nll_oracle", _oracle_name(run), f"V:{corpus.vocab_size}", f"T:{corpus.seq_len}", f"n:{len(run.texts)}"
-    )
+    return sign("nll_oracle", _oracle_name(run), f"V:{corpus.vocab_size}", f"T:{corpus.seq_len}", f"n:{len(run.texts)}")
 
 
 def _decoding(run: Sampled) -> Decoding:
@@ -296,7 +295,7 @@ def _exact(run: Sampled, report: dict) -> dict:
 
 def _exact_signature(run: Sampled, values: dict) -> str:
     corpus = _corpus(run)
-    return _sign(
+    return sign(
         "exact",
         _oracle_name(run),
         f"V:{corpus.vocab_size}",
