@@ -78,9 +78,13 @@ for isa in [isa for isa in build.X86_ISAS if isa not in build.executable_isas()]
 
 @pytest.fixture(scope="session", autouse=True)
 def _kernel_builds():
-    """Builds every instruction set in one background process from the start of the session, on the core the
-    tests leave free (a cold cache builds for about a minute). A test that loads kernels waits on the build lock
-    for the one it needs; a build that fails there fails again, with its error, where a test loads it."""
+    """Builds every instruction set in one background process from the start of the session (a cold cache
+    builds for about a minute); with pytest-xdist, the first worker starts it and the others find its builds. A
+    test that loads kernels waits on the build lock for the one it needs; a build that fails there fails again,
+    with its error, where a test loads it."""
+    if os.environ.get("PYTEST_XDIST_WORKER", "gw0") != "gw0":
+        yield None
+        return
     process = subprocess.Popen([sys.executable, "-c", _BACKGROUND_BUILDS], cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
     yield process
@@ -92,7 +96,8 @@ def _every_build(_kernel_builds):
     """Every instruction set this CPU executes, built before the first test that needs them all."""
     from relgan.fast import build
 
-    _kernel_builds.wait()
+    if _kernel_builds is not None:
+        _kernel_builds.wait()
     build.prebuild(_executable_isas())
 
 

@@ -205,18 +205,49 @@ def test_a_build_names_no_checkout_so_two_checkouts_share_it(default_kernels, tm
         assert (default_kernels.build_dir / build.STAGED / source.name).read_bytes() == source.read_bytes()
 
 
+def test_two_processes_checking_that_a_build_compiles_compile_it_once(tmp_path, monkeypatch):
+    """Two test workers reach the AVX-512 compile check together: the second waits on the lock, then finds the
+    first's marker. Threads stand in for processes (each opens the lock file itself, and flock is per open file)."""
+    import threading
+    import time
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    compiles = []
+
+    def slow_compile(isa, name, build_dir):
+        compiles.append(isa)
+        time.sleep(0.2)
+
+    monkeypatch.setattr(build, "_compile_object", slow_compile)
+    workers = [threading.Thread(target=build.compile_only, args=("avx512",)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert compiles == ["avx512"]
+
+
 @pytest.mark.slow
 def test_a_lock_left_by_a_killed_build_neither_hangs_nor_stops_a_later_load(default_kernels):
     import subprocess
     import sys
 
-    stale = default_kernels.build_dir / "lock"
-    stale.write_text("")  # what torch's baton leaves when its build is killed
-    code = f"from relgan.fast import build; print(build.load({default_kernels.isa!r}).name)"
+    # What torch's baton leaves when its build is killed, written under relgan's lock just before the load: a
+    # relgan process loading beside this test (another pytest worker) can neither remove it first nor be the
+    # live build whose baton it is.
+    code = (
+        "import fcntl, pathlib\n"
+        "from relgan.fast import build\n"
+        f"directory = pathlib.Path({str(default_kernels.build_dir)!r})\n"
+        "with open(directory / 'relgan.lock', 'a') as handle:\n"
+        "    fcntl.flock(handle, fcntl.LOCK_EX)\n"
+        "    (directory / 'lock').write_text('')\n"
+        f"print(build.load({default_kernels.isa!r}).name)\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == default_kernels.name, result.stderr[-2000:]
+    # had the stale lock stayed, torch would have waited on it until the timeout
     assert "a build was killed before it ended; its lock file is removed" in result.stderr
-    assert not stale.exists()
 
 
 @pytest.mark.slow

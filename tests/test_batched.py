@@ -97,6 +97,10 @@ def test_batched_replicas_equal_separate_reference_runs(tmp_path, variant):
     assert _records(tmp_path / "two" / "seed-3") != _records(tmp_path / "two" / "seed-5")
 
 
+# pytest-xdist (--dist loadgroup) keeps this file on one worker, so the module fixture below is made once
+pytestmark = pytest.mark.xdist_group("test_batched")
+
+
 @pytest.fixture(scope="module")
 def batched_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("batched")

@@ -14,7 +14,8 @@ from relgan.algorithms import algorithm_class, registered
 
 from conftest import REPO, SMOKE
 
-pytestmark = pytest.mark.slow  # several processes
+# several processes; one worker of pytest-xdist (--dist loadgroup) makes the one launch below
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_distributed")]
 
 
 def _free_port() -> int:

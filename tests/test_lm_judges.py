@@ -26,6 +26,10 @@ def shuffled_words(sentences: list[str], seed: int) -> list[str]:
     return [" ".join(rng.sample(s.split(), len(s.split()))) for s in sentences]
 
 
+# pytest-xdist (--dist loadgroup) keeps this file on one worker, so the module fixture below is made once
+pytestmark = pytest.mark.xdist_group("test_lm_judges")
+
+
 @pytest.fixture(scope="module")
 def judges(tmp_path_factory):
     return LanguageModelJudges(captions(400, 0), captions(100, 1), SPEC, cache=tmp_path_factory.mktemp("cache"))

@@ -42,6 +42,10 @@ def test_the_selection_values_and_the_stall_rule_by_hand():
     assert selection.best(oracle, "adversarial") is oracle[1]
 
 
+# pytest-xdist (--dist loadgroup) keeps this file on one worker, so the module fixture below is made once
+pytestmark = pytest.mark.xdist_group("test_patience")
+
+
 @pytest.fixture(scope="module")
 def patient_run(tmp_path_factory):
     """An MLE run with patience, trained to its stop."""

@@ -43,6 +43,10 @@ def _assert_same_run(a, b):
         assert sample.read_text() == (b / "samples" / sample.name).read_text()
 
 
+# pytest-xdist (--dist loadgroup) keeps this file on one worker, so the module fixture below is made once
+pytestmark = pytest.mark.xdist_group("test_replicas")
+
+
 @pytest.fixture(scope="module")
 def replicas_and_single(tmp_path_factory):
     """A K = 2 run of seeds 3 and 5 and a separate single run with seed 5."""

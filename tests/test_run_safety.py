@@ -379,6 +379,10 @@ def test_a_stop_signal_is_honoured_during_data_preparation(tmp_path):
     assert time.time() - start < 5
 
 
+# pytest-xdist (--dist loadgroup) keeps this file on one worker, so the module fixture below is made once
+pytestmark = pytest.mark.xdist_group("test_run_safety")
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """A run of QUICK's budget, trained to its end (the tests copy it)."""

@@ -53,6 +53,10 @@ class Pending:
         return self.run_dir
 
 
+# pytest-xdist (--dist loadgroup) keeps this file on one worker, so the module fixture below is made once
+pytestmark = pytest.mark.xdist_group("test_training")
+
+
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
     """An uninterrupted run of the longer smoke config, trained beside the interrupted runs that read it."""

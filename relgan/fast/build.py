@@ -18,8 +18,8 @@ changed, and an include path of each checkout did). torch caches builds in ``$TO
 
 torch marks a build in progress with a ``lock`` file that a killed build leaves behind, after which every load
 waits forever. relgan takes an ``fcntl`` lock of its own (``relgan.lock``, released by the kernel however its
-holder ends) around every load: holding it, no other relgan process is building, so a ``lock`` file still there
-is stale and is removed, with one warning.
+holder ends) around every load and compile check: holding it, no other relgan process is building, so a
+``lock`` file still there is stale and is removed, with one warning.
 
 A build compiles the sources as one translation unit (``kernels.cpp`` in its build directory includes each of
 ``csrc/*.cpp``): ATen's headers took 15 s of each source's 16-24 s, so one unit compiles in about half the
@@ -266,16 +266,25 @@ def compile_only(isa: str) -> None:
     """Compile every source for ``isa`` to object code, without linking or loading: a CPU that cannot execute
     an instruction set (AVX-512 on an AVX2 machine) still checks that its build compiles. Remembered per build
     name; KernelsUnavailable with the compiler's first error if it does not compile."""
-    import subprocess
-    import tempfile
-
-    from torch.utils.cpp_extension import _get_build_directory, include_paths
+    from torch.utils.cpp_extension import _get_build_directory
 
     name = build_name(isa)
     build_dir = Path(_get_build_directory(name, verbose=False))
     marker = build_dir / "compiles"
-    if marker.is_file():
-        return
+    with _build_lock(build_dir):  # a second process waits for the first's compile, then finds its marker
+        if marker.is_file():
+            return
+        _compile_object(isa, name, build_dir)
+        marker.write_text(f"{name}\n")
+
+
+def _compile_object(isa: str, name: str, build_dir: Path) -> None:
+    """Compile the unity source of ``isa`` to an object file that is thrown away; KernelsUnavailable if it fails."""
+    import subprocess
+    import tempfile
+
+    from torch.utils.cpp_extension import include_paths
+
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
     unity = _unity_source(build_dir)
     includes = [f"-I{path}" for path in [str(build_dir / STAGED), *include_paths()]]
@@ -301,4 +310,3 @@ def compile_only(isa: str) -> None:
     if result.returncode != 0:
         error = next((line for line in result.stderr.splitlines() if "error" in line), result.stderr.strip())
         raise KernelsUnavailable(f"the {isa} build does not compile: {error[:300]}")
-    marker.write_text(f"{name}\n")
