@@ -70,6 +70,7 @@ from relgan.compare import (  # noqa: E402
     dominance_rule,
     dominates,
     kendall_tau,
+    measured_planes,
     plot_planes,
     shared_signatures,
     verdict_line,
@@ -317,6 +318,7 @@ def markdown(result: dict) -> str:
         lines += ["", "Do the LM judges order the evaluated points (every seed's rows and decoding rules) as the "
                   f"reference metrics do? Kendall's tau: {'; '.join(taus)} (lower lm_score should go with lower "
                   "NLL_oracle, +1, or higher BLEU, -1)."]
+    keys = [k for k in keys if any(group["metrics"].get(k) for group in result["aggregate"])]  # what was measured
     lines += ["", "#### Mean ± 95% interval over seeds", "",
               "| model | row | n | " + " | ".join(keys) + " |", "|---|---|---|" + "---|" * len(keys)]
     for group in result["aggregate"]:
@@ -328,7 +330,8 @@ def markdown(result: dict) -> str:
               + "; ".join(f"`{value}`" for value in result.get("signatures", {}).values()) + "."]
     lines += ["", f"The best row: {result['selection_rule']}." if any(r["row"] == "best" for r in result["rows"])
               else "No best row: the runs held out no training sentences for model selection."]
-    sweep_keys = sorted({k for plane in planes for k in (plane.quality.key, plane.diversity.key)})
+    sweep_keys = sorted({k for plane in planes for k in (plane.quality.key, plane.diversity.key)
+                         if any(point["metrics"].get(k) for point in result["sweep"])})
     lines += ["", "#### MLE under each decoding rule (full protocol), mean ± 95% interval", "",
               "| rule | " + " | ".join(sweep_keys) + " |", "|---|" + "---|" * len(sweep_keys)]
     for point in result["sweep"]:
@@ -644,7 +647,8 @@ def main() -> None:
                                                      if judge in e and truth in e])
                  for judge, truth in (("lm_score", "nll_oracle" if synthetic else "bleu-4"),
                                       ("reverse_lm_score", "nll_test"))}
-    found = verdicts(sweep_points, gans, planes, reranked_points)
+    measured = measured_planes(planes, sweep_points)
+    found = verdicts(sweep_points, gans, measured, reranked_points)
     machine = args.machine or (torch.cuda.get_device_name() if torch.cuda.is_available()
                                else f"{cpu_model()} ({platform.machine()}), {os.cpu_count()} cores")
     result = {
@@ -657,9 +661,9 @@ def main() -> None:
         "reranked": {"alphas": alphas, "reranker_steps": args.reranker_steps, "points": reranked_points,
                      "candidates": None if exact else candidates},
         "judge_agreement": agreement,
-        "verdict_lines": [verdict_line(name, found[name], planes, against_control(name, gans, planes),
+        "verdict_lines": [verdict_line(name, found[name], measured, against_control(name, gans, measured),
                                        {plane.name: beyond_frontier(sweep_points, gans[name], plane, reranked_points)
-                                        for plane in planes})
+                                        for plane in measured})
                           for name in gans if CONTROL not in name],
         "lm_judge": judging.judges.spec.describe() if judging else None,
         "lm_score_of_test": judging.judges.test_score() if judging else None,

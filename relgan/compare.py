@@ -137,6 +137,13 @@ def on_plane(point: Point, plane: Plane) -> bool:
     )
 
 
+def measured_planes(planes: Sequence[Plane], sweep: Mapping[Decoding, Point]) -> list[Plane]:
+    """The planes on which some point of the MLE sweep is measured: a benchmark that cannot compute a plane's
+    metrics (the exact KLs of a non-enumerable oracle) has no verdict there, rather than "not measured" in every
+    row."""
+    return [plane for plane in planes if any(on_plane(point, plane) for point in sweep.values())]
+
+
 def dominates(mle: Point, gan: Point, plane: Plane) -> bool:
     """Whether ``mle`` is at least as good as ``gan`` on both axes and better beyond the intervals on one."""
     axes = (plane.quality, plane.diversity)

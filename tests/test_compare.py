@@ -4,7 +4,17 @@ import math
 
 import pytest
 
-from relgan.compare import Axis, Plane, aggregate, dominates, kendall_tau, verdict_line, verdicts
+from relgan.compare import (
+    SYNTHETIC_PLANES,
+    Axis,
+    Plane,
+    aggregate,
+    dominates,
+    kendall_tau,
+    measured_planes,
+    verdict_line,
+    verdicts,
+)
 from relgan.decoding import Decoding
 from relgan.metrics.aggregate import summarise_seeds
 
@@ -188,3 +198,16 @@ def test_reranked_mle_joins_the_frontier():
         "gan": {"bleu": [{"decoding": "reranked alpha=1", "worse_mean_on": []}]}}
     assert (RERANKED, ["reranked alpha=1"]) in [(s.label, s.notes) for s in plane_series(PLANE, sweep, {}, None,
                                                                                          reranked)]
+
+
+def test_a_benchmark_without_the_exact_metrics_has_no_verdict_on_their_plane():
+    """SeqGAN's oracle cannot be enumerated: its sweep has no exact KLs, so the exact plane is left out, not
+    reported as "not measured" in every row; the exact benchmark keeps all three planes."""
+    def measured(*keys):
+        return {key: {"mean": 1.0, "ci95": 0.1, "n": 3} for key in keys}
+
+    common = ("nll_oracle", "nll_test", "lm_score", "reverse_lm_score")
+    seqgan = {Decoding(1.0): measured(*common), Decoding(0.8): measured(*common)}
+    exact = {Decoding(1.0): measured(*common, "exact_reverse_kl", "exact_forward_kl")}
+    assert [plane.name for plane in measured_planes(SYNTHETIC_PLANES, seqgan)] == ["oracle", "lm"]
+    assert [plane.name for plane in measured_planes(SYNTHETIC_PLANES, exact)] == ["oracle", "lm", "exact"]
