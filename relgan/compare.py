@@ -275,6 +275,8 @@ CURVES = {
     "mixed": "MLE, mixed rules",
 }
 RERANKED = "MLE reranked by a trained D"  # the curve of frontier(others=...) points
+COLOURS = 10  # the length of matplotlib's default colour cycle, which gives each drawn series its colour in turn
+GAN_SHAPES = ("s", "D", "P", "X", "v")  # a GAN row's marker, by the round of the colour cycle it falls in
 
 
 def plane_series(
@@ -310,7 +312,11 @@ def plane_series(
     reranked = [(label, p) for label, p in (others or {}).items() if on_plane(p, plane)]
     if reranked:
         drawn.append(series(RERANKED, [p for _, p in reranked], "^", [label for label, _ in reranked]))
-    drawn += [series(name, [p], "s") for name, p in gans.items() if on_plane(p, plane)]
+    # matplotlib's colour cycle repeats after 10 series: each later round of GAN rows takes the next shape
+    drawn += [
+        series(name, [p], GAN_SHAPES[(len(drawn) + i) // COLOURS % len(GAN_SHAPES)])
+        for i, (name, p) in enumerate((name, p) for name, p in gans.items() if on_plane(p, plane))
+    ]
     if real is not None and on_plane(real, plane):
         drawn.append(series(REAL_TEXT, [real], "*"))
     return drawn

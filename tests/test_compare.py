@@ -211,3 +211,21 @@ def test_a_benchmark_without_the_exact_metrics_has_no_verdict_on_their_plane():
     exact = {Decoding(1.0): measured(*common, "exact_reverse_kl", "exact_forward_kl")}
     assert [plane.name for plane in measured_planes(SYNTHETIC_PLANES, seqgan)] == ["oracle", "lm"]
     assert [plane.name for plane in measured_planes(SYNTHETIC_PLANES, exact)] == ["oracle", "lm", "exact"]
+
+
+def test_every_series_of_a_crowded_plot_has_its_own_colour_and_marker():
+    """matplotlib colours the series in turn from a cycle of 10: with more rows than that (a verdict with controls
+    draws dozens), a GAN row must differ from the series of the same colour by its marker."""
+    from relgan.compare import COLOURS, plane_series
+
+    plane = SYNTHETIC_PLANES[0]
+
+    def measured(value):
+        return {key: {"mean": value, "ci95": 0.01, "n": 3} for key in ("nll_oracle", "nll_test")}
+
+    sweep = {Decoding(t): measured(t) for t in (0.8, 1.0, 1.2)}
+    gans = {f"GAN {i}": measured(1.0 + i / 100) for i in range(23)}
+    drawn = plane_series(plane, sweep, gans, real=measured(0.9), others={"reranked alpha=1": measured(0.95)})
+    assert len(drawn) == 1 + 1 + 23 + 1  # the temperature curve, the reranked curve, the GAN rows, real text
+    looks = [(index % COLOURS, series.marker) for index, series in enumerate(drawn)]
+    assert len(set(looks)) == len(looks)
