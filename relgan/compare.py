@@ -313,10 +313,9 @@ def plane_series(
     if reranked:
         drawn.append(series(RERANKED, [p for _, p in reranked], "^", [label for label, _ in reranked]))
     # matplotlib's colour cycle repeats after 10 series: each later round of GAN rows takes the next shape
-    drawn += [
-        series(name, [p], GAN_SHAPES[(len(drawn) + i) // COLOURS % len(GAN_SHAPES)])
-        for i, (name, p) in enumerate((name, p) for name, p in gans.items() if on_plane(p, plane))
-    ]
+    for name, p in gans.items():
+        if on_plane(p, plane):
+            drawn.append(series(name, [p], GAN_SHAPES[len(drawn) // COLOURS % len(GAN_SHAPES)]))
     if real is not None and on_plane(real, plane):
         drawn.append(series(REAL_TEXT, [real], "*"))
     return drawn

@@ -98,7 +98,7 @@ def test_batched_replicas_equal_separate_reference_runs(tmp_path, variant):
 
 
 # pytest-xdist (--dist loadgroup) keeps this file on one worker, so the module fixture below is made once
-pytestmark = pytest.mark.xdist_group("test_batched")
+pytestmark = pytest.mark.xdist_group(__name__)
 
 
 @pytest.fixture(scope="module")

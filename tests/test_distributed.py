@@ -15,7 +15,7 @@ from relgan.algorithms import algorithm_class, registered
 from conftest import REPO, SMOKE
 
 # several processes; one worker of pytest-xdist (--dist loadgroup) makes the one launch below
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_distributed")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(__name__)]
 
 
 def _free_port() -> int:

@@ -27,7 +27,7 @@ def shuffled_words(sentences: list[str], seed: int) -> list[str]:
 
 
 # pytest-xdist (--dist loadgroup) keeps this file on one worker, so the module fixture below is made once
-pytestmark = pytest.mark.xdist_group("test_lm_judges")
+pytestmark = pytest.mark.xdist_group(__name__)
 
 
 @pytest.fixture(scope="module")

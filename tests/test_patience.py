@@ -43,7 +43,7 @@ def test_the_selection_values_and_the_stall_rule_by_hand():
 
 
 # pytest-xdist (--dist loadgroup) keeps this file on one worker, so the module fixture below is made once
-pytestmark = pytest.mark.xdist_group("test_patience")
+pytestmark = pytest.mark.xdist_group(__name__)
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,7 @@ def _assert_same_run(a, b):
 
 
 # pytest-xdist (--dist loadgroup) keeps this file on one worker, so the module fixture below is made once
-pytestmark = pytest.mark.xdist_group("test_replicas")
+pytestmark = pytest.mark.xdist_group(__name__)
 
 
 @pytest.fixture(scope="module")

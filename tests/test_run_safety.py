@@ -380,7 +380,7 @@ def test_a_stop_signal_is_honoured_during_data_preparation(tmp_path):
 
 
 # pytest-xdist (--dist loadgroup) keeps this file on one worker, so the module fixture below is made once
-pytestmark = pytest.mark.xdist_group("test_run_safety")
+pytestmark = pytest.mark.xdist_group(__name__)
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,7 @@ class Pending:
 
 
 # pytest-xdist (--dist loadgroup) keeps this file on one worker, so the module fixture below is made once
-pytestmark = pytest.mark.xdist_group("test_training")
+pytestmark = pytest.mark.xdist_group(__name__)
 
 
 @pytest.fixture(scope="module")
