@@ -379,8 +379,14 @@ def trials_table(trials: dict[str, dict]) -> list[str]:
                                                                      strict=True)]
         cells[found["chosen"]] = f"**{cells[found['chosen']]}**"
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    return [*lines, "", "Each cell: the trial's settings and the mean over the seeds of its best validation value "
-            "(higher is better; the negated NLL where the rule is a lowest NLL).", ""]
+    lines += ["", "Each cell: the trial's settings and the mean over the seeds of its best validation value "
+              "(higher is better; the negated NLL where the rule is a lowest NLL).", ""]
+    edges = {model: tuning.grid_edges(found["settings"], found["chosen"]) for model, found in trials.items()}
+    if any(edges.values()):
+        lines += ["Chosen at the edge of the grid, so the grid did not bracket the best setting and a wider one may "
+                  "find a better: " + "; ".join(f"{model}, {', '.join(found)}" for model, found in edges.items()
+                                                if found) + ".", ""]
+    return lines
 
 
 def budget_text(budget: dict) -> str:

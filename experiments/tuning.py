@@ -4,7 +4,9 @@ relgan/selection.py alone, never on the test split or the reported samples.
 
 A grid is ``KEY=V1,V2[;KEY=V1,V2...]``; its trials are every combination of the values (the Cartesian product).
 A row's trial is chosen once for all seeds: the one whose mean over the seeds of its best selection value is best
-(the earliest on ties), so that a lucky seed cannot choose its own setting.
+(the earliest on ties), so that a lucky seed cannot choose its own setting. A chosen numeric value that is the
+smallest or largest its key was tried at is reported (``grid_edges``): the grid did not bracket the optimum, and a
+wider one may find a better setting.
 """
 
 from __future__ import annotations
@@ -82,6 +84,21 @@ def run_trials(
             chosen[model], values[model] = choose(
                 [[validation_value(run["records"], phase) for run in trained[seed, model]] for seed in seeds])
     return trained, chosen, values
+
+
+def grid_edges(settings: Sequence[str], chosen: int) -> list[str]:
+    """The chosen trial's numeric values that lie at the edge of what their key was tried at, e.g.
+    ``["mle.lr=0.005 (the smallest tried)"]``; ``settings`` are the trials as space-separated ``KEY=V`` settings."""
+    trials = [dict(item.split("=", 1) for item in setting.split()) for setting in settings]
+    edges = []
+    for key, value in trials[chosen].items():
+        try:
+            tried = sorted({float(trial[key]) for trial in trials})
+        except ValueError:
+            continue  # a categorical key (a loss, an algorithm) has no edge
+        if len(tried) > 1 and float(value) in (tried[0], tried[-1]):
+            edges.append(f"{key}={value} (the {'smallest' if float(value) == tried[0] else 'largest'} tried)")
+    return edges
 
 
 def signature(mle_grid: str, gan_grid: str, trials: int) -> str:

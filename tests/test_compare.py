@@ -34,6 +34,8 @@ def test_seed_summary_by_hand():
     assert summary["std"] == pytest.approx(std, rel=1e-12)
     assert summary["ci95"] == pytest.approx(3.18245 * std / 2, rel=1e-5)
     assert summarise_seeds([0.7]) == {"mean": 0.7, "std": None, "ci95": None, "n": 1}
+    # a truncating decoder's forward KL: infinite, with no interval rather than a NaN one
+    assert summarise_seeds([math.inf, 0.1, math.inf]) == {"mean": math.inf, "std": None, "ci95": None, "n": 3}
     with pytest.raises(ValueError):
         summarise_seeds([])
 

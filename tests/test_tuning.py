@@ -36,6 +36,20 @@ def test_the_chosen_trial_has_the_best_mean_over_seeds_not_the_best_single_seed(
     assert tuning.choose([[1.0, 1.0], [2.0, 2.0]])[0] == 0  # a tie goes to the earliest
 
 
+def test_a_choice_at_the_edge_of_a_numeric_axis_is_reported_and_an_inner_or_categorical_one_is_not():
+    lrs = ["mle.lr=0.02", "mle.lr=0.01", "mle.lr=0.005"]
+    assert tuning.grid_edges(lrs, 2) == ["mle.lr=0.005 (the smallest tried)"]
+    assert tuning.grid_edges(lrs, 0) == ["mle.lr=0.02 (the largest tried)"]
+    assert tuning.grid_edges(lrs, 1) == []
+    unsorted = ["adversarial.g_lr=1e-4", "adversarial.g_lr=3e-5", "adversarial.g_lr=3e-4"]
+    assert tuning.grid_edges(unsorted, 0) == []  # the edge is by value, not by position
+    assert tuning.grid_edges(unsorted, 1) == ["adversarial.g_lr=3e-5 (the smallest tried)"]
+    product = [f"a.lr={lr} a.loss={loss}" for lr in (1, 2, 3) for loss in ("rsgan", "standard")]
+    assert tuning.grid_edges(product, 3) == []  # lr 2, loss standard: inside, and a loss has no edge
+    assert tuning.grid_edges(product, 5) == ["a.lr=3 (the largest tried)"]
+    assert tuning.grid_edges([""], 0) == []  # one trial: nothing was tuned
+
+
 def test_trials_train_under_their_names_and_gans_start_from_the_chosen_mle_trial():
     """Two trials of MLE (mle.lr) and of one GAN with its control (adversarial.g_lr), two seeds: MLE's second trial
     is better on validation in both seeds, so every GAN trial branches from it and carries its setting; the GAN's
@@ -73,3 +87,18 @@ def test_one_trial_keeps_the_run_names_of_an_untuned_verdict():
         runs_of_seed, [[]], [[]], lambda model, name, overrides, mle_run: names.append((name, mle_run)) or {})
     assert names == [("v-s3-mle", "v-s3-mle"), ("v-s3-gan", "v-s3-mle")]
     assert chosen == {"MLE": 0, "GAN": 0} and values == {}
+
+
+def test_the_trials_table_names_each_row_chosen_at_the_edge_of_its_grid():
+    from experiments.reproduce import trials_table
+
+    trials = {"MLE": {"settings": ["mle.lr=0.01", "mle.lr=0.005"], "mean_validation_value": [-2.0, -1.9], "chosen": 1},
+              "GAN": {"settings": ["g=1", "g=2", "g=3"], "mean_validation_value": [-9.0, -8.0, -8.5], "chosen": 1}}
+    lines = trials_table(trials)
+    assert "| MLE | mle.lr=0.01: -2.0000 | **mle.lr=0.005: -1.9000** |" in lines
+    assert [line for line in lines if line.startswith("Chosen at the edge")] == [
+        "Chosen at the edge of the grid, so the grid did not bracket the best setting and a wider one may find a "
+        "better: MLE, mle.lr=0.005 (the smallest tried)."]
+    trials["MLE"]["settings"] = ["mle.lr=0.01", "mle.lr=0.005", "mle.lr=0.001"]
+    trials["MLE"]["mean_validation_value"].append(-2.1)
+    assert not any(line.startswith("Chosen at the edge") for line in trials_table(trials))
