@@ -381,7 +381,8 @@ def trials_table(trials: dict[str, dict]) -> list[str]:
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     lines += ["", "Each cell: the trial's settings and the mean over the seeds of its best validation value "
               "(higher is better; the negated NLL where the rule is a lowest NLL).", ""]
-    edges = {model: tuning.grid_edges(found["settings"], found["chosen"]) for model, found in trials.items()}
+    edges = {model: tuning.grid_edges(found["settings"], found["chosen"]) for model, found in trials.items()
+             if len(set(found["mean_validation_value"])) > 1}  # where every trial ties, the grid changed nothing
     if any(edges.values()):
         lines += ["Chosen at the edge of the grid, so the grid did not bracket the best setting and a wider one may "
                   "find a better: " + "; ".join(f"{model}, {', '.join(found)}" for model, found in edges.items()

@@ -102,3 +102,6 @@ def test_the_trials_table_names_each_row_chosen_at_the_edge_of_its_grid():
     trials["MLE"]["settings"] = ["mle.lr=0.01", "mle.lr=0.005", "mle.lr=0.001"]
     trials["MLE"]["mean_validation_value"].append(-2.1)
     assert not any(line.startswith("Chosen at the edge") for line in trials_table(trials))
+    # MaliGAN's control: every trial the same value (its update is exactly 0), so the earliest is chosen by the tie
+    trials["GAN"] = {"settings": ["g=1", "g=2"], "mean_validation_value": [-9.0, -9.0], "chosen": 0}
+    assert not any(line.startswith("Chosen at the edge") for line in trials_table(trials))
