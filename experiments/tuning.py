@@ -37,9 +37,13 @@ def parse_grid(text: str, flag: str) -> list[list[str]]:
     return [list(trial) for trial in itertools.product(*axes)]
 
 
-def trial_name(run_name: str, trial: int, trials: int) -> str:
-    """The run of one trial: the run's own name when there is one trial (runs without tuning are reused)."""
-    return run_name if trials == 1 else f"{run_name}-t{trial}"
+def trial_name(run_name: str, trial: int, trials: int, mle_trial: int | None = None) -> str:
+    """The run of one trial: the run's own name when there is one trial (runs without tuning are reused). A GAN
+    trial's name also carries the MLE trial it starts from (``-m<k>``), so that a wider grid whose choice of MLE
+    trial differs trains its GAN runs beside the earlier ones, and reuses those that start from the same MLE."""
+    if trials == 1:
+        return run_name
+    return f"{run_name}-t{trial}" if mle_trial is None else f"{run_name}-m{mle_trial}-t{trial}"
 
 
 def validation_value(records: Sequence[dict[str, Any]], phase: str) -> float:
@@ -75,7 +79,7 @@ def run_trials(
             run_name, overrides = runs_of_seed[seed][model]
             mle_run = trial_name(runs_of_seed[seed]["MLE"][0], chosen.get("MLE", 0), trials)
             trained[seed, model] = [
-                obtain(model, trial_name(run_name, k, trials), [*overrides, *base, *trial], mle_run)
+                obtain(model, trial_name(run_name, k, trials, chosen.get("MLE")), [*overrides, *base, *trial], mle_run)
                 for k, trial in enumerate(grid)
             ]
         chosen[model] = 0

@@ -73,6 +73,9 @@ def test_trials_train_under_their_names_and_gans_start_from_the_chosen_mle_trial
     assert chosen == {"MLE": 1, "GAN": 0, "GAN, control": 1}
     assert values["MLE"] == [-3.0, -2.0]
     assert [c[1] for c in calls if c[0] == "MLE"] == ["v-s1-mle-t0", "v-s1-mle-t1", "v-s2-mle-t0", "v-s2-mle-t1"]
+    # a GAN trial's run names the MLE trial it starts from, so a grid that chooses another one does not reuse it
+    assert [c[1] for c in calls if c[0] == "GAN"] == ["v-s1-gan-m1-t0", "v-s1-gan-m1-t1", "v-s2-gan-m1-t0",
+                                                     "v-s2-gan-m1-t1"]
     for model, _, overrides, mle_run in calls:
         if model != "MLE":
             seed = overrides[0].removeprefix("run.seed=")
