@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from relgan.decoding import Decoding
 from relgan.evaluation import PROTOCOLS, TextEvaluator
 from relgan.metrics.diversity import distinct_n, diversity_metrics
 from relgan.metrics.embedding import frechet_distance
@@ -39,6 +40,27 @@ def test_nll_test_stops_after_the_end_of_sentence():
     logs = [math.log(0.25), math.log(0.5), math.log(0.25), math.log(0.25), math.log(0.5)] + [math.log(0.25)] * 3
     assert nll_test(g, ids, eos_id=0, batch_size=2) == pytest.approx(-sum(logs) / len(logs))
     assert nll_test(g, ids, eos_id=None, batch_size=2) == pytest.approx(nll_gen(g, ids, batch_size=3))
+
+
+def test_a_truncated_nll_test_is_infinite_from_the_first_left_out_token_and_reads_no_further():
+    class Counting(FixedGenerator):
+        def __init__(self, probs):
+            super().__init__(probs)
+            self.batches = 0
+
+        def logits(self, ids):
+            self.batches += 1
+            return self.log_probs.expand(*ids.shape, -1)
+
+    g = Counting([0.5, 0.3, 0.2])  # top-k 2 leaves out token 2
+    kept = torch.tensor([[1, 0, 0], [1, 1, 0]])
+    assert nll_test(g, kept, eos_id=0, batch_size=1, decoding=Decoding(top_k=2)) == pytest.approx(
+        -(math.log(0.3 / 0.8) * 3 + math.log(0.5 / 0.8) * 2) / 5)
+    assert g.batches == 2
+    g.batches = 0
+    left_out = torch.tensor([[2, 0, 0], [1, 0, 0], [1, 1, 0]])
+    assert nll_test(g, left_out, eos_id=0, batch_size=1, decoding=Decoding(top_k=2)) == math.inf
+    assert g.batches == 1
 
 
 def test_distinct_and_diversity():
