@@ -55,3 +55,25 @@ def test_bad_input_to_an_experiments_driver_is_one_line(tmp_path, monkeypatch, m
         run(driver.main)
     text = str(exit_info.value.code)
     assert text.startswith(message) and "\n" not in text, text
+
+
+@pytest.mark.parametrize("stop, code, start", [
+    (KeyboardInterrupt(), 130, "interrupted: stopped by SIGINT outside training; every finished run"),
+    ("train", 143, "interrupted: stopped by SIGTERM at step 7; checkpoint written to c"),
+])
+def test_a_stop_signal_in_an_experiments_driver_is_one_line_and_the_shells_exit_code(capsys, stop, code, start):
+    import signal
+
+    from experiments.entry import run
+    from relgan.errors import TrainingInterrupted
+
+    def main() -> None:
+        if stop == "train":
+            raise TrainingInterrupted("stopped by SIGTERM at step 7; checkpoint\nwritten to c", signal.SIGTERM)
+        raise stop
+
+    with pytest.raises(SystemExit) as exit_info:
+        run(main)
+    assert exit_info.value.code == code
+    err = capsys.readouterr().err
+    assert err.startswith(start) and err.count("\n") == 1, err
