@@ -58,7 +58,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from relgan import selection  # noqa: E402
-from relgan.algorithms import Algorithm, algorithm_class  # noqa: E402
+from relgan.algorithms import algorithm_class  # noqa: E402
 from relgan.assembly import setup  # noqa: E402
 from relgan.checkpoint import complete_checkpoints, load_generator, load_run_config  # noqa: E402
 from relgan.compare import (  # noqa: E402
@@ -255,15 +255,6 @@ def gan_points(rows: list[dict]) -> dict[str, dict]:
     return {name: aggregate(points) for name, points in groups.items()}
 
 
-def branches(overrides: list[str]) -> bool:
-    """Whether a GAN run continues its seed's MLE run: not where it adds modules of its own to the checkpoint (an
-    estimator's learned parts, a learned beta), which an MLE checkpoint lacks. Those runs train their MLE phase
-    themselves, from the same seed and budget."""
-    algorithm = next(word.split("=", 1)[1] for word in overrides if word.startswith("adversarial.algorithm="))
-    learns = algorithm_class(algorithm).learned_parts is not Algorithm.learned_parts
-    return not learns and "gumbel.schedule=learned" not in overrides
-
-
 def against_control(name: str, gans: dict[str, dict], planes: Sequence[Plane]) -> dict[str, bool] | None:
     """Plane -> whether the GAN row ``name`` ("SeqGAN, last") dominates its control's ("SeqGAN control, last");
     None without a control run."""
@@ -444,7 +435,7 @@ def obtain(model: str, run_name: str, overrides: list[str], collect: str | None,
     if collect:
         lines = (Path(collect) / f"{run_name}.metrics.jsonl").read_text().splitlines()
         return {"run_dir": None, "records": [json.loads(line) for line in lines]}
-    if model != "MLE" and branches(overrides):
+    if model != "MLE":
         branch_from(mle_run, run_name, output_dir)
     return train(config, [*overrides, f"run.name={run_name}"])
 

@@ -386,8 +386,7 @@ class RunBook:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(
                 f"{checkpoint}: does not fit the model the config asks for ({reason[:200]}); it was trained with "
-                "another architecture or vocabulary, or without the modules this run adds (an estimator's control "
-                "variate, a learned beta), which cannot continue a run that had none: start a new run.name"
+                "another architecture, vocabulary or set of modules: start a new run.name"
             ) from None
         self.progress = Progress(**read_trainer_state(checkpoint)["progress"])
         self.last_checkpoint = checkpoint

@@ -75,6 +75,21 @@ class StopSignals:
 
 
 @contextlib.contextmanager
+def registered_only(accelerator: Accelerator, models: list[object], optimizers: list[object]) -> Iterator[None]:
+    """Inside the block the Accelerator saves and loads only these of the models and optimisers it prepared.
+
+    Accelerate numbers the files of a checkpoint by the order of preparation (model.safetensors, model_1...), so
+    a checkpoint of fewer objects loads into the first ones; this names them instead of relying on the order."""
+    prepared = accelerator._models, accelerator._optimizers
+    accelerator._models = [m for m in prepared[0] if any(m is kept for kept in models)]
+    accelerator._optimizers = [o for o in prepared[1] if any(o is kept for kept in optimizers)]
+    try:
+        yield
+    finally:
+        accelerator._models, accelerator._optimizers = prepared
+
+
+@contextlib.contextmanager
 def frozen(module: torch.nn.Module) -> Iterator[None]:
     """Parameters of ``module`` do not require gradients inside the block (no weight-gradient work)."""
     params = [p for p in module.parameters() if p.requires_grad]

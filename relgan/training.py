@@ -26,7 +26,7 @@ from relgan.adversarial import (
 )
 from relgan.algorithms import build_algorithm
 from relgan.bookkeeping import METRICS_FILE, Progress, RunBook, last_reports
-from relgan.checkpoint import export_generator
+from relgan.checkpoint import export_generator, read_trainer_state
 from relgan.config import Config, schedule_horizon
 from relgan.data import Corpus
 from relgan.draws import RunDraws
@@ -36,7 +36,7 @@ from relgan.gumbel import LearnedInverseTemperature, inverse_temperature
 from relgan.io_utils import atomic_write_text
 from relgan.models import Discriminator, build_generator, count_parameters
 from relgan.run_directory import RunLock
-from relgan.runtime import evaluating, frozen
+from relgan.runtime import evaluating, frozen, registered_only
 
 logger = logging.getLogger("relgan")
 
@@ -146,10 +146,24 @@ class Trainer:
         from a finished MLE run; assembly's resume check refuses any other change)."""
         optimizers = (self.mle_optimizer, self.g_optimizer, self.d_optimizer)
         rates = [[group["lr"] for group in optimizer.param_groups] for optimizer in optimizers]
-        self.book.restore(checkpoint)
+        if self._lacks_adversarial_modules(checkpoint):
+            # A finished MLE run continued by an algorithm with modules of its own (a control variate, a learned
+            # beta): MLE never touches them nor the adversarial optimisers, so they keep the values this run was
+            # seeded with, exactly as in a run that trained its MLE phase itself.
+            with registered_only(self.acc, [self.generator, self.discriminator], [self.mle_optimizer]):
+                self.book.restore(checkpoint)
+        else:
+            self.book.restore(checkpoint)
         for optimizer, wanted in zip(optimizers, rates, strict=True):
             for group, lr in zip(optimizer.param_groups, wanted, strict=True):
                 group["lr"] = lr
+
+    def _lacks_adversarial_modules(self, checkpoint: Path) -> bool:
+        """Whether ``checkpoint`` holds the generator and discriminator only, from before the adversarial phase,
+        while this run adds modules (its own checkpoints always hold them)."""
+        saved_networks = len(list(checkpoint.glob("model*.safetensors")))
+        before_adversarial = not read_trainer_state(checkpoint)["progress"]["adv_step"]
+        return before_adversarial and saved_networks == 2 < len(self.book.networks)
 
     @property
     def mle_batches_per_epoch(self) -> int:

@@ -410,24 +410,49 @@ def test_resume_refuses_what_would_change_the_run_and_leaves_its_config(finished
     assert (tmp_path / "run" / "config.yaml").read_bytes() == saved
 
 
+def test_a_checkpoint_of_other_sizes_is_a_one_line_error(finished_run, tmp_path, capsys):
+    """A run directory whose checkpoints another architecture wrote (its config.yaml edited by hand)."""
+    shutil.copytree(finished_run, tmp_path / "run")
+    shutil.rmtree(tmp_path / "run" / "generator")
+    config = tmp_path / "run" / "config.yaml"
+    config.write_text(config.read_text().replace("num_filters: 16", "num_filters: 12"))
+    capsys.readouterr()
+    assert _train(tmp_path, "discriminator.num_filters=12", "--resume") == 2
+    _one_line_error(capsys, "does not fit the model the config asks for", "another architecture")
+
+
+def _last_checkpoint_tensors(run_dir):
+    from safetensors.torch import load_file
+
+    last = complete_checkpoints(run_dir)[-1]
+    return {f"{path.name}/{key}": value for path in sorted(last.glob("model*.safetensors"))
+            for key, value in load_file(str(path)).items()}
+
+
 @pytest.mark.slow
-def test_a_finished_mle_run_is_continued_by_any_algorithm_but_one_that_adds_modules(tmp_path, capsys):
+@pytest.mark.parametrize("name, overrides, networks", [
+    ("seqgan", ["adversarial.algorithm=seqgan", "adversarial.loss=standard", "adversarial.rollouts=2",
+                "adversarial.g_lr=0.001"], 2),
+    ("rebar", ["adversarial.algorithm=rebar", "adversarial.loss=standard"], 3),  # a control variate
+    ("learned-beta", ["gumbel.schedule=learned"], 3),
+])
+def test_a_finished_mle_run_continued_by_any_algorithm_is_the_run_that_trained_its_own_mle_phase(
+        tmp_path, name, overrides, networks):
     """Before the adversarial phase its keys have acted on nothing (experiments/reproduce.py branches every GAN of
-    a seed from one MLE run); a control variate the MLE checkpoint lacks is a one-line error."""
+    a seed from one MLE run). Modules of the adversarial phase alone, which the MLE checkpoint lacks, start from the
+    values the seed gives them: every network ends equal to that of a run that trained its MLE phase itself."""
     assert _train(tmp_path, "adversarial.steps=0", name="mle") == 0
-    for name, overrides in (("seqgan", ["adversarial.algorithm=seqgan", "adversarial.loss=standard",
-                                        "adversarial.rollouts=2", "adversarial.g_lr=0.001"]),
-                            ("rebar", ["adversarial.algorithm=rebar", "adversarial.loss=standard"])):
-        shutil.copytree(tmp_path / "mle", tmp_path / name)
-        shutil.rmtree(tmp_path / name / "generator")
-        code = _train(tmp_path, *overrides, "--resume", name=name)
-        if name == "seqgan":
-            assert code == 0
-            records = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
-            assert records[-1]["phase"] == "adversarial" and records[-1]["step"] == 4
-        else:
-            assert code == 2
-            _one_line_error(capsys, "does not fit the model the config asks for", "an estimator's control variate")
+    shutil.copytree(tmp_path / "mle", tmp_path / "branch")
+    shutil.rmtree(tmp_path / "branch" / "generator")
+    assert _train(tmp_path, *overrides, "--resume", name="branch") == 0
+    assert _train(tmp_path, *overrides, name="whole") == 0
+    branch, whole = _last_checkpoint_tensors(tmp_path / "branch"), _last_checkpoint_tensors(tmp_path / "whole")
+    assert len({key.split("/")[0] for key in whole}) == networks
+    assert branch.keys() == whole.keys()
+    for key, value in whole.items():
+        assert torch.equal(branch[key], value), key
+    records = [json.loads(line) for line in (tmp_path / "branch" / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["phase"] == "adversarial" and records[-1]["step"] == 4
 
 
 @pytest.mark.slow
