@@ -169,8 +169,9 @@ def dry_run_summary(trainer: Trainer) -> dict[str, Any]:
 def _check_resume(saved: Config, wanted: Config, run_dir: Path, progress: dict[str, Any]) -> None:
     """--resume continues the same run, or refuses in one line naming the key and both values: only the keys of
     MAY_CHANGE_ON_RESUME may change (and those of the adversarial phase before it begins), a budget may grow but
-    not fall below what was done, and beta's schedule keeps its horizon (a run that may be extended sets
-    gumbel.horizon up front)."""
+    not fall below what was done (nor, once the adversarial phase has begun, mle.epochs change, unless MLE stopped
+    on its patience), and beta's schedule keeps its horizon (a run that may be extended sets gumbel.horizon up
+    front)."""
     old, new = dotted(saved.to_dict()), dotted(wanted.to_dict())
     unused = ADVERSARIAL_PHASE if not progress["adv_step"] else ()
     for key in sorted(old.keys() | new.keys()):
@@ -188,7 +189,8 @@ def _check_resume(saved: Config, wanted: Config, run_dir: Path, progress: dict[s
                 f"{run_dir} was trained with {key} = {old[key]!r} and has done {count}; the config asks for "
                 f"{new[key]!r}, fewer than done: resume with at least {count}"
             )
-    if progress["adv_step"] and new["mle.epochs"] != old["mle.epochs"]:
+    # a phase that ran out of patience before its cap is the same run under any cap it did not reach
+    if progress["adv_step"] and new["mle.epochs"] != old["mle.epochs"] and not progress["mle_stopped"]:
         raise CheckpointError(
             f"{run_dir} was trained with mle.epochs = {old['mle.epochs']!r} but the config asks for "
             f"{new['mle.epochs']!r}; its adversarial phase has begun, so its MLE phase is over"

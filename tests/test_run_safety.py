@@ -398,6 +398,7 @@ def finished_run(tmp_path_factory):
     (["data.validation_size=16"], ["data.validation_size = 0 but the config asks for 16"]),
     (["adversarial.steps=2"], ["adversarial.steps = 4 and has done 4; the config asks for 2, fewer than done"]),
     (["adversarial.steps=8"], ["beta's schedule over 4 iterations", "the config asks for 8, which changes beta"]),
+    (["mle.epochs=2"], ["mle.epochs = 1 but the config asks for 2; its adversarial phase has begun"]),
     ([], ["has finished (1 MLE epochs, 4 adversarial iterations): nothing to resume"]),
 ])
 def test_resume_refuses_what_would_change_the_run_and_leaves_its_config(finished_run, tmp_path, capsys, overrides,
@@ -408,6 +409,24 @@ def test_resume_refuses_what_would_change_the_run_and_leaves_its_config(finished
     assert _train(tmp_path, *overrides, "--resume") == 2
     _one_line_error(capsys, *fragments)
     assert (tmp_path / "run" / "config.yaml").read_bytes() == saved
+
+
+@pytest.mark.parametrize("stopped", [True, False])
+def test_a_gan_run_takes_a_larger_mle_cap_only_where_its_mle_phase_stopped_on_its_patience(tmp_path, stopped):
+    """MLE that ran out of patience at epoch 140 of at most 200 is the same run under a cap of 400 (a study whose MLE
+    grid is extended to smaller learning rates raises the cap); MLE that reached its cap would have gone on."""
+    from relgan.assembly import _check_resume
+    from relgan.errors import CheckpointError
+    from relgan.plugins import load_config
+
+    saved, wanted = (load_config(SMOKE, [f"mle.epochs={cap}"]) for cap in (200, 400))
+    progress = {"epoch": 140 if stopped else 200, "mle_step": 0, "batch_in_epoch": 0, "mle_stopped": stopped,
+                "adv_step": 4, "adv_stopped": False}
+    if stopped:
+        _check_resume(saved, wanted, tmp_path, progress)
+    else:
+        with pytest.raises(CheckpointError, match="its adversarial phase has begun, so its MLE phase is over"):
+            _check_resume(saved, wanted, tmp_path, progress)
 
 
 def test_a_checkpoint_of_other_sizes_is_a_one_line_error(finished_run, tmp_path, capsys):
