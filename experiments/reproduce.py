@@ -531,7 +531,11 @@ def main() -> None:
                              "combination, chosen on validation; as many trials as --tune-gan")
     parser.add_argument("--tune-gan", default="",
                         help="every GAN row's (and control's) tuning grid, as many trials as --tune-mle")
-    parser.add_argument("--name", required=True, help="results/<name>.json, .md and -<plane>.png")
+    parser.add_argument("--tune-gan-by", choices=sorted(tuning.GAN_RULES), default="selection",
+                        help="choose GAN trials by the GAN's own selection rule (relgan/selection.py), or by MLE's: "
+                        "the lowest validation NLL of the held-out sentences")
+    parser.add_argument("--name", required=True, help="the runs' names, and results/<name>.json, .md, -<plane>.png")
+    parser.add_argument("--table-name", help="results/<table-name>.* instead: another table of the same runs")
     parser.add_argument("--output-dir", default="runs/reproduce", help="where the runs are (read or written)")
     parser.add_argument("--collect", metavar="DIR",
                         help="build the table from DIR/<name>-s<seed>-{mle,relgan<beta>}.metrics.jsonl copied back "
@@ -573,6 +577,9 @@ def main() -> None:
     if len(gan_grid) != trials:
         raise RelganError(f"--tune-mle gives {trials} trials and --tune-gan {len(gan_grid)}: the same tuning effort "
                           "for MLE and every GAN needs as many of each")
+    if trials == 1 and args.tune_gan_by != "selection":
+        raise RelganError(f"--tune-gan-by {args.tune_gan_by}: there are no GAN trials to choose among; give "
+                          "--tune-mle and --tune-gan grids")
     if trials > 1 and (args.collect or args.validation_size <= 0):
         raise RelganError("--tune-mle/--tune-gan: trials are chosen on held-out sentences (--validation-size > 0) "
                           "from runs trained here (not --collect)")
@@ -593,7 +600,8 @@ def main() -> None:
     trained, chosen, trial_values = tuning.run_trials(
         runs_of_seed, mle_grid, gan_grid,
         lambda model, run_name, overrides, mle_run: obtain(model, run_name, overrides, args.collect, args.config,
-                                                           args.output_dir, mle_run))
+                                                           args.output_dir, mle_run),
+        args.tune_gan_by)
     seconds += sum(recorded_seconds(run["run_dir"] / "train-seconds.json")
                    for runs in trained.values() for run in runs if run["run_dir"] is not None)
     for seed in seeds:
@@ -650,7 +658,8 @@ def main() -> None:
     machine = args.machine or (torch.cuda.get_device_name() if torch.cuda.is_available()
                                else f"{cpu_model()} ({platform.machine()}), {os.cpu_count()} cores")
     result = {
-        "name": args.name, "config": args.config, "synthetic": synthetic, "budget": budget, "seeds": seeds,
+        "name": args.table_name or args.name, "config": args.config, "synthetic": synthetic, "budget": budget,
+        "seeds": seeds,
         "algorithms": args.algorithms.split(","),
         "num_samples": num_samples, "reduced": args.reduced, "machine": machine,
         "minutes": seconds / 60, "oracle_reference": reference, "note": args.note,
@@ -666,8 +675,8 @@ def main() -> None:
         "lm_judge": judging.judges.spec.describe() if judging else None,
         "lm_score_of_test": judging.judges.test_score() if judging else None,
         "signatures": {**signatures,
-                       "tuning": tuning.signature(args.tune_mle, args.tune_gan, trials)},
-        "tuning": tuning.description(args.tune_mle, args.tune_gan, trials, synthetic),
+                       "tuning": tuning.signature(args.tune_mle, args.tune_gan, trials, args.tune_gan_by)},
+        "tuning": tuning.description(args.tune_mle, args.tune_gan, trials, synthetic, args.tune_gan_by),
         "trials": {model: {"settings": [" ".join(t) for t in (mle_grid if model == "MLE" else gan_grid)],
                            "mean_validation_value": trial_values[model], "chosen": chosen[model]}
                    for model in trial_values},
@@ -675,8 +684,8 @@ def main() -> None:
     }
     result["plots"] = [str(p.relative_to(REPO)) for p in draw(result)]
     results = REPO / "results"
-    atomic_write_json(results / f"{args.name}.json", result)
-    atomic_write_text(results / f"{args.name}.md", markdown(result))
+    atomic_write_json(results / f"{result['name']}.json", result)
+    atomic_write_text(results / f"{result['name']}.md", markdown(result))
     print(markdown(result))
 
 

@@ -4,7 +4,10 @@ relgan/selection.py alone, never on the test split or the reported samples.
 
 A grid is ``KEY=V1,V2[;KEY=V1,V2...]``; its trials are every combination of the values (the Cartesian product).
 A row's trial is chosen once for all seeds: the one whose mean over the seeds of its best selection value is best
-(the earliest on ties), so that a lucky seed cannot choose its own setting. A chosen numeric value that is the
+(the earliest on ties), so that a lucky seed cannot choose its own setting. GAN trials are chosen by the GAN's own
+rule, or (``GAN_RULES["validation-nll"]``) by MLE's, the lowest validation NLL, which its evaluations also report:
+the GAN rule on the synthetic benchmarks, NLL_oracle, rewards sharpening, which MLE's does not. A chosen numeric
+value that is the
 smallest or largest its key was tried at is reported (``grid_edges``): the grid did not bracket the optimum, and a
 wider one may find a better setting.
 """
@@ -19,6 +22,9 @@ from typing import Any
 from relgan import selection
 from relgan.errors import RelganError
 from relgan.metrics import registry
+
+# how GAN trials are chosen: --tune-gan-by NAME -> the selection phase whose rule scores their evaluations
+GAN_RULES = {"selection": "adversarial", "validation-nll": "mle"}
 
 
 def parse_grid(text: str, flag: str) -> list[list[str]]:
@@ -46,10 +52,12 @@ def trial_name(run_name: str, trial: int, trials: int, mle_trial: int | None = N
     return f"{run_name}-t{trial}" if mle_trial is None else f"{run_name}-m{mle_trial}-t{trial}"
 
 
-def validation_value(records: Sequence[dict[str, Any]], phase: str) -> float:
-    """Higher is better: the best selection value (relgan.selection.score) of a run's ``phase`` evaluations."""
+def validation_value(records: Sequence[dict[str, Any]], phase: str, judged_as: str | None = None) -> float:
+    """Higher is better: the best selection value (relgan.selection.score) of a run's ``phase`` evaluations, by the
+    rule of phase ``judged_as`` (default: ``phase``'s own)."""
     rows = [r for r in records if r["phase"] == phase and "restored_best" not in r]
-    return selection.score(selection.best(rows, phase), phase)
+    rule = judged_as or phase
+    return selection.score(selection.best(rows, rule), rule)
 
 
 def choose(values: Sequence[Sequence[float]]) -> tuple[int, list[float]]:
@@ -63,12 +71,13 @@ def run_trials(
     mle_grid: list[list[str]],
     gan_grid: list[list[str]],
     obtain: Callable[[str, str, list[str], str], dict[str, Any]],
+    gan_rule: str = "selection",
 ) -> tuple[dict[tuple[int, str], list[dict[str, Any]]], dict[str, int], dict[str, list[float]]]:
     """Every trial of every row of every seed (``runs_of_seed``: seed -> row -> (run name, overrides), "MLE" first),
     by ``obtain(row, run name, overrides, MLE run name)``, which trains or reads one run ({"records": ...}); a GAN
-    trial starts from the chosen MLE trial of its seed, with that trial's settings. Returns the runs by (seed, row),
-    per trial; the chosen trial of each row; and, where there was a choice, each trial's mean validation value by
-    row."""
+    trial starts from the chosen MLE trial of its seed, with that trial's settings, and is chosen by ``gan_rule``
+    (a key of GAN_RULES). Returns the runs by (seed, row), per trial; the chosen trial of each row; and, where there
+    was a choice, each trial's mean validation value by row."""
     seeds, trials = list(runs_of_seed), len(mle_grid)
     trained: dict[tuple[int, str], list[dict[str, Any]]] = {}
     chosen: dict[str, int] = {}
@@ -84,9 +93,9 @@ def run_trials(
             ]
         chosen[model] = 0
         if trials > 1:
-            phase = "mle" if model == "MLE" else "adversarial"
+            phase, rule = ("mle", "mle") if model == "MLE" else ("adversarial", GAN_RULES[gan_rule])
             chosen[model], values[model] = choose(
-                [[validation_value(run["records"], phase) for run in trained[seed, model]] for seed in seeds])
+                [[validation_value(run["records"], phase, rule) for run in trained[seed, model]] for seed in seeds])
     return trained, chosen, values
 
 
@@ -105,18 +114,20 @@ def grid_edges(settings: Sequence[str], chosen: int) -> list[str]:
     return edges
 
 
-def signature(mle_grid: str, gan_grid: str, trials: int) -> str:
-    """The tuning signature of a results table: trials per row and both grids."""
+def signature(mle_grid: str, gan_grid: str, trials: int, gan_rule: str = "selection") -> str:
+    """The tuning signature of a results table: trials per row, both grids, and how GAN trials were chosen where
+    not by the GAN's own rule."""
     grids = f"mle:{mle_grid or 'config'}", f"gan:{gan_grid or 'config'}"
-    return registry.sign("tuning", f"trials-per-row:{trials}", *grids)
+    rule = [f"gan-by:{gan_rule}"] if trials > 1 and gan_rule != "selection" else []
+    return registry.sign("tuning", f"trials-per-row:{trials}", *grids, *rule)
 
 
-def description(mle_grid: str, gan_grid: str, trials: int, synthetic: bool) -> str:
+def description(mle_grid: str, gan_grid: str, trials: int, synthetic: bool, gan_rule: str = "selection") -> str:
     """The tuning rule, as a results table states it."""
     if trials == 1:
         return ("one trial per row for MLE and every algorithm: the config's settings (the papers'), no search; each "
                 "beta_max is a row of its own, not a choice among them")
+    gan = selection.rule(GAN_RULES[gan_rule], synthetic)
     return (f"{trials} trials per row for MLE ({mle_grid}) and for every algorithm and control ({gan_grid}); each "
             f"row's trial chosen once for all seeds by the mean over the seeds of its best validation value (MLE: "
-            f"{selection.rule('mle', synthetic)}; GAN: {selection.rule('adversarial', synthetic)}); the GAN trials "
-            "start from the chosen MLE trial")
+            f"{selection.rule('mle', synthetic)}; GAN: {gan}); the GAN trials start from the chosen MLE trial")

@@ -38,6 +38,8 @@ def test_no_committed_result_names_a_directory_of_the_machine_that_made_it():
      "error: --tune-mle gives 2 trials and --tune-gan 1: the same tuning effort for MLE and every GAN"),
     ("reproduce", ["--config", str(REPO / "configs" / "smoke.yaml"), "--tune-mle", "mle.lr", "--name", "x"],
      "error: --tune-mle 'mle.lr': give KEY=V1,V2"),
+    ("reproduce", ["--config", str(REPO / "configs" / "smoke.yaml"), "--tune-gan-by", "validation-nll", "--name", "x"],
+     "error: --tune-gan-by validation-nll: there are no GAN trials to choose among"),
     ("paper_seeds", ["--config", "nope.yaml", "--output-dir", "OUT"], "error: nope.yaml: config file not found"),
     ("conditional_table", ["--runs", "nope", "--out", "OUT", "--command", "x"],
      "error: --runs nope: no evaluation after MLE"),

@@ -83,6 +83,30 @@ def test_trials_train_under_their_names_and_gans_start_from_the_chosen_mle_trial
     assert len(trained[2, "GAN, control"]) == 2
 
 
+def test_gan_trials_chosen_by_validation_nll_where_the_gan_rule_prefers_the_sharper_trial():
+    """Trial 1 lowers NLL_oracle (the GAN rule) but raises the validation NLL (MLE's rule): each rule chooses its own,
+    and the table says which rule chose."""
+    runs_of_seed = {seed: {"MLE": (f"v-s{seed}-mle", []), "GAN": (f"v-s{seed}-gan", [])} for seed in (1, 2)}
+    evaluations = {"adversarial.g_lr=1": (9.4, 1.30), "adversarial.g_lr=2": (9.1, 1.35)}
+
+    def obtain(model, run_name, overrides, mle_run):
+        if model == "MLE":
+            return {"records": [{"phase": "mle", "val/nll_test": 1.3}]}
+        oracle, nll = evaluations[overrides[-1]]
+        return {"records": [{"phase": "adversarial", "val/nll_oracle": oracle, "val/nll_test": nll}]}
+
+    grids = [["mle.lr=0.1"], ["mle.lr=0.2"]], [["adversarial.g_lr=1"], ["adversarial.g_lr=2"]]
+    _, by_own_rule, _ = tuning.run_trials(runs_of_seed, *grids, obtain)
+    _, by_nll, values = tuning.run_trials(runs_of_seed, *grids, obtain, gan_rule="validation-nll")
+    assert (by_own_rule["GAN"], by_nll["GAN"]) == (1, 0)
+    assert values["GAN"] == [-1.30, -1.35]
+    text = tuning.description("mle.lr=0.1,0.2", "adversarial.g_lr=1,2", 2, True, "validation-nll")
+    assert "GAN: lowest validation NLL (val/nll_test" in text
+    assert tuning.signature("a=1,2", "b=1,2", 2, "validation-nll").startswith("tuning|trials-per-row:2|mle:a=1,2|"
+                                                                            "gan:b=1,2|gan-by:validation-nll|")
+    assert "gan-by" not in tuning.signature("a=1,2", "b=1,2", 2)
+
+
 def test_one_trial_keeps_the_run_names_of_an_untuned_verdict():
     runs_of_seed = {3: {"MLE": ("v-s3-mle", []), "GAN": ("v-s3-gan", [])}}
     names = []
