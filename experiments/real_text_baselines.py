@@ -47,7 +47,8 @@ def main() -> None:
     picked = rng.sample(train, 2 * args.count)
     train_a, train_b = picked[: args.count], picked[args.count:]
     test_n = rng.sample(test, args.count)
-    result: dict = {"count": args.count, "command": portable_command(["python", *sys.argv])}
+    result: dict = {"count": args.count,
+                    "command": portable_command(["python", "-m", "experiments.real_text_baselines", *sys.argv[1:]])}
 
     def embedding(samples: list[str], references: list[str]) -> dict:
         report = TextEvaluator(references, "full", [4]).fed(samples)
