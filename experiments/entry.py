@@ -19,7 +19,7 @@ def run(main: Callable[[], None]) -> None:
     try:
         main()
     except TrainingInterrupted as stop:
-        print(f"interrupted: {' '.join(str(stop).split())}", file=sys.stderr)
+        print(f"interrupted: {_one_line(stop)}", file=sys.stderr)
         raise SystemExit(stop.exit_code) from None
     except KeyboardInterrupt:
         print(
@@ -29,4 +29,8 @@ def run(main: Callable[[], None]) -> None:
         )
         raise SystemExit(128 + signal.SIGINT) from None
     except RelganError as error:
-        raise SystemExit(f"error: {' '.join(str(error).split())}") from None
+        raise SystemExit(f"error: {_one_line(error)}") from None
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())

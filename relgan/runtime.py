@@ -78,8 +78,8 @@ class StopSignals:
 def registered_only(accelerator: Accelerator, models: list[object], optimizers: list[object]) -> Iterator[None]:
     """Inside the block the Accelerator saves and loads only these of the models and optimisers it prepared.
 
-    Accelerate numbers the files of a checkpoint by the order of preparation (model.safetensors, model_1...), so
-    a checkpoint of fewer objects loads into the first ones; this names them instead of relying on the order."""
+    Accelerate numbers a checkpoint's files by the order of preparation (model.safetensors, model_1...) and loads
+    every object it prepared, so a checkpoint of fewer objects loads only with the others left out."""
     prepared = accelerator._models, accelerator._optimizers
     accelerator._models = [m for m in prepared[0] if any(m is kept for kept in models)]
     accelerator._optimizers = [o for o in prepared[1] if any(o is kept for kept in optimizers)]

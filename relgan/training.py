@@ -146,11 +146,12 @@ class Trainer:
         from a finished MLE run; assembly's resume check refuses any other change)."""
         optimizers = (self.mle_optimizer, self.g_optimizer, self.d_optimizer)
         rates = [[group["lr"] for group in optimizer.param_groups] for optimizer in optimizers]
-        if self._lacks_adversarial_modules(checkpoint):
+        networks = [self.generator, self.discriminator]
+        if self._holds_only(checkpoint, networks):
             # A finished MLE run continued by an algorithm with modules of its own (a control variate, a learned
             # beta): MLE never touches them nor the adversarial optimisers, so they keep the values this run was
             # seeded with, exactly as in a run that trained its MLE phase itself.
-            with registered_only(self.acc, [self.generator, self.discriminator], [self.mle_optimizer]):
+            with registered_only(self.acc, networks, [self.mle_optimizer]):
                 self.book.restore(checkpoint)
         else:
             self.book.restore(checkpoint)
@@ -158,12 +159,12 @@ class Trainer:
             for group, lr in zip(optimizer.param_groups, wanted, strict=True):
                 group["lr"] = lr
 
-    def _lacks_adversarial_modules(self, checkpoint: Path) -> bool:
-        """Whether ``checkpoint`` holds the generator and discriminator only, from before the adversarial phase,
-        while this run adds modules (its own checkpoints always hold them)."""
-        saved_networks = len(list(checkpoint.glob("model*.safetensors")))
+    def _holds_only(self, checkpoint: Path, networks: list[torch.nn.Module]) -> bool:
+        """Whether ``checkpoint``, from before the adversarial phase, holds these first networks only while this run
+        adds modules (its own checkpoints always hold them)."""
+        saved = len(list(checkpoint.glob("model*.safetensors")))
         before_adversarial = not read_trainer_state(checkpoint)["progress"]["adv_step"]
-        return before_adversarial and saved_networks == 2 < len(self.book.networks)
+        return before_adversarial and saved == len(networks) < len(self.book.networks)
 
     @property
     def mle_batches_per_epoch(self) -> int:
