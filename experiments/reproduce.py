@@ -360,18 +360,19 @@ def markdown(result: dict) -> str:
 
 
 def trials_table(trials: dict[str, dict]) -> list[str]:
-    """The markdown lines of each row's tuning trials: setting, mean validation value, the chosen one in bold."""
+    """The markdown lines of each row's tuning trials in ascending order of their values (``t<k>``: the trial's
+    index in the grid and in its run's name), each with its mean validation value, the chosen one in bold."""
     if not trials:
         return []
-    lines = ["| row | " + " | ".join(f"trial {k}" for k in range(len(next(iter(trials.values()))["settings"])))
-             + " |", "|---|" + "---|" * len(next(iter(trials.values()))["settings"])]
+    count = len(next(iter(trials.values()))["settings"])
+    lines = ["| row | trials, ascending |" + " |" * (count - 1), "|---|" + "---|" * count]
     for model, found in trials.items():
-        cells = [f"{setting}: {value:.4f}" for setting, value in zip(found["settings"], found["mean_validation_value"],
-                                                                     strict=True)]
+        cells = [f"t{k} {setting}: {value:.4f}" for k, (setting, value) in
+                 enumerate(zip(found["settings"], found["mean_validation_value"], strict=True))]
         cells[found["chosen"]] = f"**{cells[found['chosen']]}**"
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    lines += ["", "Each cell: the trial's settings and the mean over the seeds of its best validation value "
-              "(higher is better; the negated NLL where the rule is a lowest NLL).", ""]
+        lines.append(f"| {model} | " + " | ".join(cells[k] for k in tuning.ascending(found["settings"])) + " |")
+    lines += ["", "Each cell: the trial (`t<k>` in its run's name), its settings and the mean over the seeds of its "
+              "best validation value (higher is better; the negated NLL where the rule is a lowest NLL).", ""]
     edges = {model: tuning.grid_edges(found["settings"], found["chosen"]) for model, found in trials.items()
              if len(set(found["mean_validation_value"])) > 1}  # where every trial ties, the grid changed nothing
     if any(edges.values()):

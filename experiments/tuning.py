@@ -99,10 +99,29 @@ def run_trials(
     return trained, chosen, values
 
 
+def _parsed(settings: Sequence[str]) -> list[dict[str, str]]:
+    """Each trial's ``KEY=V`` settings (space-separated) as a dict."""
+    return [dict(item.split("=", 1) for item in setting.split()) for setting in settings]
+
+
+def ascending(settings: Sequence[str]) -> list[int]:
+    """The trials' indices in ascending order of their values, key by key (a grid is tried in the order it was
+    written, which run names keep; a table reads better sorted). A categorical key keeps its written order."""
+    trials = _parsed(settings)
+
+    def rank(key: str, value: str) -> float:
+        try:
+            return float(value)
+        except ValueError:
+            return float([trial[key] for trial in trials].index(value))
+
+    return sorted(range(len(trials)), key=lambda k: tuple(rank(key, v) for key, v in trials[k].items()))
+
+
 def grid_edges(settings: Sequence[str], chosen: int) -> list[str]:
     """The chosen trial's numeric values that lie at the edge of what their key was tried at, e.g.
     ``["mle.lr=0.005 (the smallest tried)"]``; ``settings`` are the trials as space-separated ``KEY=V`` settings."""
-    trials = [dict(item.split("=", 1) for item in setting.split()) for setting in settings]
+    trials = _parsed(settings)
     edges = []
     for key, value in trials[chosen].items():
         try:

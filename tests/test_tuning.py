@@ -107,6 +107,12 @@ def test_gan_trials_chosen_by_validation_nll_where_the_gan_rule_prefers_the_shar
     assert "gan-by" not in tuning.signature("a=1,2", "b=1,2", 2)
 
 
+def test_trials_sort_by_value_key_by_key_and_names_keep_their_written_order():
+    settings = ["lr=3e-5 loss=rsgan", "lr=1e-5 loss=rsgan", "lr=3e-5 loss=standard", "lr=1e-5 loss=standard"]
+    assert tuning.ascending(settings) == [1, 3, 0, 2]
+    assert tuning.ascending(["g=3e-5", "g=1e-4", "g=3e-6", "g=3e-3"]) == [2, 0, 1, 3]
+
+
 def test_one_trial_keeps_the_run_names_of_an_untuned_verdict():
     runs_of_seed = {3: {"MLE": ("v-s3-mle", []), "GAN": ("v-s3-gan", [])}}
     names = []
@@ -122,7 +128,8 @@ def test_the_trials_table_names_each_row_chosen_at_the_edge_of_its_grid():
     trials = {"MLE": {"settings": ["mle.lr=0.01", "mle.lr=0.005"], "mean_validation_value": [-2.0, -1.9], "chosen": 1},
               "GAN": {"settings": ["g=1", "g=2", "g=3"], "mean_validation_value": [-9.0, -8.0, -8.5], "chosen": 1}}
     lines = trials_table(trials)
-    assert "| MLE | mle.lr=0.01: -2.0000 | **mle.lr=0.005: -1.9000** |" in lines
+    assert "| MLE | **t1 mle.lr=0.005: -1.9000** | t0 mle.lr=0.01: -2.0000 |" in lines
+    assert "| GAN | t0 g=1: -9.0000 | **t1 g=2: -8.0000** | t2 g=3: -8.5000 |" in lines
     assert [line for line in lines if line.startswith("Chosen at the edge")] == [
         "Chosen at the edge of the grid, so the grid did not bracket the best setting and a wider one may find a "
         "better: MLE, mle.lr=0.005 (the smallest tried)."]
