@@ -117,8 +117,19 @@ def reranked_sweep(
     torch.manual_seed(seed)
     discriminator = Discriminator(session.config.discriminator, corpus.vocab_size, corpus.seq_len)
     real, batch_size = corpus.train_ids, session.config.eval.batch_size
+    # the reranker's training is the slow part on text (minutes on a CPU), so it resumes if stopped
+    checkpoint = run_dir / f"reranker-s{seed}-steps{reranker_steps}.pt"
     resampled = sir_resampled(
-        session.generator, discriminator, real, tuple(alphas), candidates, num_samples, reranker_steps, seed, batch_size
+        session.generator,
+        discriminator,
+        real,
+        tuple(alphas),
+        candidates,
+        num_samples,
+        reranker_steps,
+        seed,
+        batch_size,
+        checkpoint,
     )
     signature = reranking_signature(reranker_steps, candidates)
     options = {"batch_size": batch_size}

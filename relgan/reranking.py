@@ -13,12 +13,20 @@ are no one generator's samples, and q_alpha's normaliser is not estimated.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import pickle
+from pathlib import Path
+from typing import Any
+
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from relgan.algorithms.reinforce import sentence_logits
 from relgan.decoding import Decoding
+from relgan.errors import CheckpointError
+from relgan.io_utils import atomic_write_bytes
 from relgan.metrics.exact import all_sentences, divergences, generator_log_probs
 from relgan.metrics.registry import sign
 from relgan.models import Discriminator, SequenceGenerator
@@ -51,15 +59,27 @@ def train_reranker(
     batch_size: int = 64,
     lr: float = 1e-3,
     seed: int = 0,
+    checkpoint: Path | None = None,
+    every: int = 100,
 ) -> list[float]:
     """Train ``discriminator`` ``steps`` Adam steps (the standard GAN loss) to tell real sentences [N, T] from the
-    generator's fresh samples, the generator fixed; returns the losses. Leaves it in eval mode."""
+    generator's fresh samples, the generator fixed; returns the losses. Leaves it in eval mode. With
+    ``checkpoint``, the training state is written there (atomically) every ``every`` steps and at the end, and a
+    stopped training continues from it, ending as the uninterrupted one would."""
     draws = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.Adam(discriminator.parameters(), lr=lr)
+    # what a saved state depends on: one of another generator or other data must not be continued
+    settings = {
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "trained_against": _fingerprint([real, *generator.state_dict().values()]),
+    }
+    losses = _resume(checkpoint, settings, discriminator, optimiser, draws) if checkpoint is not None else []
     labels = torch.cat([torch.ones(batch_size), torch.zeros(batch_size)])
-    losses = []
     discriminator.train()
-    for _ in range(steps):
+    for step in range(len(losses), steps):
         with torch.no_grad():
             fake = generator.sample_tokens(batch_size, generator=draws)
         rows = torch.randint(len(real), (batch_size,), generator=draws)
@@ -69,8 +89,69 @@ def train_reranker(
         loss.backward()
         optimiser.step()
         losses.append(loss.item())
+        if checkpoint is not None and ((step + 1) % every == 0 or step + 1 == steps):
+            _save(checkpoint, settings, discriminator, optimiser, draws, losses)
     discriminator.eval()
     return losses
+
+
+def _fingerprint(tensors: list[Tensor]) -> str:
+    """A SHA-256 of the tensors' values, in order."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _save(
+    path: Path,
+    settings: dict[str, Any],
+    discriminator: Discriminator,
+    optimiser: torch.optim.Optimizer,
+    draws: torch.Generator,
+    losses: list[float],
+) -> None:
+    # the global RNG too: the discriminator's dropout draws from it
+    state = {
+        "settings": settings,
+        "discriminator": discriminator.state_dict(),
+        "optimiser": optimiser.state_dict(),
+        "draws": draws.get_state(),
+        "global_rng": torch.get_rng_state(),
+        "losses": losses,
+    }
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _resume(
+    path: Path,
+    settings: dict[str, Any],
+    discriminator: Discriminator,
+    optimiser: torch.optim.Optimizer,
+    draws: torch.Generator,
+) -> list[float]:
+    """The losses so far of the training saved at ``path`` (none if there is no file), its state restored."""
+    if not path.exists():
+        return []
+    try:
+        state = torch.load(path, weights_only=True)
+        differing = sorted(key for key in settings if state["settings"].get(key) != settings[key])
+        if not differing:
+            discriminator.load_state_dict(state["discriminator"])
+            optimiser.load_state_dict(state["optimiser"])
+    except (OSError, EOFError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as error:
+        raise CheckpointError(
+            f"{path}: not a reranker checkpoint of this discriminator ({error}); delete it to train again"
+        ) from None
+    if differing:
+        raise CheckpointError(
+            f"{path}: a reranker trained with another {', '.join(differing)}; delete it to train this one"
+        )
+    draws.set_state(state["draws"])
+    torch.set_rng_state(state["global_rng"])
+    return list(state["losses"])
 
 
 @torch.no_grad()
@@ -109,11 +190,13 @@ def sir_resampled(
     steps: int,
     seed: int,
     batch_size: int = 256,
+    checkpoint: Path | None = None,
 ) -> dict[float, Tensor]:
     """On any benchmark: train ``discriminator`` as the reranker of ``generator`` on the real sentences [N, T]
-    (:func:`train_reranker`), draw ``candidates`` sentences from the generator and, for each alpha, resample
-    ``count`` of them [count, T] in proportion to exp(alpha d) (sampling-importance-resampling)."""
-    train_reranker(discriminator, generator, real, steps, seed=seed)
+    (:func:`train_reranker`, resumable from ``checkpoint``), draw ``candidates`` sentences from the generator and,
+    for each alpha, resample ``count`` of them [count, T] in proportion to exp(alpha d)
+    (sampling-importance-resampling)."""
+    train_reranker(discriminator, generator, real, steps, seed=seed, checkpoint=checkpoint)
     pool = sample_ids(generator, candidates, batch_size, derive_seed(seed, "reranking candidates"))
     scores = scores_of(discriminator, pool)
     draws = torch.Generator().manual_seed(derive_seed(seed, "reranking resampling"))

@@ -11,6 +11,7 @@ from test_exact import LENGTH, VOCAB, _toy
 
 from relgan.config import DiscriminatorConfig
 from relgan.decoding import Decoding
+from relgan.errors import CheckpointError
 from relgan.metrics.exact import all_sentences, divergences, generator_log_probs, oracle_log_probs
 from relgan.models import Discriminator
 from relgan.reranking import (
@@ -55,6 +56,53 @@ def test_a_trained_reranker_tells_real_from_generated_sentences():
     losses = train_reranker(discriminator, generator, real, steps=300, seed=0)
     assert sum(losses[-50:]) / 50 < sum(losses[:50]) / 50 - 0.05
     assert not discriminator.training and all_sentences(VOCAB, LENGTH, 0, 9).shape == (9, LENGTH)
+
+
+class _StopsAfter:
+    """The generator, stopped (as by a signal) at its draw number ``draws`` + 1."""
+
+    def __init__(self, generator, draws):
+        self.generator, self.draws = generator, draws
+
+    def sample_tokens(self, *args, **kwargs):
+        if self.draws == 0:
+            raise KeyboardInterrupt
+        self.draws -= 1
+        return self.generator.sample_tokens(*args, **kwargs)
+
+    def state_dict(self):
+        return self.generator.state_dict()
+
+
+def test_a_stopped_reranker_training_continues_from_its_checkpoint_as_if_never_stopped(tmp_path):
+    oracle, generator = _toy()
+    real = oracle.sample(256, torch.Generator().manual_seed(1))
+    config = DiscriminatorConfig(embedding_dim=8, num_representations=1, filter_sizes=[2], num_filters=8,
+                                 hidden_size=8, dropout=0.5)
+
+    def fresh():
+        torch.manual_seed(0)
+        return Discriminator(config, VOCAB, LENGTH)
+
+    whole = fresh()
+    expected = train_reranker(whole, generator, real, steps=7, batch_size=16, seed=3)
+    path = tmp_path / "reranker.pt"
+    with pytest.raises(KeyboardInterrupt):  # stopped in step 6, after the save of step 4
+        train_reranker(fresh(), _StopsAfter(generator, 5), real, steps=7, batch_size=16, seed=3, checkpoint=path,
+                       every=2)
+    resumed = fresh()
+    torch.manual_seed(123)  # a new process draws otherwise; the checkpoint restores the dropout's generator too
+    losses = train_reranker(resumed, generator, real, steps=7, batch_size=16, seed=3, checkpoint=path, every=2)
+    assert losses == expected
+    for name, value in whole.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], value, rtol=0, atol=0)
+    with torch.no_grad():
+        next(generator.parameters()).add_(0.1)
+    with pytest.raises(CheckpointError, match=r"reranker\.pt: a reranker trained with another trained_against; "):
+        train_reranker(fresh(), generator, real, steps=7, batch_size=16, seed=3, checkpoint=path)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"reranker\.pt: not a reranker checkpoint of this discriminator"):
+        train_reranker(fresh(), generator, real, steps=7, batch_size=16, seed=3, checkpoint=path)
 
 
 def test_exact_reranking_at_alpha_zero_is_the_generator_and_a_trained_reranker_moves_it_towards_the_oracle():
@@ -120,5 +168,6 @@ def test_a_runs_reranked_points_come_from_samples_are_signed_and_cached(smoke_ru
         assert point["signatures"]["reranking"].startswith("reranking|sir|candidates:640|reranker-steps:20|")
         assert "n:64" in point["signatures"]["nll_oracle"]
     assert points["reranked alpha=0"]["nll_oracle"] != points["reranked alpha=4"]["nll_oracle"]
+    assert (run / "reranker-s0-steps20.pt").is_file()  # the reranker's training resumes if stopped
     monkeypatch.setattr(reproduce, "reranked_sweep", lambda *args: pytest.fail("not read from the run"))
     assert reproduce.reranked(run, [0.0, 4.0], 20, 0, None, candidates=640, num_samples=64)[0] == points
