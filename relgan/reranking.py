@@ -96,10 +96,10 @@ def train_reranker(
 
 
 def _fingerprint(tensors: list[Tensor]) -> str:
-    """A SHA-256 of the tensors' values, in order."""
+    """A SHA-256 of the tensors' bytes, in order (as bytes, so that any dtype, bfloat16 too, can be hashed)."""
     digest = hashlib.sha256()
     for tensor in tensors:
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
