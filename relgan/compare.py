@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from scipy import stats
@@ -321,6 +321,71 @@ def plane_series(
     return drawn
 
 
+# a plot shows its reference points (MLE's curves, reranked MLE, real text) with their intervals, widened on each
+# side by up to this many times their extent to take in the GAN rows; a row whose mean lies beyond that would
+# shrink the frontier to a dot (a collapsed generator's KLs are ten times MLE's), so it is drawn on the edge and
+# named in a caption
+VIEW_SPREAD = 2.0
+
+
+def view_limits(drawn: Sequence[Series], spread: float = VIEW_SPREAD) -> tuple[tuple[float, float], ...] | None:
+    """The (x, y) ranges a plane's plot shows: every point with its interval, but no farther than ``spread`` times
+    the reference points' extent beyond them; None without reference points."""
+    reference = [s for s in drawn if s.marker not in GAN_SHAPES]
+    if not reference:
+        return None
+    ranges = []
+    for axis in ("x", "y"):
+        ends = [(v - e, v + e) for v, e in _points(reference, axis)]
+        low, high = min(end for end, _ in ends), max(end for _, end in ends)
+        margin = spread * (high - low) if high > low else 0.05 * max(abs(low), 1.0)
+        band_low, band_high = low - margin, high + margin
+        for v, e in _points(drawn, axis):
+            if v < band_low:
+                low = band_low
+            elif v > band_high:
+                high = band_high
+            else:
+                low, high = min(low, max(v - e, band_low)), max(high, min(v + e, band_high))
+        ranges.append((low, high))
+    return tuple(ranges)
+
+
+def _points(drawn: Sequence[Series], axis: str) -> list[tuple[float, float]]:
+    """Each point's mean and 95% half-width on ``axis`` ("x" or "y")."""
+    return [pair for s in drawn for pair in zip(getattr(s, axis), getattr(s, f"{axis}err"), strict=True)]
+
+
+def onto_view(series: Series, limits: tuple[tuple[float, float], ...]) -> tuple[Series, list[str]]:
+    """``series`` with each point whose mean lies outside ``limits`` (:func:`view_limits`) moved onto their edge,
+    without its interval; and those points as "label (x, y)", for the plot's caption."""
+    (x_low, x_high), (y_low, y_high) = limits
+    outside = [not (x_low <= x <= x_high and y_low <= y <= y_high) for x, y in zip(series.x, series.y, strict=True)]
+    if not any(outside):
+        return series, []
+
+    def onto(values: list[float], low: float, high: float) -> list[float]:
+        return [min(max(v, low), high) if out else v for v, out in zip(values, outside, strict=True)]
+
+    def without(errors: list[float]) -> list[float]:
+        return [0.0 if out else e for e, out in zip(errors, outside, strict=True)]
+
+    moved = [f"{series.label} ({x:.3g}, {y:.3g})" for x, y, out in zip(series.x, series.y, outside, strict=True) if out]
+    return replace(
+        series,
+        x=onto(series.x, x_low, x_high),
+        y=onto(series.y, y_low, y_high),
+        xerr=without(series.xerr),
+        yerr=without(series.yerr),
+    ), moved
+
+
+def _padded(low: float, high: float) -> tuple[float, float]:
+    """A range widened by 5% on each side, so that points on its edge are drawn whole."""
+    pad = 0.05 * (high - low) if high > low else 0.05 * max(abs(low), 1.0)
+    return low - pad, high + pad
+
+
 def plot_planes(
     sweep: Mapping[Decoding, Point],
     gans: Mapping[str, Point],
@@ -344,6 +409,10 @@ def plot_planes(
         drawn = plane_series(plane, sweep, gans, real, others)
         if not drawn:
             continue
+        limits, off_scale = view_limits(drawn), []
+        if limits is not None:
+            placed = [onto_view(s, limits) if s.marker in GAN_SHAPES else (s, []) for s in drawn]
+            drawn, off_scale = [s for s, _ in placed], [point for _, moved in placed for point in moved]
         columns = 1 + (len(drawn) - 1) // 18  # a verdict with controls draws dozens of rows: the legend goes beside
         fig, axis = plt.subplots(figsize=(6 + 3 * columns, 4.5))
         for s in drawn:
@@ -364,7 +433,14 @@ def plot_planes(
         axis.set_xlabel(f"{plane.diversity.label} ({better(plane.diversity)} is better)")
         axis.set_ylabel(f"{plane.quality.label} ({better(plane.quality)} is better)")
         axis.set_title(title, fontsize=10)
+        if limits is not None:
+            (x_low, x_high), (y_low, y_high) = limits
+            axis.set_xlim(*_padded(x_low, x_high))
+            axis.set_ylim(*_padded(y_low, y_high))
         axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), ncol=columns)
+        if off_scale:
+            caption = "Off scale, drawn on the edge (x, y): " + "; ".join(off_scale)
+            axis.text(0, -0.16, caption, transform=axis.transAxes, fontsize=7, va="top", wrap=True)
         fig.tight_layout()
         path = prefix.with_name(f"{prefix.name}-{plane.name}.png")
         fig.savefig(path, dpi=110, bbox_inches="tight")

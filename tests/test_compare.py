@@ -231,3 +231,26 @@ def test_every_series_of_a_crowded_plot_has_its_own_colour_and_marker():
     assert len(drawn) == 1 + 1 + 23 + 1  # the temperature curve, the reranked curve, the GAN rows, real text
     looks = [(index % COLOURS, series.marker) for index, series in enumerate(drawn)]
     assert len(set(looks)) == len(looks)
+
+
+def test_a_plot_keeps_the_frontier_in_view_and_moves_rows_far_beyond_it_onto_its_edge():
+    """A collapsed row (KLs ten times MLE's) must not shrink the frontier to a dot: the view takes in every point
+    with its interval, up to twice MLE's extent beyond MLE's points; a row whose mean lies past that sits on the
+    edge, without its interval, and is named in the caption with its values."""
+    from relgan.compare import GAN_SHAPES, Series, onto_view, view_limits
+
+    def row(label, x, y, shape, xerr=0.05):
+        return Series(label, x=[x], y=[y], xerr=[xerr], yerr=[0.2], marker=shape, joined=False, notes=[""])
+
+    curve = Series("MLE", x=[1.0, 1.2], y=[2.0, 2.4], xerr=[0.0, 0.0], yerr=[0.1, 0.1], marker="o", joined=True,
+                   notes=["T=1", "T=1.2"])
+    near, far = row("near", 1.3, 2.0, GAN_SHAPES[0]), row("far", 9.0, 0.5, GAN_SHAPES[1], xerr=20.0)
+    (x_range, y_range) = view_limits([curve, near])
+    assert [*x_range, *y_range] == pytest.approx([1.0, 1.35, 1.8, 2.5])  # as matplotlib would scale it
+    (x_range, y_range) = view_limits([curve, near, far])
+    assert [*x_range, *y_range] == pytest.approx([1.0, 1.6, 0.7, 2.5])  # 1.2 + 2 * 0.2 and 1.9 - 2 * 0.6
+    moved, caption = onto_view(far, (x_range, y_range))
+    assert [*moved.x, *moved.y, *moved.xerr, *moved.yerr] == pytest.approx([1.6, 0.7, 0.0, 0.0])
+    assert caption == ["far (9, 0.5)"]
+    assert onto_view(near, (x_range, y_range)) == (near, [])
+    assert view_limits([near, far]) is None
