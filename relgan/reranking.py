@@ -141,7 +141,16 @@ def _resume(
         if not differing:
             discriminator.load_state_dict(state["discriminator"])
             optimiser.load_state_dict(state["optimiser"])
-    except (OSError, EOFError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as error:
+    except (
+        OSError,
+        EOFError,
+        AttributeError,
+        KeyError,
+        RuntimeError,
+        TypeError,
+        ValueError,
+        pickle.UnpicklingError,
+    ) as error:
         raise CheckpointError(
             f"{path}: not a reranker checkpoint of this discriminator ({error}); delete it to train again"
         ) from None
