@@ -328,6 +328,12 @@ def plane_series(
 VIEW_SPREAD = 2.0
 
 
+def _widened(low: float, high: float, times: float) -> tuple[float, float]:
+    """A range widened on each side by ``times`` its extent (a point's range, by 5% of its size or of 1)."""
+    margin = times * (high - low) if high > low else 0.05 * max(abs(low), 1.0)
+    return low - margin, high + margin
+
+
 def view_limits(drawn: Sequence[Series], spread: float = VIEW_SPREAD) -> tuple[tuple[float, float], ...] | None:
     """The (x, y) ranges a plane's plot shows: every point with its interval, but no farther than ``spread`` times
     the reference points' extent beyond them; None without reference points."""
@@ -338,8 +344,7 @@ def view_limits(drawn: Sequence[Series], spread: float = VIEW_SPREAD) -> tuple[t
     for axis in ("x", "y"):
         ends = [(v - e, v + e) for v, e in _points(reference, axis)]
         low, high = min(end for end, _ in ends), max(end for _, end in ends)
-        margin = spread * (high - low) if high > low else 0.05 * max(abs(low), 1.0)
-        band_low, band_high = low - margin, high + margin
+        band_low, band_high = _widened(low, high, spread)
         for v, e in _points(drawn, axis):
             if v < band_low:
                 low = band_low
@@ -378,12 +383,6 @@ def onto_view(series: Series, limits: tuple[tuple[float, float], ...]) -> tuple[
         xerr=without(series.xerr),
         yerr=without(series.yerr),
     ), moved
-
-
-def _padded(low: float, high: float) -> tuple[float, float]:
-    """A range widened by 5% on each side, so that points on its edge are drawn whole."""
-    pad = 0.05 * (high - low) if high > low else 0.05 * max(abs(low), 1.0)
-    return low - pad, high + pad
 
 
 def plot_planes(
@@ -435,8 +434,9 @@ def plot_planes(
         axis.set_title(title, fontsize=10)
         if limits is not None:
             (x_low, x_high), (y_low, y_high) = limits
-            axis.set_xlim(*_padded(x_low, x_high))
-            axis.set_ylim(*_padded(y_low, y_high))
+            # 5% more, so that points on the edge are drawn whole
+            axis.set_xlim(*_widened(x_low, x_high, 0.05))
+            axis.set_ylim(*_widened(y_low, y_high, 0.05))
         axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), ncol=columns)
         if off_scale:
             caption = "Off scale, drawn on the edge (x, y): " + "; ".join(off_scale)

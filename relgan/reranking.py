@@ -68,15 +68,18 @@ def train_reranker(
     stopped training continues from it, ending as the uninterrupted one would."""
     draws = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.Adam(discriminator.parameters(), lr=lr)
-    # what a saved state depends on: one of another generator or other data must not be continued
-    settings = {
-        "steps": steps,
-        "batch_size": batch_size,
-        "lr": lr,
-        "seed": seed,
-        "trained_against": _fingerprint([real, *generator.state_dict().values()]),
-    }
-    losses = _resume(checkpoint, settings, discriminator, optimiser, draws) if checkpoint is not None else []
+    settings: dict[str, Any] = {}
+    losses: list[float] = []
+    if checkpoint is not None:
+        # what a saved state depends on: one of another generator or other data must not be continued
+        settings = {
+            "steps": steps,
+            "batch_size": batch_size,
+            "lr": lr,
+            "seed": seed,
+            "trained_against": _fingerprint([real, *generator.state_dict().values()]),
+        }
+        losses = _resume(checkpoint, settings, discriminator, optimiser, draws)
     labels = torch.cat([torch.ones(batch_size), torch.zeros(batch_size)])
     discriminator.train()
     for step in range(len(losses), steps):
